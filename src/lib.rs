@@ -1,0 +1,13 @@
+//! Verdict: a two-phase-commit transaction coordinator.
+//!
+//! A map of the crate:
+//! - [`core`]: the pure protocol — a transaction's state machine, ids, backoff. No I/O.
+//! - [`log`]: the durable decision log behind the [`log::DecisionLog`] trait, with the sled
+//!   implementation and its group commit.
+//! - [`coordinator`]: the engine that drives the core with real I/O, the participant client
+//!   layer, and the `verdict.v1.Coordinator` gRPC service.
+//! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown.
+//! - [`proto`]: the generated wire contract.
+
+pub mod core;
+pub mod proto;
