@@ -10,4 +10,5 @@
 //! - [`proto`]: the generated wire contract.
 
 pub mod core;
+pub mod log;
 pub mod proto;

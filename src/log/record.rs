@@ -1,0 +1,276 @@
+//! The on-disk record format: a versioned, checksummed frame around a protobuf body.
+//!
+//! ```text
+//! magic "VD" (2) | version (1) | reserved 0 (1) | body length u32 LE (4) | CRC-32 of body u32 LE (4) | body
+//! ```
+//!
+//! A frame that is short, has the wrong magic, an unknown version, a length that disagrees with
+//! what is there or a checksum mismatch is reported as [`LogError::Corrupt`]; it is never read
+//! as a transaction. The protobuf body lets later versions add fields that older readers skip.
+
+use prost::Message;
+
+use super::{LogError, Status, TxnRecord};
+use crate::core::{Delivery, Outcome, Participant, TxnId, Vote};
+
+const MAGIC: &[u8; 2] = b"VD";
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 12;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RecordBody {
+    #[prost(bytes = "vec", tag = "1")]
+    txn_id: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    status: u32,
+    #[prost(uint64, tag = "3")]
+    deadline_unix_ms: u64,
+    #[prost(uint64, tag = "4")]
+    finished_unix_ms: u64,
+    #[prost(bool, tag = "5")]
+    commit_requested: bool,
+    #[prost(string, optional, tag = "6")]
+    reason: Option<String>,
+    #[prost(message, repeated, tag = "7")]
+    participants: Vec<ParticipantBody>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ParticipantBody {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    endpoint: String,
+    #[prost(uint32, tag = "3")]
+    vote: u32,
+    #[prost(string, tag = "4")]
+    no_reason: String,
+    #[prost(uint32, tag = "5")]
+    delivery: u32,
+    #[prost(uint32, tag = "6")]
+    attempts: u32,
+    #[prost(string, optional, tag = "7")]
+    last_error: Option<String>,
+}
+
+/// Status codes on disk. Never renumber: old logs must read the same.
+const STATUSES: [(u32, Status); 5] = [
+    (1, Status::Active),
+    (2, Status::Committed),
+    (3, Status::Aborted),
+    (4, Status::Finished(Outcome::Committed)),
+    (5, Status::Finished(Outcome::Aborted)),
+];
+
+const DELIVERIES: [(u32, Delivery); 5] = [
+    (0, Delivery::NotNeeded),
+    (1, Delivery::Required),
+    (2, Delivery::BestEffort),
+    (3, Delivery::Acked),
+    (4, Delivery::GaveUp),
+];
+
+fn code_of<T: PartialEq + Copy>(table: &[(u32, T)], value: T) -> u32 {
+    table.iter().find(|(_, v)| *v == value).map(|(c, _)| *c).expect("every value has a code")
+}
+
+fn value_of<T: Copy>(table: &[(u32, T)], code: u32, what: &str) -> Result<T, String> {
+    table
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| format!("unknown {what} code {code}"))
+}
+
+/// Encodes a record as one frame.
+pub fn encode(record: &TxnRecord) -> Vec<u8> {
+    let body = RecordBody {
+        txn_id: record.txn_id.to_bytes().to_vec(),
+        status: code_of(&STATUSES, record.status),
+        deadline_unix_ms: record.deadline_unix_ms,
+        finished_unix_ms: record.finished_unix_ms,
+        commit_requested: record.commit_requested,
+        reason: record.reason.clone(),
+        participants: record.participants.iter().map(participant_body).collect(),
+    }
+    .encode_to_vec();
+    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(MAGIC);
+    frame.extend_from_slice(&[VERSION, 0]);
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Decodes one frame; `key_txn` (the id the record is stored under) names the transaction in
+/// errors and must match the id inside.
+pub fn decode(frame: &[u8], key_txn: Option<TxnId>) -> Result<TxnRecord, LogError> {
+    let corrupt = |what: String| LogError::Corrupt {
+        txn: key_txn,
+        what,
+    };
+    let body = check_frame(frame).map_err(corrupt)?;
+    let body = RecordBody::decode(body).map_err(|e| corrupt(format!("undecodable body: {e}")))?;
+    let record = record_from(body).map_err(corrupt)?;
+    if key_txn.is_some_and(|key| key != record.txn_id) {
+        return Err(corrupt(format!(
+            "record names transaction {}, not the one it is stored under",
+            record.txn_id
+        )));
+    }
+    Ok(record)
+}
+
+fn check_frame(frame: &[u8]) -> Result<&[u8], String> {
+    if frame.len() < HEADER_LEN {
+        return Err(format!("{} bytes is shorter than a record header", frame.len()));
+    }
+    if &frame[0..2] != MAGIC {
+        return Err("wrong magic bytes".into());
+    }
+    if frame[2] != VERSION {
+        return Err(format!("unknown record version {}", frame[2]));
+    }
+    if frame[3] != 0 {
+        return Err("reserved header byte is not zero".into());
+    }
+    let len = u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(frame[8..12].try_into().expect("4 bytes"));
+    let body = &frame[HEADER_LEN..];
+    if body.len() != len {
+        return Err(format!("torn record: header says {len} bytes, {} present", body.len()));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok(body)
+}
+
+fn participant_body(p: &Participant) -> ParticipantBody {
+    let (vote, no_reason) = match &p.vote {
+        None => (0, String::new()),
+        Some(Vote::Yes) => (1, String::new()),
+        Some(Vote::No(reason)) => (2, reason.clone()),
+        Some(Vote::ReadOnly) => (3, String::new()),
+    };
+    ParticipantBody {
+        name: p.name.clone(),
+        endpoint: p.endpoint.clone(),
+        vote,
+        no_reason,
+        delivery: code_of(&DELIVERIES, p.delivery),
+        attempts: p.attempts,
+        last_error: p.last_error.clone(),
+    }
+}
+
+fn record_from(body: RecordBody) -> Result<TxnRecord, String> {
+    let id: [u8; 16] = body
+        .txn_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("transaction id of {} bytes", body.txn_id.len()))?;
+    Ok(TxnRecord {
+        txn_id: TxnId::from_bytes(id),
+        status: value_of(&STATUSES, body.status, "status")?,
+        deadline_unix_ms: body.deadline_unix_ms,
+        finished_unix_ms: body.finished_unix_ms,
+        commit_requested: body.commit_requested,
+        reason: body.reason,
+        participants: body
+            .participants
+            .into_iter()
+            .map(participant_from)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn participant_from(body: ParticipantBody) -> Result<Participant, String> {
+    let vote = match body.vote {
+        0 => None,
+        1 => Some(Vote::Yes),
+        2 => Some(Vote::No(body.no_reason)),
+        3 => Some(Vote::ReadOnly),
+        other => return Err(format!("unknown vote code {other}")),
+    };
+    Ok(Participant {
+        name: body.name,
+        endpoint: body.endpoint,
+        vote,
+        delivery: value_of(&DELIVERIES, body.delivery, "delivery")?,
+        attempts: body.attempts,
+        last_error: body.last_error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TxnRecord {
+        let mut yes = Participant::new("payments", "http://127.0.0.1:7501");
+        yes.vote = Some(Vote::Yes);
+        yes.delivery = Delivery::Required;
+        yes.attempts = 3;
+        yes.last_error = Some("connection refused".into());
+        let mut no = Participant::new("stock", "http://127.0.0.1:7502");
+        no.vote = Some(Vote::No("out of stock".into()));
+        TxnRecord {
+            txn_id: TxnId::from_bytes([9; 16]),
+            status: Status::Finished(Outcome::Aborted),
+            deadline_unix_ms: 1_800_000_000_000,
+            finished_unix_ms: 1_800_000_000_500,
+            commit_requested: true,
+            reason: Some("participant \"stock\" voted no: out of stock".into()),
+            participants: vec![yes, no],
+        }
+    }
+
+    #[test]
+    fn every_status_round_trips() {
+        for (_, status) in STATUSES {
+            let record = TxnRecord {
+                status,
+                ..sample()
+            };
+            let key = Some(record.txn_id);
+            assert_eq!(decode(&encode(&record), key), Ok(record));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let frame = encode(&sample());
+        for len in 0..frame.len() {
+            let err = decode(&frame[..len], None).unwrap_err();
+            assert!(matches!(err, LogError::Corrupt { .. }), "{len}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let frame = encode(&sample());
+        for at in 0..frame.len() {
+            let mut bad = frame.clone();
+            bad[at] ^= 0x40;
+            assert!(decode(&bad, None).is_err(), "flip at byte {at} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused() {
+        let mut frame = encode(&sample());
+        frame[2] = 9;
+        let err = decode(&frame, None).unwrap_err().to_string();
+        assert!(err.contains("unknown record version 9"), "{err}");
+    }
+
+    #[test]
+    fn a_record_under_the_wrong_key_is_refused() {
+        let frame = encode(&sample());
+        let other = TxnId::from_bytes([1; 16]);
+        let err = decode(&frame, Some(other)).unwrap_err();
+        assert!(err.to_string().contains("not the one it is stored under"));
+    }
+}
