@@ -10,5 +10,8 @@
 //! - [`proto`]: the generated wire contract.
 
 pub mod core;
+pub mod coordinator;
 pub mod log;
 pub mod proto;
+pub mod server;
+pub mod telemetry;

@@ -8,7 +8,7 @@
 //! [`Event::Persisted`].
 
 mod backoff;
-mod id;
+pub mod id;
 mod txn;
 
 pub use backoff::Backoff;

@@ -22,7 +22,7 @@ pub use self::record::{decode, encode};
 pub use self::sled::{FlushStats, LogSync, SledLog};
 
 /// What a record says about its transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     /// Begun, not decided.
     Active,
@@ -101,4 +101,7 @@ pub trait DecisionLog: Send + Sync + 'static {
 
     /// Deletes finished records that finished before `before_unix_ms`; returns how many.
     fn collect_finished(&self, before_unix_ms: u64) -> Result<usize, LogError>;
+
+    /// Makes every write so far durable and stops background work; at shutdown.
+    fn close(&self);
 }

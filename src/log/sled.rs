@@ -112,14 +112,6 @@ impl SledLog {
         &self.stats
     }
 
-    /// Makes every write so far durable and stops the flusher. Called at shutdown (and on drop).
-    pub fn close(&self) {
-        drop(self.flush_requests.lock().expect("lock").take());
-        if let Some(handle) = self.flusher.lock().expect("lock").take() {
-            let _ = handle.join();
-        }
-    }
-
     fn key(txn_id: TxnId) -> [u8; 16] {
         txn_id.to_bytes()
     }
@@ -165,6 +157,15 @@ impl Drop for SledLog {
 }
 
 impl DecisionLog for SledLog {
+    /// Stops the flusher, which flushes once more as it ends.
+    fn close(&self) {
+        drop(self.flush_requests.lock().expect("lock").take());
+        if let Some(handle) = self.flusher.lock().expect("lock").take() {
+            let _ = handle.join();
+        }
+    }
+
+
     fn write(&self, record: &TxnRecord) -> Result<(), LogError> {
         self.store(record)
     }

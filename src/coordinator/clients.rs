@@ -1,0 +1,115 @@
+//! The one client layer through which the coordinator reaches participants: a pooled channel per
+//! endpoint, a deadline on every call, and failures turned into messages an operator can act on.
+//! Retry policy is the engine's (phase 2 retries forever; a prepare is asked once).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::core::{Outcome, TxnId, Vote};
+use crate::proto::participant_client::ParticipantClient;
+use crate::proto::{self, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest};
+
+/// How long establishing a connection to a participant may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Pooled gRPC channels to participants, one per endpoint, shared by every transaction.
+#[derive(Default)]
+pub struct ParticipantClients {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ParticipantClients {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The pooled channel to `endpoint` (connected lazily, reconnected by tonic after failures).
+    fn client(&self, endpoint: &str) -> Result<ParticipantClient<Channel>, String> {
+        let mut channels = self.channels.lock().expect("lock");
+        if let Some(channel) = channels.get(endpoint) {
+            return Ok(ParticipantClient::new(channel.clone()));
+        }
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| format!("endpoint {endpoint:?} is not a usable URL: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(endpoint.to_owned(), channel.clone());
+        Ok(ParticipantClient::new(channel))
+    }
+
+    /// Asks `endpoint` to prepare; `Err` when no vote came back (timeout, unreachable, error).
+    pub async fn prepare(
+        &self,
+        endpoint: &str,
+        txn_id: TxnId,
+        coordinator_url: &str,
+        timeout: Duration,
+    ) -> Result<Vote, String> {
+        let mut client = self.client(endpoint)?;
+        let request = PrepareRequest {
+            txn_id: txn_id.to_string(),
+            coordinator_endpoint: coordinator_url.to_owned(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        let response = call(timeout, client.prepare(with_timeout(request, timeout))).await?;
+        match response.vote() {
+            proto::Vote::Yes => Ok(Vote::Yes),
+            proto::Vote::ReadOnly => Ok(Vote::ReadOnly),
+            proto::Vote::No => Ok(Vote::No(response.reason)),
+            proto::Vote::Unspecified => Err("answered Prepare without a vote".into()),
+        }
+    }
+
+    /// Delivers the decision to `endpoint`; `Ok` once it acknowledged.
+    pub async fn deliver(
+        &self,
+        endpoint: &str,
+        txn_id: TxnId,
+        outcome: Outcome,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut client = self.client(endpoint)?;
+        let txn_id = txn_id.to_string();
+        match outcome {
+            Outcome::Committed => {
+                let request = with_timeout(ParticipantCommitRequest { txn_id }, timeout);
+                call(timeout, client.commit(request)).await.map(drop)
+            }
+            Outcome::Aborted => {
+                let request = with_timeout(ParticipantAbortRequest { txn_id }, timeout);
+                call(timeout, client.abort(request)).await.map(drop)
+            }
+        }
+    }
+}
+
+fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    // Tells the participant how long we wait (the grpc-timeout header).
+    request.set_timeout(timeout);
+    request
+}
+
+/// Runs one call under `timeout` and describes any failure.
+async fn call<T>(
+    timeout: Duration,
+    response: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, response).await {
+        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
+        Ok(Err(status)) => Err(describe(&status)),
+        Ok(Ok(response)) => Ok(response.into_inner()),
+    }
+}
+
+fn describe(status: &tonic::Status) -> String {
+    match status.code() {
+        tonic::Code::Unavailable => format!("unreachable: {}", status.message()),
+        tonic::Code::DeadlineExceeded => format!("timed out: {}", status.message()),
+        code => format!("answered {code:?}: {}", status.message()),
+    }
+}

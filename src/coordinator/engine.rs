@@ -1,0 +1,525 @@
+//! The engine: in-flight transactions, and the driver that carries out the core's actions.
+//!
+//! Every change to a transaction goes through [`Engine::apply`]: under the transaction's lock
+//! the core handles the event and the log writes it asks for are made (so records reach the log
+//! in the order the state changed); after the lock is released, network I/O and the forced
+//! write are spawned, and each reports back with another event.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+
+use super::clients::ParticipantClients;
+use super::view::{State, TxnView};
+use super::{Config, EngineError};
+use crate::core::{Action, Event, Outcome, Phase, Rejection, Transaction, TxnId};
+use crate::log::{DecisionLog, LogError, Status, TxnRecord};
+
+/// A participant named in Begin or Enlist (already validated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewParticipant {
+    pub name: String,
+    pub endpoint: String,
+}
+
+/// A transaction just begun.
+#[derive(Clone, Copy, Debug)]
+pub struct Begun {
+    pub txn_id: TxnId,
+    pub deadline_unix_ms: u64,
+}
+
+/// One in-flight transaction.
+struct Entry {
+    id: TxnId,
+    deadline_unix_ms: u64,
+    txn: Mutex<Transaction>,
+    /// The phase after every change, for callers waiting on the outcome.
+    phase: watch::Sender<Phase>,
+    /// The deadline timer, cancelled once the transaction is decided.
+    expiry: Mutex<Option<AbortHandle>>,
+    span: tracing::Span,
+}
+
+/// Network I/O and forced writes asked for by the core, carried out after the lock is released.
+enum Io {
+    Prepare {
+        participant: usize,
+        endpoint: String,
+    },
+    Persist(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LogError>> + Send>>),
+    Deliver {
+        participant: usize,
+        endpoint: String,
+        outcome: Outcome,
+        attempt: u32,
+    },
+}
+
+/// The coordinator engine.
+pub struct Engine<L> {
+    config: Config,
+    log: L,
+    txns: Mutex<HashMap<TxnId, Arc<Entry>>>,
+    clients: ParticipantClients,
+    /// Transactions whose record failed its checks at start: their outcome is unknown.
+    corrupt: HashSet<TxnId>,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A log that failed cannot be trusted to hold what was written: stop, and let recovery at the
+/// next start decide from what is on disk.
+fn fail_stop(error: &LogError) -> ! {
+    tracing::error!(%error, "the decision log failed; stopping so recovery can take over");
+    std::process::exit(70)
+}
+
+impl<L: DecisionLog> Engine<L> {
+    /// Starts the engine on `log`: recovers unfinished transactions and starts collection of
+    /// finished ones. Must run inside a tokio runtime.
+    pub fn start(log: L, config: Config) -> Result<Arc<Self>, LogError> {
+        let mut corrupt = HashSet::new();
+        let mut recovered = Vec::new();
+        for record in log.unfinished()? {
+            match record {
+                Ok(record) => recovered.push(record),
+                Err(LogError::Corrupt { txn, what }) => {
+                    tracing::error!(txn_id = ?txn, %what, "corrupt record in the decision log");
+                    corrupt.extend(txn);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let engine = Arc::new(Engine {
+            config,
+            log,
+            txns: Mutex::new(HashMap::new()),
+            clients: ParticipantClients::new(),
+            corrupt,
+        });
+        engine.recover(recovered);
+        tokio::spawn(collect_periodically(Arc::downgrade(&engine)));
+        Ok(engine)
+    }
+
+    fn recover(self: &Arc<Self>, records: Vec<TxnRecord>) {
+        let mut counts: HashMap<Status, usize> = HashMap::new();
+        for record in records {
+            *counts.entry(record.status).or_default() += 1;
+            let (txn, actions) = Transaction::recover(
+                record.participants,
+                record.status.outcome(),
+                record.reason,
+                record.commit_requested,
+                self.config.policy,
+            );
+            let entry = self
+                .insert(record.txn_id, record.deadline_unix_ms, txn, None)
+                .expect("recovery is not limited");
+            self.apply(&entry, |_| Ok(actions))
+                .expect("recovery actions are not a request");
+        }
+        let count = |status| counts.get(&status).copied().unwrap_or(0);
+        tracing::info!(
+            commits_redriven = count(Status::Committed),
+            undecided_aborted = count(Status::Active),
+            aborts_redriven = count(Status::Aborted),
+            corrupt = self.corrupt.len(),
+            "recovered the decision log"
+        );
+    }
+
+    /// Adds a transaction to the in-flight table, unless that holds `limit` already.
+    fn insert(
+        &self,
+        id: TxnId,
+        deadline_unix_ms: u64,
+        txn: Transaction,
+        limit: Option<usize>,
+    ) -> Result<Arc<Entry>, EngineError> {
+        let (phase, _) = watch::channel(txn.phase());
+        let entry = Arc::new(Entry {
+            id,
+            deadline_unix_ms,
+            txn: Mutex::new(txn),
+            phase,
+            expiry: Mutex::new(None),
+            span: tracing::info_span!("txn", txn_id = %id),
+        });
+        let mut txns = self.txns.lock().expect("lock");
+        if let Some(limit) = limit.filter(|&limit| txns.len() >= limit) {
+            return Err(EngineError::Overloaded(limit));
+        }
+        txns.insert(id, entry.clone());
+        Ok(entry)
+    }
+
+    fn entry(&self, id: TxnId) -> Option<Arc<Entry>> {
+        self.txns.lock().expect("lock").get(&id).cloned()
+    }
+
+    /// Makes every log write durable and stops the log's background work; at shutdown.
+    pub fn close(&self) {
+        self.log.close();
+    }
+
+    /// The longest transaction timeout Begin may ask for.
+    pub fn max_txn_timeout(&self) -> Duration {
+        self.config.max_txn_timeout
+    }
+
+    /// Begins a transaction with `participants` enlisted.
+    pub fn begin(
+        self: &Arc<Self>,
+        timeout: Option<Duration>,
+        participants: Vec<NewParticipant>,
+    ) -> Result<Begun, EngineError> {
+        let timeout = timeout.unwrap_or(self.config.default_txn_timeout);
+        let mut txn = Transaction::new(self.config.policy);
+        for p in participants {
+            txn.handle(Event::Enlist {
+                name: p.name,
+                endpoint: p.endpoint,
+            })
+            .map_err(|rejection| EngineError::InvalidArgument(rejection.to_string()))?;
+        }
+        let id = TxnId::from_uuid(uuid::Uuid::now_v7());
+        let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
+        let entry = self.insert(id, deadline_unix_ms, txn, Some(self.config.max_in_flight))?;
+        let record = self.record(&entry, &entry.txn.lock().expect("lock"), Status::Active);
+        if let Err(e) = self.log.write(&record) {
+            fail_stop(&e);
+        }
+        let engine = Arc::downgrade(self);
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(engine) = engine.upgrade() {
+                engine.event(id, Event::DeadlinePassed);
+            }
+        });
+        *entry.expiry.lock().expect("lock") = Some(timer.abort_handle());
+        entry.span.in_scope(|| tracing::debug!(?timeout, "begun"));
+        Ok(Begun {
+            txn_id: id,
+            deadline_unix_ms,
+        })
+    }
+
+    /// Enlists a participant; `Ok(false)` when it already was.
+    pub fn enlist(
+        self: &Arc<Self>,
+        id: TxnId,
+        participant: NewParticipant,
+    ) -> Result<bool, EngineError> {
+        let Some(entry) = self.entry(id) else {
+            let record = self.finished_record(id)?;
+            let phase = match record.status {
+                Status::Finished(Outcome::Committed) => Phase::Committed,
+                _ => Phase::Aborted,
+            };
+            return Err(EngineError::Rejected(id, Rejection::NotActive(phase)));
+        };
+        let mut newly_enlisted = false;
+        self.apply(&entry, |txn| {
+            let event = Event::Enlist {
+                name: participant.name,
+                endpoint: participant.endpoint,
+            };
+            let actions = txn.handle(event)?;
+            // The core asks to record the transaction only when the participant is new.
+            newly_enlisted = !actions.is_empty();
+            Ok(actions)
+        })?;
+        Ok(newly_enlisted)
+    }
+
+    /// Runs two-phase commit; answers once the decision is durable (or, with `wait_for_acks`,
+    /// once phase 2 is over). Returns the outcome and, for an abort, its reason.
+    pub async fn commit(
+        self: &Arc<Self>,
+        id: TxnId,
+        wait_for_acks: bool,
+    ) -> Result<(Outcome, Option<String>), EngineError> {
+        let Some(entry) = self.entry(id) else {
+            let record = self.finished_record(id)?;
+            let outcome = record.status.outcome().unwrap_or(Outcome::Aborted);
+            if outcome == Outcome::Aborted && !record.commit_requested {
+                let reason = record.reason.unwrap_or_default();
+                return Err(EngineError::Rejected(id, Rejection::AbortedBeforeCommit(reason)));
+            }
+            return Ok((outcome, record.reason));
+        };
+        let mut phase = entry.phase.subscribe();
+        self.apply(&entry, |txn| txn.handle(Event::Commit))?;
+        let done = |p: &Phase| match wait_for_acks {
+            true => p.is_finished(),
+            false => p.outcome().is_some(),
+        };
+        let outcome = phase
+            .wait_for(done)
+            .await
+            .ok()
+            .and_then(|p| p.outcome())
+            .expect("the entry, and so the sender, outlives this wait");
+        let reason = entry.txn.lock().expect("lock").reason().map(str::to_owned);
+        Ok((outcome, reason))
+    }
+
+    /// Aborts a transaction that is not decided yet.
+    pub fn abort(self: &Arc<Self>, id: TxnId, reason: String) -> Result<(), EngineError> {
+        let Some(entry) = self.entry(id) else {
+            return match self.finished_record(id)?.status {
+                Status::Finished(Outcome::Committed) => {
+                    Err(EngineError::Rejected(id, Rejection::Committed))
+                }
+                _ => Ok(()),
+            };
+        };
+        self.apply(&entry, |txn| txn.handle(Event::Abort { reason }))
+    }
+
+    /// The state of one transaction.
+    pub fn get(&self, id: TxnId) -> Result<TxnView, EngineError> {
+        match self.entry(id) {
+            Some(entry) => Ok(Self::view(&entry)),
+            None => self.finished_record(id).map(TxnView::of_record),
+        }
+    }
+
+    /// The outcome a participant in doubt must act on; `None` while undecided.
+    pub fn resolve(&self, id: TxnId) -> Result<Option<Outcome>, EngineError> {
+        if let Some(entry) = self.entry(id) {
+            return Ok(entry.phase.borrow().outcome());
+        }
+        if self.corrupt.contains(&id) {
+            return Ok(None);
+        }
+        match self.log.read(id) {
+            Ok(Some(record)) => Ok(record.status.outcome()),
+            // Presumed abort: no record means no commit decision was ever made durable.
+            Ok(None) => Ok(Some(Outcome::Aborted)),
+            Err(LogError::Corrupt { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Up to `limit` transactions in id order after `after`, in `state` (any when `None`), and
+    /// whether more follow.
+    pub fn list(
+        &self,
+        state: Option<State>,
+        after: Option<TxnId>,
+        limit: usize,
+    ) -> Result<(Vec<TxnView>, bool), EngineError> {
+        let wanted = |view: &TxnView| state.is_none_or(|s| s == view.state);
+        let entries: Vec<Arc<Entry>> = self.txns.lock().expect("lock").values().cloned().collect();
+        let mut views: Vec<TxnView> = entries
+            .iter()
+            .filter(|e| after.is_none_or(|a| e.id > a))
+            .map(|e| Self::view(e))
+            .filter(wanted)
+            .collect();
+        if !state.is_some_and(State::is_in_flight) {
+            for record in self.log.finished(after) {
+                let view = TxnView::of_record(record?);
+                if wanted(&view) {
+                    views.push(view);
+                    if views.len() > limit + entries.len() {
+                        break;
+                    }
+                }
+            }
+        }
+        views.sort_by_key(|v| v.txn_id);
+        // A transaction finishing during the scan can show twice; the first (in memory) stays.
+        views.dedup_by_key(|v| v.txn_id);
+        let more = views.len() > limit;
+        views.truncate(limit);
+        Ok((views, more))
+    }
+
+    /// The log's record of a transaction no longer in memory.
+    fn finished_record(&self, id: TxnId) -> Result<TxnRecord, EngineError> {
+        if self.corrupt.contains(&id) {
+            return Err(EngineError::Corrupt(id));
+        }
+        match self.log.read(id) {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(EngineError::NotFound(id)),
+            Err(LogError::Corrupt { .. }) => Err(EngineError::Corrupt(id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn view(entry: &Entry) -> TxnView {
+        TxnView::of_transaction(entry.id, entry.deadline_unix_ms, &entry.txn.lock().expect("lock"))
+    }
+
+    fn record(&self, entry: &Entry, txn: &Transaction, status: Status) -> TxnRecord {
+        TxnRecord {
+            txn_id: entry.id,
+            status,
+            deadline_unix_ms: entry.deadline_unix_ms,
+            finished_unix_ms: if let Status::Finished(_) = status {
+                now_unix_ms()
+            } else {
+                0
+            },
+            commit_requested: txn.commit_requested(),
+            reason: txn.reason().map(str::to_owned),
+            participants: txn.participants().to_vec(),
+        }
+    }
+
+    /// Feeds an event that is not a request (its rejection cannot happen, and nobody awaits it).
+    fn event(self: &Arc<Self>, id: TxnId, event: Event) {
+        if let Some(entry) = self.entry(id) {
+            let _ = self.apply(&entry, |txn| txn.handle(event));
+        }
+    }
+
+    /// Changes a transaction through the core and carries out what it asks for.
+    fn apply(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        change: impl FnOnce(&mut Transaction) -> Result<Vec<Action>, Rejection>,
+    ) -> Result<(), EngineError> {
+        let mut txn = entry.txn.lock().expect("lock");
+        let actions = change(&mut txn).map_err(|r| EngineError::Rejected(entry.id, r))?;
+        let io: Vec<Io> = actions
+            .into_iter()
+            .filter_map(|action| self.execute_locked(entry, &txn, action))
+            .collect();
+        let phase = txn.phase();
+        drop(txn);
+        if phase.is_finished() {
+            self.txns.lock().expect("lock").remove(&entry.id);
+        }
+        if !matches!(phase, Phase::Active | Phase::Preparing) {
+            if let Some(timer) = entry.expiry.lock().expect("lock").take() {
+                timer.abort();
+            }
+        }
+        entry.phase.send_if_modified(|current| {
+            let changed = *current != phase;
+            *current = phase;
+            changed
+        });
+        for io in io {
+            tokio::spawn(self.clone().perform(entry.clone(), io).instrument(entry.span.clone()));
+        }
+        Ok(())
+    }
+
+    /// Makes the log writes an action asks for (under the transaction's lock); returns the I/O
+    /// to run after the lock is released.
+    fn execute_locked(&self, entry: &Entry, txn: &Transaction, action: Action) -> Option<Io> {
+        let endpoint = |i: usize| txn.participants()[i].endpoint.clone();
+        match action {
+            Action::Record => {
+                let status = match txn.phase() {
+                    Phase::Aborting | Phase::Aborted => Status::Aborted,
+                    _ => Status::Active,
+                };
+                self.write(&self.record(entry, txn, status));
+                None
+            }
+            Action::Persist => Some(Io::Persist(Box::pin(
+                self.log.force(&self.record(entry, txn, Status::Committed)),
+            ))),
+            Action::Finish => {
+                let outcome = txn.phase().outcome().expect("finished transactions are decided");
+                self.write(&self.record(entry, txn, Status::Finished(outcome)));
+                tracing::debug!(parent: &entry.span, ?outcome, "finished");
+                None
+            }
+            Action::Prepare { participant } => Some(Io::Prepare {
+                participant,
+                endpoint: endpoint(participant),
+            }),
+            Action::Deliver {
+                participant,
+                outcome,
+                attempt,
+            } => Some(Io::Deliver {
+                participant,
+                endpoint: endpoint(participant),
+                outcome,
+                attempt,
+            }),
+        }
+    }
+
+    fn write(&self, record: &TxnRecord) {
+        if let Err(e) = self.log.write(record) {
+            fail_stop(&e);
+        }
+    }
+
+    async fn perform(self: Arc<Self>, entry: Arc<Entry>, io: Io) {
+        let id = entry.id;
+        let event = match io {
+            Io::Prepare {
+                participant,
+                endpoint,
+            } => {
+                let timeout = self.config.prepare_timeout;
+                let vote = self
+                    .clients
+                    .prepare(&endpoint, id, &self.config.advertise_url, timeout)
+                    .await;
+                tracing::debug!(participant = %endpoint, ?vote, "vote");
+                Event::Voted { participant, vote }
+            }
+            Io::Persist(forced) => match forced.await {
+                Ok(()) => Event::Persisted,
+                Err(e) => fail_stop(&e),
+            },
+            Io::Deliver {
+                participant,
+                endpoint,
+                outcome,
+                attempt,
+            } => {
+                let delay = self.config.backoff.delay(attempt, rand::random());
+                tokio::time::sleep(delay).await;
+                let timeout = self.config.decision_timeout;
+                let result = self.clients.deliver(&endpoint, id, outcome, timeout).await;
+                if let Err(error) = &result {
+                    tracing::warn!(participant = %endpoint, attempt, %error, "decision not delivered");
+                }
+                Event::Delivered {
+                    participant,
+                    result,
+                }
+            }
+        };
+        let _ = self.apply(&entry, |txn| txn.handle(event));
+    }
+}
+
+/// Collects finished transactions past retention, until the engine is dropped.
+async fn collect_periodically<L: DecisionLog>(engine: std::sync::Weak<Engine<L>>) {
+    loop {
+            let Some(interval) = engine.upgrade().map(|e| e.config.gc_interval) else {
+                return;
+            };
+            tokio::time::sleep(interval).await;
+            let Some(engine) = engine.upgrade() else { return };
+            let cutoff = now_unix_ms().saturating_sub(engine.config.retention.as_millis() as u64);
+            match engine.log.collect_finished(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(collected = n, "collected finished transactions past retention"),
+                Err(e) => tracing::error!(error = %e, "collecting finished transactions failed"),
+            }
+    }
+}

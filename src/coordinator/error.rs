@@ -1,0 +1,32 @@
+//! The engine's errors, in domain terms. `service` turns them into gRPC statuses, in one place.
+
+use crate::core::{Rejection, TxnId};
+use crate::log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No such transaction (never begun here, or collected after the retention period).
+    #[error(
+        "transaction {0} is unknown: it was never begun on this coordinator, or it finished \
+         longer ago than the retention period"
+    )]
+    NotFound(TxnId),
+    /// The transaction is in the wrong state for the request.
+    #[error("transaction {0}: {1}")]
+    Rejected(TxnId, Rejection),
+    /// Too many transactions in flight.
+    #[error(
+        "too many transactions in flight ({0}, the --max-in-flight limit); retry later with \
+         backoff"
+    )]
+    Overloaded(usize),
+    /// The log's record of the transaction cannot be read.
+    #[error("transaction {0}: its record in the decision log is corrupt; an operator must inspect it")]
+    Corrupt(TxnId),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}

@@ -1,0 +1,21 @@
+//! The coordinator: drives the pure protocol core with real I/O.
+//!
+//! - [`Engine`]: owns in-flight transactions, carries out the core's actions (log writes,
+//!   prepares, phase-2 delivery with backoff, deadlines), recovers from the log at start and
+//!   collects finished transactions after the retention period.
+//! - [`clients`]: the one pooled client layer through which participants are reached.
+//! - [`service`]: `verdict.v1.Coordinator` over gRPC: validation and the mapping of errors to
+//!   status codes.
+
+pub mod clients;
+mod config;
+mod engine;
+mod error;
+pub mod service;
+mod validate;
+mod view;
+
+pub use config::Config;
+pub use engine::{Begun, Engine, NewParticipant};
+pub use error::EngineError;
+pub use view::{State, TxnView};

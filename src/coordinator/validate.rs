@@ -1,0 +1,140 @@
+//! Checks of request arguments, each failing with a message that says what is wrong and how to
+//! fix it.
+
+use std::time::Duration;
+
+use super::{EngineError, NewParticipant};
+use crate::core::TxnId;
+use crate::proto;
+
+pub const MAX_NAME_BYTES: usize = 128;
+pub const MAX_ENDPOINT_BYTES: usize = 512;
+pub const MAX_REASON_BYTES: usize = 1024;
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+fn invalid(message: String) -> EngineError {
+    EngineError::InvalidArgument(message)
+}
+
+pub fn txn_id(text: &str) -> Result<TxnId, EngineError> {
+    if text.is_empty() {
+        return Err(invalid("txn_id is empty: pass the id returned by Begin".into()));
+    }
+    text.parse().map_err(|e: crate::core::id::MalformedId| invalid(e.to_string()))
+}
+
+pub fn participant(p: Option<proto::ParticipantRef>) -> Result<NewParticipant, EngineError> {
+    let p = p.ok_or_else(|| invalid("participant is missing: give its name and endpoint".into()))?;
+    if p.name.is_empty() || p.name.len() > MAX_NAME_BYTES {
+        return Err(invalid(format!(
+            "participant name must be 1 to {MAX_NAME_BYTES} bytes, got {}",
+            p.name.len()
+        )));
+    }
+    if p.name.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "participant name {:?} contains control characters",
+            p.name
+        )));
+    }
+    endpoint(&p.endpoint)?;
+    Ok(NewParticipant {
+        name: p.name,
+        endpoint: p.endpoint,
+    })
+}
+
+/// A participant endpoint must be an absolute http(s) URL with a host, and nothing after it.
+pub fn endpoint(text: &str) -> Result<(), EngineError> {
+    let bad = |why: &str| {
+        invalid(format!(
+            "participant endpoint {:?} {why}; expected a URL such as \"http://payments:7500\"",
+            text.chars().take(80).collect::<String>()
+        ))
+    };
+    if text.len() > MAX_ENDPOINT_BYTES {
+        return Err(bad(&format!("is longer than {MAX_ENDPOINT_BYTES} bytes")));
+    }
+    let uri: tonic::codegen::http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(bad("must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad("must not have a path or query"));
+    }
+    Ok(())
+}
+
+pub fn participants(list: Vec<proto::ParticipantRef>) -> Result<Vec<NewParticipant>, EngineError> {
+    list.into_iter().map(|p| participant(Some(p))).collect()
+}
+
+/// Begin's timeout: 0 means the default; more than `max` is refused.
+pub fn txn_timeout(ms: u64, max: Duration) -> Result<Option<Duration>, EngineError> {
+    if ms == 0 {
+        return Ok(None);
+    }
+    let timeout = Duration::from_millis(ms);
+    if timeout > max {
+        return Err(invalid(format!(
+            "timeout_ms {ms} is longer than this coordinator's maximum of {} ms \
+             (--max-txn-timeout); ask for less",
+            max.as_millis()
+        )));
+    }
+    Ok(Some(timeout))
+}
+
+pub fn reason(text: String) -> Result<String, EngineError> {
+    if text.len() > MAX_REASON_BYTES {
+        return Err(invalid(format!(
+            "reason is {} bytes; at most {MAX_REASON_BYTES} are allowed",
+            text.len()
+        )));
+    }
+    Ok(text)
+}
+
+pub fn page_size(size: u32) -> Result<usize, EngineError> {
+    match size as usize {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n > MAX_PAGE_SIZE => Err(invalid(format!(
+            "page_size {n} is larger than the maximum of {MAX_PAGE_SIZE}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+pub fn page_token(token: &str) -> Result<Option<TxnId>, EngineError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token.parse().map(Some).map_err(|_| {
+        invalid(format!(
+            "page_token {token:?} is not one this service returned; pass next_page_token from \
+             the previous response, or nothing for the first page"
+        ))
+    })
+}
+
+pub fn state_filter(value: i32) -> Result<Option<super::State>, EngineError> {
+    use super::State;
+    use proto::TransactionState as S;
+    let state = S::try_from(value).map_err(|_| {
+        invalid(format!("state {value} is not a TransactionState value"))
+    })?;
+    Ok(match state {
+        S::Unspecified => None,
+        S::Active => Some(State::Active),
+        S::Preparing => Some(State::Preparing),
+        S::Committing => Some(State::Committing),
+        S::Aborting => Some(State::Aborting),
+        S::Committed => Some(State::Committed),
+        S::Aborted => Some(State::Aborted),
+    })
+}

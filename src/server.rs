@@ -1,0 +1,89 @@
+//! `verdict serve`: binds the listener, opens the log, recovers, and serves
+//! `verdict.v1.Coordinator`, `grpc.health.v1.Health` and server reflection until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::coordinator::service::CoordinatorService;
+use crate::coordinator::{Config, Engine};
+use crate::log::{LogSync, SledLog};
+use crate::proto;
+
+/// Where and how to serve.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_sync: LogSync,
+    /// The engine's configuration. An empty `advertise_url` means `http://` + the bound address.
+    pub engine: Config,
+}
+
+/// Runs the coordinator until `shutdown` completes, then drains requests and closes the log.
+/// Prints `listening on ADDR` to stdout once it serves (tools and tests wait for that line).
+pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let local = listener.local_addr()?;
+    let log = SledLog::open(&options.data_dir, options.log_sync).with_context(|| {
+        format!(
+            "cannot open the decision log in {} (is another verdict using it?)",
+            options.data_dir.display()
+        )
+    })?;
+    if options.log_sync == LogSync::Off {
+        tracing::warn!("--log-sync off: commit decisions are NOT durable; use only to compare");
+    }
+    let mut config = options.engine;
+    if config.advertise_url.is_empty() {
+        config.advertise_url = format!("http://{local}");
+    }
+    let engine = Engine::start(log, config)?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<proto::coordinator_server::CoordinatorServer<CoordinatorService<SledLog>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    // serve_with_incoming ignores the server's own nodelay setting: set it on the stream, or
+    // Nagle's algorithm adds ~40 ms to small replies.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
+    println!("listening on {local}");
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(CoordinatorService::new(engine.clone()).into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    tracing::info!("shut down; closing the decision log");
+    engine.close();
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}
