@@ -9,8 +9,8 @@
 //! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown.
 //! - [`proto`]: the generated wire contract.
 
-pub mod core;
 pub mod coordinator;
+pub mod core;
 pub mod log;
 pub mod proto;
 pub mod server;

@@ -12,10 +12,20 @@ use verdict::server::{self, ServeOptions};
 use verdict::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "verdict", version, about = "Verdict: a two-phase-commit transaction coordinator")]
+#[command(
+    name = "verdict",
+    version,
+    about = "Verdict: a two-phase-commit transaction coordinator"
+)]
 struct Cli {
     /// Log line format on stderr.
-    #[arg(long, global = true, env = "VERDICT_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "VERDICT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     /// Log level (or a tracing filter such as "verdict=debug"); RUST_LOG overrides it.
     #[arg(long, global = true, env = "VERDICT_LOG_LEVEL", default_value = "info")]
@@ -95,7 +105,10 @@ impl ServeArgs {
             self.retry_initial <= self.retry_max && !self.retry_initial.is_zero(),
             "--retry-initial must be above zero and at most --retry-max"
         );
-        anyhow::ensure!(!self.gc_interval.is_zero(), "--gc-interval must be above zero");
+        anyhow::ensure!(
+            !self.gc_interval.is_zero(),
+            "--gc-interval must be above zero"
+        );
         Ok(ServeOptions {
             listen: self.listen,
             data_dir: self.data_dir,

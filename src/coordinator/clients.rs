@@ -99,17 +99,15 @@ async fn call<T>(
     timeout: Duration,
     response: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, String> {
+    let timed_out = || format!("no answer within {}", humantime::format_duration(timeout));
     match tokio::time::timeout(timeout, response).await {
-        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
-        Ok(Err(status)) => Err(describe(&status)),
         Ok(Ok(response)) => Ok(response.into_inner()),
-    }
-}
-
-fn describe(status: &tonic::Status) -> String {
-    match status.code() {
-        tonic::Code::Unavailable => format!("unreachable: {}", status.message()),
-        tonic::Code::DeadlineExceeded => format!("timed out: {}", status.message()),
-        code => format!("answered {code:?}: {}", status.message()),
+        Err(_) => Err(timed_out()),
+        // tonic's own deadline (the grpc-timeout we set) may fire first, as Cancelled.
+        Ok(Err(status)) => Err(match status.code() {
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => timed_out(),
+            tonic::Code::Unavailable => format!("unreachable: {}", status.message()),
+            code => format!("answered {code:?}: {}", status.message()),
+        }),
     }
 }

@@ -254,7 +254,10 @@ impl<L: DecisionLog> Engine<L> {
             let outcome = record.status.outcome().unwrap_or(Outcome::Aborted);
             if outcome == Outcome::Aborted && !record.commit_requested {
                 let reason = record.reason.unwrap_or_default();
-                return Err(EngineError::Rejected(id, Rejection::AbortedBeforeCommit(reason)));
+                return Err(EngineError::Rejected(
+                    id,
+                    Rejection::AbortedBeforeCommit(reason),
+                ));
             }
             return Ok((outcome, record.reason));
         };
@@ -361,7 +364,11 @@ impl<L: DecisionLog> Engine<L> {
     }
 
     fn view(entry: &Entry) -> TxnView {
-        TxnView::of_transaction(entry.id, entry.deadline_unix_ms, &entry.txn.lock().expect("lock"))
+        TxnView::of_transaction(
+            entry.id,
+            entry.deadline_unix_ms,
+            &entry.txn.lock().expect("lock"),
+        )
     }
 
     fn record(&self, entry: &Entry, txn: &Transaction, status: Status) -> TxnRecord {
@@ -415,7 +422,11 @@ impl<L: DecisionLog> Engine<L> {
             changed
         });
         for io in io {
-            tokio::spawn(self.clone().perform(entry.clone(), io).instrument(entry.span.clone()));
+            tokio::spawn(
+                self.clone()
+                    .perform(entry.clone(), io)
+                    .instrument(entry.span.clone()),
+            );
         }
         Ok(())
     }
@@ -433,11 +444,16 @@ impl<L: DecisionLog> Engine<L> {
                 self.write(&self.record(entry, txn, status));
                 None
             }
-            Action::Persist => Some(Io::Persist(Box::pin(
-                self.log.force(&self.record(entry, txn, Status::Committed)),
-            ))),
+            Action::Persist => Some(Io::Persist(Box::pin(self.log.force(&self.record(
+                entry,
+                txn,
+                Status::Committed,
+            ))))),
             Action::Finish => {
-                let outcome = txn.phase().outcome().expect("finished transactions are decided");
+                let outcome = txn
+                    .phase()
+                    .outcome()
+                    .expect("finished transactions are decided");
                 self.write(&self.record(entry, txn, Status::Finished(outcome)));
                 tracing::debug!(parent: &entry.span, ?outcome, "finished");
                 None
@@ -510,16 +526,21 @@ impl<L: DecisionLog> Engine<L> {
 /// Collects finished transactions past retention, until the engine is dropped.
 async fn collect_periodically<L: DecisionLog>(engine: std::sync::Weak<Engine<L>>) {
     loop {
-            let Some(interval) = engine.upgrade().map(|e| e.config.gc_interval) else {
-                return;
-            };
-            tokio::time::sleep(interval).await;
-            let Some(engine) = engine.upgrade() else { return };
-            let cutoff = now_unix_ms().saturating_sub(engine.config.retention.as_millis() as u64);
-            match engine.log.collect_finished(cutoff) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(collected = n, "collected finished transactions past retention"),
-                Err(e) => tracing::error!(error = %e, "collecting finished transactions failed"),
-            }
+        let Some(interval) = engine.upgrade().map(|e| e.config.gc_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let cutoff = now_unix_ms().saturating_sub(engine.config.retention.as_millis() as u64);
+        match engine.log.collect_finished(cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                collected = n,
+                "collected finished transactions past retention"
+            ),
+            Err(e) => tracing::error!(error = %e, "collecting finished transactions failed"),
+        }
     }
 }

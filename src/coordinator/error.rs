@@ -24,7 +24,9 @@ pub enum EngineError {
     )]
     Overloaded(usize),
     /// The log's record of the transaction cannot be read.
-    #[error("transaction {0}: its record in the decision log is corrupt; an operator must inspect it")]
+    #[error(
+        "transaction {0}: its record in the decision log is corrupt; an operator must inspect it"
+    )]
     Corrupt(TxnId),
     /// The log failed.
     #[error(transparent)]

@@ -39,7 +39,9 @@ impl From<EngineError> for Status {
             EngineError::Corrupt(_) => Status::data_loss(message),
             EngineError::Log(e) => {
                 tracing::error!(error = %e, "request failed in the decision log");
-                Status::internal("the coordinator's decision log failed; retry against a healthy node")
+                Status::internal(
+                    "the coordinator's decision log failed; retry against a healthy node",
+                )
             }
         }
     }
@@ -89,7 +91,11 @@ fn wire_transaction(view: TxnView) -> proto::Transaction {
         state: wire_state(view.state).into(),
         reason: view.reason.unwrap_or_default(),
         deadline_unix_ms: view.deadline_unix_ms,
-        participants: view.participants.into_iter().map(wire_participant).collect(),
+        participants: view
+            .participants
+            .into_iter()
+            .map(wire_participant)
+            .collect(),
     }
 }
 

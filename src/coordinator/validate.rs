@@ -19,13 +19,17 @@ fn invalid(message: String) -> EngineError {
 
 pub fn txn_id(text: &str) -> Result<TxnId, EngineError> {
     if text.is_empty() {
-        return Err(invalid("txn_id is empty: pass the id returned by Begin".into()));
+        return Err(invalid(
+            "txn_id is empty: pass the id returned by Begin".into(),
+        ));
     }
-    text.parse().map_err(|e: crate::core::id::MalformedId| invalid(e.to_string()))
+    text.parse()
+        .map_err(|e: crate::core::id::MalformedId| invalid(e.to_string()))
 }
 
 pub fn participant(p: Option<proto::ParticipantRef>) -> Result<NewParticipant, EngineError> {
-    let p = p.ok_or_else(|| invalid("participant is missing: give its name and endpoint".into()))?;
+    let p =
+        p.ok_or_else(|| invalid("participant is missing: give its name and endpoint".into()))?;
     if p.name.is_empty() || p.name.len() > MAX_NAME_BYTES {
         return Err(invalid(format!(
             "participant name must be 1 to {MAX_NAME_BYTES} bytes, got {}",
@@ -125,9 +129,8 @@ pub fn page_token(token: &str) -> Result<Option<TxnId>, EngineError> {
 pub fn state_filter(value: i32) -> Result<Option<super::State>, EngineError> {
     use super::State;
     use proto::TransactionState as S;
-    let state = S::try_from(value).map_err(|_| {
-        invalid(format!("state {value} is not a TransactionState value"))
-    })?;
+    let state = S::try_from(value)
+        .map_err(|_| invalid(format!("state {value} is not a TransactionState value")))?;
     Ok(match state {
         S::Unspecified => None,
         S::Active => Some(State::Active),

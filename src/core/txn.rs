@@ -221,7 +221,10 @@ impl fmt::Display for Rejection {
                  (call Commit or GetTransaction for the outcome)"
             ),
             Rejection::Committed => {
-                write!(f, "the transaction is committed; it can no longer be aborted")
+                write!(
+                    f,
+                    "the transaction is committed; it can no longer be aborted"
+                )
             }
         }
     }

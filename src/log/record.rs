@@ -71,7 +71,11 @@ const DELIVERIES: [(u32, Delivery); 5] = [
 ];
 
 fn code_of<T: PartialEq + Copy>(table: &[(u32, T)], value: T) -> u32 {
-    table.iter().find(|(_, v)| *v == value).map(|(c, _)| *c).expect("every value has a code")
+    table
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map(|(c, _)| *c)
+        .expect("every value has a code")
 }
 
 fn value_of<T: Copy>(table: &[(u32, T)], code: u32, what: &str) -> Result<T, String> {
@@ -106,10 +110,7 @@ pub fn encode(record: &TxnRecord) -> Vec<u8> {
 /// Decodes one frame; `key_txn` (the id the record is stored under) names the transaction in
 /// errors and must match the id inside.
 pub fn decode(frame: &[u8], key_txn: Option<TxnId>) -> Result<TxnRecord, LogError> {
-    let corrupt = |what: String| LogError::Corrupt {
-        txn: key_txn,
-        what,
-    };
+    let corrupt = |what: String| LogError::Corrupt { txn: key_txn, what };
     let body = check_frame(frame).map_err(corrupt)?;
     let body = RecordBody::decode(body).map_err(|e| corrupt(format!("undecodable body: {e}")))?;
     let record = record_from(body).map_err(corrupt)?;
@@ -124,7 +125,10 @@ pub fn decode(frame: &[u8], key_txn: Option<TxnId>) -> Result<TxnRecord, LogErro
 
 fn check_frame(frame: &[u8]) -> Result<&[u8], String> {
     if frame.len() < HEADER_LEN {
-        return Err(format!("{} bytes is shorter than a record header", frame.len()));
+        return Err(format!(
+            "{} bytes is shorter than a record header",
+            frame.len()
+        ));
     }
     if &frame[0..2] != MAGIC {
         return Err("wrong magic bytes".into());
@@ -139,7 +143,10 @@ fn check_frame(frame: &[u8]) -> Result<&[u8], String> {
     let crc = u32::from_le_bytes(frame[8..12].try_into().expect("4 bytes"));
     let body = &frame[HEADER_LEN..];
     if body.len() != len {
-        return Err(format!("torn record: header says {len} bytes, {} present", body.len()));
+        return Err(format!(
+            "torn record: header says {len} bytes, {} present",
+            body.len()
+        ));
     }
     if crc32fast::hash(body) != crc {
         return Err("checksum mismatch".into());
@@ -230,10 +237,7 @@ mod tests {
     #[test]
     fn every_status_round_trips() {
         for (_, status) in STATUSES {
-            let record = TxnRecord {
-                status,
-                ..sample()
-            };
+            let record = TxnRecord { status, ..sample() };
             let key = Some(record.txn_id);
             assert_eq!(decode(&encode(&record), key), Ok(record));
         }
@@ -254,7 +258,10 @@ mod tests {
         for at in 0..frame.len() {
             let mut bad = frame.clone();
             bad[at] ^= 0x40;
-            assert!(decode(&bad, None).is_err(), "flip at byte {at} went unnoticed");
+            assert!(
+                decode(&bad, None).is_err(),
+                "flip at byte {at} went unnoticed"
+            );
         }
     }
 

@@ -79,7 +79,8 @@ impl SledLog {
             .open()
             .map_err(|e| io_error(format!("cannot open the log in {}: {e}", dir.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(io_error);
-        let (open, finished, finished_at) = (tree("open")?, tree("finished")?, tree("finished_at")?);
+        let (open, finished, finished_at) =
+            (tree("open")?, tree("finished")?, tree("finished_at")?);
         let dirty = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(FlushStats::default());
         let (tx, rx) = mpsc::channel();
@@ -165,7 +166,6 @@ impl DecisionLog for SledLog {
         }
     }
 
-
     fn write(&self, record: &TxnRecord) -> Result<(), LogError> {
         self.store(record)
     }
@@ -230,14 +230,19 @@ impl DecisionLog for SledLog {
         let after_key = after.map(Self::key);
         Box::new(
             entries
-                .filter(move |e| !matches!((e, after_key), (Ok((k, _)), Some(a)) if k.as_ref() == a))
+                .filter(
+                    move |e| !matches!((e, after_key), (Ok((k, _)), Some(a)) if k.as_ref() == a),
+                )
                 .map(Self::decode_entry),
         )
     }
 
     fn collect_finished(&self, before_unix_ms: u64) -> Result<usize, LogError> {
         let mut collected = 0;
-        for entry in self.finished_at.range(..before_unix_ms.to_be_bytes().to_vec()) {
+        for entry in self
+            .finished_at
+            .range(..before_unix_ms.to_be_bytes().to_vec())
+        {
             let (key, _) = entry.map_err(io_error)?;
             self.finished.remove(&key[8..]).map_err(io_error)?;
             self.finished_at.remove(&key).map_err(io_error)?;
@@ -276,7 +281,9 @@ impl Flusher {
             batch.extend(requests.try_iter());
             let result = self.flush();
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
-            self.stats.forced.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.stats
+                .forced
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             for waiter in batch.drain(..) {
                 let _ = waiter.send(result.clone());
             }

@@ -108,7 +108,11 @@ fn check_phases(
         assert_eq!(got, expected, "{event:?} in {phase:?}");
         let asked = matches!(got, Ok(ref actions) if !actions.is_empty());
         if !asked && !quiet_changes.contains(&phase) {
-            assert_eq!(txn, in_phase(phase), "{event:?} in {phase:?} changed nothing");
+            assert_eq!(
+                txn,
+                in_phase(phase),
+                "{event:?} in {phase:?} changed nothing"
+            );
         }
     }
 }
@@ -174,7 +178,12 @@ fn commit_prepares_every_participant_once() {
 #[test]
 fn commit_after_an_explicit_abort_is_refused() {
     let mut txn = in_phase(Phase::Active);
-    apply(&mut txn, Event::Abort { reason: "user".into() });
+    apply(
+        &mut txn,
+        Event::Abort {
+            reason: "user".into(),
+        },
+    );
     assert_eq!(
         txn.handle(Event::Commit),
         Err(Rejection::AbortedBeforeCommit("user".into()))
@@ -292,7 +301,10 @@ fn a_duplicate_vote_is_ignored() {
     let mut txn = in_phase(Phase::Preparing);
     apply(&mut txn, vote(0, Vote::Yes));
     let before = txn.clone();
-    assert_eq!(apply(&mut txn, vote(0, Vote::No("changed mind".into()))), vec![]);
+    assert_eq!(
+        apply(&mut txn, vote(0, Vote::No("changed mind".into()))),
+        vec![]
+    );
     assert_eq!(txn, before);
 }
 
@@ -318,13 +330,21 @@ fn read_only_voters_take_no_part_in_phase_two() {
 
 #[test]
 fn acknowledgements_finish_phase_two() {
-    check_phases(delivered(0, Ok(())), &[Phase::Committing], |phase| match phase {
-        Phase::Aborting => Ok(vec![Action::Finish]),
-        _ => Ok(vec![]),
-    });
+    check_phases(
+        delivered(0, Ok(())),
+        &[Phase::Committing],
+        |phase| match phase {
+            Phase::Aborting => Ok(vec![Action::Finish]),
+            _ => Ok(vec![]),
+        },
+    );
     let mut txn = in_phase(Phase::Committing);
     assert_eq!(apply(&mut txn, delivered(0, Ok(()))), vec![]);
-    assert_eq!(apply(&mut txn, delivered(0, Ok(()))), vec![], "duplicate ack");
+    assert_eq!(
+        apply(&mut txn, delivered(0, Ok(()))),
+        vec![],
+        "duplicate ack"
+    );
     assert_eq!(apply(&mut txn, delivered(1, Ok(()))), vec![Action::Finish]);
     assert_eq!(txn.phase(), Phase::Committed);
 }
@@ -339,7 +359,10 @@ fn a_failed_commit_delivery_is_retried_forever() {
         );
     }
     let b = &txn.participants()[1];
-    assert_eq!((b.attempts, b.last_error.as_deref()), (50, Some("connection refused")));
+    assert_eq!(
+        (b.attempts, b.last_error.as_deref()),
+        (50, Some("connection refused"))
+    );
     apply(&mut txn, delivered(0, Ok(())));
     assert_eq!(apply(&mut txn, delivered(1, Ok(()))), vec![Action::Finish]);
 }
@@ -353,7 +376,10 @@ fn best_effort_aborts_give_up_after_their_attempts() {
         apply(&mut txn, delivered(1, Err("down"))),
         vec![deliver(1, Outcome::Aborted, 1)]
     );
-    assert_eq!(apply(&mut txn, delivered(1, Err("down"))), vec![Action::Finish]);
+    assert_eq!(
+        apply(&mut txn, delivered(1, Err("down"))),
+        vec![Action::Finish]
+    );
     assert_eq!(txn.participants()[1].delivery, Delivery::GaveUp);
     assert_eq!(txn.phase(), Phase::Aborted);
 }

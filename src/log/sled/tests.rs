@@ -49,7 +49,10 @@ async fn concurrent_forces_share_flushes() {
     let stats = log.stats();
     let batches = stats.batches.load(Ordering::Relaxed);
     assert_eq!(stats.forced.load(Ordering::Relaxed), 64);
-    assert!(batches < 64, "64 concurrent forced writes took {batches} flushes");
+    assert!(
+        batches < 64,
+        "64 concurrent forced writes took {batches} flushes"
+    );
     // One fdatasync per batch (background flushes may add more; no blobs at this size).
     assert!(stats.syncs.load(Ordering::Relaxed) >= batches);
     assert_eq!(log.unfinished().unwrap().len(), 64);
@@ -63,7 +66,12 @@ async fn finishing_moves_a_record_out_of_recovery() {
     log.write(&record(2, Status::Aborted)).unwrap();
     let done = finished(1, 500);
     log.write(&done).unwrap();
-    let unfinished: Vec<_> = log.unfinished().unwrap().into_iter().map(Result::unwrap).collect();
+    let unfinished: Vec<_> = log
+        .unfinished()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(unfinished, vec![record(2, Status::Aborted)]);
     assert_eq!(log.read(done.txn_id), Ok(Some(done)));
 }
@@ -75,7 +83,12 @@ fn recovery_drops_an_open_record_left_beside_its_end_record() {
     let done = finished(1, 500);
     log.write(&done).unwrap();
     // As if the process died between writing END and removing the open record.
-    log.open.insert(SledLog::key(done.txn_id), encode(&record(1, Status::Committed))).unwrap();
+    log.open
+        .insert(
+            SledLog::key(done.txn_id),
+            encode(&record(1, Status::Committed)),
+        )
+        .unwrap();
     assert_eq!(log.unfinished().unwrap(), vec![]);
     assert_eq!(log.read(done.txn_id), Ok(Some(done)));
 }
@@ -119,6 +132,12 @@ fn a_corrupt_record_is_reported_not_read() {
     frame.truncate(frame.len() - 3);
     log.open.insert(SledLog::key(id), frame).unwrap();
     let err = log.read(id).unwrap_err();
-    assert!(matches!(err, LogError::Corrupt { txn: Some(t), .. } if t == id), "{err}");
-    assert!(matches!(log.unfinished().unwrap()[..], [Err(LogError::Corrupt { .. })]));
+    assert!(
+        matches!(err, LogError::Corrupt { txn: Some(t), .. } if t == id),
+        "{err}"
+    );
+    assert!(matches!(
+        log.unfinished().unwrap()[..],
+        [Err(LogError::Corrupt { .. })]
+    ));
 }

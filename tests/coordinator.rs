@@ -1,0 +1,756 @@
+//! The coordinator as a real process, with real tonic participant doubles on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tonic::Code;
+use verdict::proto::*;
+
+fn yes() -> Behavior {
+    Behavior::default()
+}
+
+fn votes_no(reason: &str) -> Behavior {
+    Behavior {
+        vote: Vote::No,
+        no_reason: reason.into(),
+        ..Behavior::default()
+    }
+}
+
+fn failing_decisions() -> Behavior {
+    Behavior {
+        fail_decisions: true,
+        ..Behavior::default()
+    }
+}
+
+async fn commit_and_wait(
+    client: &mut CoordinatorClient<tonic::transport::Channel>,
+    txn_id: &str,
+) -> CommitResponse {
+    let request = CommitRequest {
+        txn_id: txn_id.into(),
+        wait_for_acks: true,
+    };
+    tokio::time::timeout(PATIENCE, client.commit(request))
+        .await
+        .expect("phase 2 finished in time")
+        .expect("commit")
+        .into_inner()
+}
+
+use verdict::proto::coordinator_client::CoordinatorClient;
+
+#[tokio::test]
+async fn all_yes_commits_and_every_participant_acknowledges() {
+    let coordinator = Coordinator::start(&[]).await;
+    let (a, b) = (Double::start(yes()).await, Double::start(yes()).await);
+    let mut client = coordinator.client().await;
+    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let enlisted = client
+        .enlist(EnlistRequest {
+            txn_id: txn.clone(),
+            participant: Some(participant("b", &b.endpoint())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(enlisted.newly_enlisted);
+
+    let response = commit_and_wait(&mut client, &txn).await;
+    assert_eq!(response.outcome(), Outcome::Committed);
+    assert_eq!(response.reason, "");
+    for double in [&a, &b] {
+        assert_eq!(double.count(&Call::Prepare(txn.clone())), 1);
+        assert_eq!(double.count(&Call::Commit(txn.clone())), 1);
+    }
+    let view = get(&mut client, &txn).await;
+    assert_eq!(view.state(), TransactionState::Committed);
+    for p in &view.participants {
+        assert_eq!((p.vote(), p.acknowledged, p.attempts), (Vote::Yes, true, 1));
+    }
+}
+
+#[tokio::test]
+async fn one_no_vote_aborts_with_its_reason() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(yes()).await;
+    let b = Double::start(votes_no("insufficient funds in account 7")).await;
+    let mut client = coordinator.client().await;
+    let txn = begin(
+        &mut client,
+        vec![
+            participant("a", &a.endpoint()),
+            participant("bank-b", &b.endpoint()),
+        ],
+    )
+    .await;
+
+    let response = commit(&mut client, &txn).await;
+    assert_eq!(response.outcome(), Outcome::Aborted);
+    assert_eq!(
+        response.reason,
+        "participant \"bank-b\" voted no: insufficient funds in account 7"
+    );
+    a.wait_for(Call::Abort(txn.clone()), 1).await;
+    assert_eq!(a.count(&Call::Commit(txn.clone())), 0);
+    // A NO voter takes no part in phase 2.
+    let finished = commit_and_wait(&mut client, &txn).await;
+    assert_eq!(finished.outcome(), Outcome::Aborted);
+    assert_eq!(b.count(&Call::Abort(txn.clone())), 0);
+}
+
+#[tokio::test]
+async fn a_prepare_slower_than_its_deadline_aborts() {
+    let coordinator = Coordinator::start(&["--prepare-timeout", "300ms"]).await;
+    let a = Double::start(yes()).await;
+    let slow = Double::start(Behavior {
+        prepare_delay: Duration::from_secs(5),
+        ..yes()
+    })
+    .await;
+    let mut client = coordinator.client().await;
+    let txn = begin(
+        &mut client,
+        vec![
+            participant("a", &a.endpoint()),
+            participant("slow", &slow.endpoint()),
+        ],
+    )
+    .await;
+
+    let response = commit(&mut client, &txn).await;
+    assert_eq!(response.outcome(), Outcome::Aborted);
+    assert!(
+        response
+            .reason
+            .starts_with("participant \"slow\" did not vote: no answer within 300ms"),
+        "{}",
+        response.reason
+    );
+    a.wait_for(Call::Abort(txn.clone()), 1).await;
+    // The slow one may be prepared by now: it is told too.
+    slow.wait_for(Call::Abort(txn.clone()), 1).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_participant_aborts() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(yes()).await;
+    let mut client = coordinator.client().await;
+    let txn = begin(
+        &mut client,
+        vec![
+            participant("a", &a.endpoint()),
+            participant("gone", &dead_endpoint()),
+        ],
+    )
+    .await;
+
+    let response = commit(&mut client, &txn).await;
+    assert_eq!(response.outcome(), Outcome::Aborted);
+    assert!(
+        response
+            .reason
+            .starts_with("participant \"gone\" did not vote: unreachable"),
+        "{}",
+        response.reason
+    );
+    a.wait_for(Call::Abort(txn.clone()), 1).await;
+    let view = get(&mut client, &txn).await;
+    let gone = &view.participants[1];
+    assert!(gone.last_error.contains("unreachable"), "{gone:?}");
+}
+
+#[tokio::test]
+async fn a_retried_commit_returns_the_same_outcome() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(yes()).await;
+    let no = Double::start(votes_no("locked")).await;
+    let mut client = coordinator.client().await;
+
+    let committed = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let first = commit(&mut client, &committed).await;
+    let second = commit(&mut client, &committed).await;
+    let after_phase_two = commit_and_wait(&mut client, &committed).await;
+    assert_eq!(first.outcome(), Outcome::Committed);
+    assert_eq!(first, second);
+    assert_eq!(first, after_phase_two);
+    assert_eq!(a.count(&Call::Prepare(committed.clone())), 1);
+
+    let aborted = begin(&mut client, vec![participant("no", &no.endpoint())]).await;
+    let first = commit(&mut client, &aborted).await;
+    let second = commit_and_wait(&mut client, &aborted).await;
+    assert_eq!(first.outcome(), Outcome::Aborted);
+    assert_eq!(first, second);
+}
+
+#[tokio::test]
+async fn concurrent_commits_of_one_transaction_agree() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(Behavior {
+        prepare_delay: Duration::from_millis(200),
+        ..yes()
+    })
+    .await;
+    let mut client = coordinator.client().await;
+    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let commits: Vec<_> = (0..5)
+        .map(|_| {
+            let (mut client, txn) = (client.clone(), txn.clone());
+            tokio::spawn(async move { commit(&mut client, &txn).await })
+        })
+        .collect();
+    for handle in commits {
+        assert_eq!(handle.await.unwrap().outcome(), Outcome::Committed);
+    }
+    assert_eq!(a.count(&Call::Prepare(txn)), 1);
+}
+
+#[tokio::test]
+async fn abort_of_an_active_transaction_tells_its_participants() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(yes()).await;
+    let mut client = coordinator.client().await;
+    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+
+    let abort = |reason: &str| AbortRequest {
+        txn_id: txn.clone(),
+        reason: reason.into(),
+    };
+    client.abort(abort("customer cancelled")).await.unwrap();
+    a.wait_for(Call::Abort(txn.clone()), 1).await;
+    client
+        .abort(abort("again"))
+        .await
+        .expect("abort is idempotent");
+
+    let view = get(&mut client, &txn).await;
+    assert_eq!(view.reason, "customer cancelled");
+    assert!(matches!(
+        view.state(),
+        TransactionState::Aborted | TransactionState::Aborting
+    ));
+    let refused = client
+        .commit(CommitRequest {
+            txn_id: txn.clone(),
+            wait_for_acks: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("aborted before Commit"),
+        "{refused}"
+    );
+    assert_eq!(a.count(&Call::Prepare(txn)), 0);
+}
+
+#[tokio::test]
+async fn a_transaction_past_its_deadline_is_aborted() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(yes()).await;
+    let mut client = coordinator.client().await;
+    let txn = client
+        .begin(BeginRequest {
+            timeout_ms: 300,
+            participants: vec![participant("a", &a.endpoint())],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .txn_id;
+
+    a.wait_for(Call::Abort(txn.clone()), 1).await;
+    let view = get(&mut client, &txn).await;
+    assert!(view.reason.contains("deadline passed"), "{}", view.reason);
+    let late = client
+        .enlist(EnlistRequest {
+            txn_id: txn.clone(),
+            participant: Some(participant("late", &a.endpoint())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert_eq!(resolve(&mut client, &txn).await, Outcome::Aborted);
+}
+
+#[tokio::test]
+async fn phase_two_is_retried_until_a_participant_that_was_down_comes_back() {
+    let coordinator =
+        Coordinator::start(&["--retry-initial", "20ms", "--retry-max", "200ms"]).await;
+    let a = Double::start(yes()).await;
+    let mut b = Double::start(failing_decisions()).await;
+    let mut client = coordinator.client().await;
+    let txn = begin(
+        &mut client,
+        vec![
+            participant("a", &a.endpoint()),
+            participant("b", &b.endpoint()),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        commit(&mut client, &txn).await.outcome(),
+        Outcome::Committed
+    );
+    b.wait_for(Call::Commit(txn.clone()), 3).await;
+    b.stop();
+    let in_doubt = client
+        .list_transactions(ListTransactionsRequest {
+            state: TransactionState::Committing.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(in_doubt.transactions.len(), 1);
+    let b_status = &in_doubt.transactions[0].participants[1];
+    assert!(!b_status.acknowledged);
+    // The third send follows the handling of the second failure.
+    assert!(b_status.attempts >= 2, "{b_status:?}");
+    assert!(!b_status.last_error.is_empty());
+
+    b.set(|behavior| behavior.fail_decisions = false);
+    b.restart().await;
+    let finished = commit_and_wait(&mut client, &txn).await;
+    assert_eq!(finished.outcome(), Outcome::Committed);
+    let view = get(&mut client, &txn).await;
+    assert_eq!(view.state(), TransactionState::Committed);
+    assert!(view.participants.iter().all(|p| p.acknowledged));
+}
+
+#[tokio::test]
+async fn a_restarted_coordinator_redrives_phase_two_and_aborts_undecided_transactions() {
+    let mut coordinator =
+        Coordinator::start(&["--retry-initial", "20ms", "--retry-max", "200ms"]).await;
+    let a = Double::start(yes()).await;
+    let b = Double::start(failing_decisions()).await;
+    let mut client = coordinator.client().await;
+    let both = || {
+        vec![
+            participant("a", &a.endpoint()),
+            participant("b", &b.endpoint()),
+        ]
+    };
+
+    // Decided and durable, phase 2 unfinished: b keeps failing.
+    let decided = begin(&mut client, both()).await;
+    assert_eq!(
+        commit(&mut client, &decided).await.outcome(),
+        Outcome::Committed
+    );
+    b.wait_for(Call::Commit(decided.clone()), 1).await;
+    // Undecided: begun and enlisted, never committed.
+    let undecided = begin(&mut client, both()).await;
+    // Finished before the crash; its forced decision also flushes the record of `undecided`.
+    let finished = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    assert_eq!(
+        commit_and_wait(&mut client, &finished).await.outcome(),
+        Outcome::Committed
+    );
+
+    coordinator.kill().await;
+    b.set(|behavior| behavior.fail_decisions = false);
+    let commits_before = b.count(&Call::Commit(decided.clone()));
+    coordinator.restart().await;
+    let mut client = coordinator.client().await;
+
+    b.wait_for(Call::Commit(decided.clone()), commits_before + 1)
+        .await;
+    assert_eq!(
+        commit_and_wait(&mut client, &decided).await.outcome(),
+        Outcome::Committed
+    );
+    assert_eq!(
+        get(&mut client, &decided).await.state(),
+        TransactionState::Committed
+    );
+
+    a.wait_for(Call::Abort(undecided.clone()), 1).await;
+    b.wait_for(Call::Abort(undecided.clone()), 1).await;
+    assert_eq!(resolve(&mut client, &undecided).await, Outcome::Aborted);
+    let view = get(&mut client, &undecided).await;
+    assert!(
+        view.reason.contains("restarted before deciding"),
+        "{}",
+        view.reason
+    );
+
+    assert_eq!(
+        get(&mut client, &finished).await.state(),
+        TransactionState::Committed
+    );
+    assert_eq!(resolve(&mut client, &finished).await, Outcome::Committed);
+}
+
+#[tokio::test]
+async fn resolve_answers_in_every_state() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(yes()).await;
+    let slow = Double::start(Behavior {
+        prepare_delay: Duration::from_millis(1500),
+        ..yes()
+    })
+    .await;
+    let stuck = Double::start(failing_decisions()).await;
+    let mut client = coordinator.client().await;
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        resolve(&mut client, &unknown).await,
+        Outcome::Aborted,
+        "presumed abort"
+    );
+
+    let active = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    assert_eq!(resolve(&mut client, &active).await, Outcome::Pending);
+
+    let preparing = begin(&mut client, vec![participant("slow", &slow.endpoint())]).await;
+    let pending_commit = {
+        let (mut client, txn) = (client.clone(), preparing.clone());
+        tokio::spawn(async move { commit(&mut client, &txn).await })
+    };
+    slow.wait_for(Call::Prepare(preparing.clone()), 1).await;
+    assert_eq!(resolve(&mut client, &preparing).await, Outcome::Pending);
+    assert_eq!(pending_commit.await.unwrap().outcome(), Outcome::Committed);
+    assert_eq!(resolve(&mut client, &preparing).await, Outcome::Committed);
+
+    let committing = begin(&mut client, vec![participant("stuck", &stuck.endpoint())]).await;
+    commit(&mut client, &committing).await;
+    stuck.wait_for(Call::Commit(committing.clone()), 1).await;
+    assert_eq!(
+        get(&mut client, &committing).await.state(),
+        TransactionState::Committing
+    );
+    assert_eq!(resolve(&mut client, &committing).await, Outcome::Committed);
+
+    client
+        .abort(AbortRequest {
+            txn_id: active.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(resolve(&mut client, &active).await, Outcome::Aborted);
+
+    let malformed = client
+        .resolve(ResolveRequest {
+            txn_id: "12345".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn reflection_and_health_describe_the_server() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let coordinator = Coordinator::start(&[]).await;
+    let channel = tonic::transport::Channel::from_shared(coordinator.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("a response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "verdict.v1.Coordinator",
+        "verdict.v1.Participant",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.contains(&service.to_string()),
+            "{service} not in {names:?}"
+        );
+    }
+
+    let mut health = HealthClient::new(channel);
+    let status = health
+        .check(HealthCheckRequest {
+            service: "verdict.v1.Coordinator".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+}
+
+fn expect<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, hint: &str) {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(hint),
+        "{:?} lacks {hint:?}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn bad_inputs_get_clear_errors_and_change_nothing() {
+    let coordinator = Coordinator::start(&["--max-txn-timeout", "10m"]).await;
+    let a = Double::start(yes()).await;
+    let mut client = coordinator.client().await;
+    let begin_with = |participants, timeout_ms| BeginRequest {
+        timeout_ms,
+        participants,
+    };
+
+    for (endpoint, hint) in [
+        ("not a url", "is not a URL"),
+        ("ftp://host:1", "http:// or https://"),
+        ("http://host:1/path", "must not have a path"),
+        ("localhost:7500", "http:// or https://"),
+    ] {
+        let r = client
+            .begin(begin_with(vec![participant("a", endpoint)], 0))
+            .await;
+        expect(r, Code::InvalidArgument, hint);
+    }
+    let long_name = "n".repeat(129);
+    let r = client
+        .begin(begin_with(vec![participant(&long_name, &a.endpoint())], 0))
+        .await;
+    expect(r, Code::InvalidArgument, "1 to 128 bytes");
+    let r = client
+        .begin(begin_with(vec![participant("", &a.endpoint())], 0))
+        .await;
+    expect(r, Code::InvalidArgument, "1 to 128 bytes");
+    let r = client.begin(begin_with(vec![], 3_600_000)).await;
+    expect(r, Code::InvalidArgument, "--max-txn-timeout");
+    let twice = vec![
+        participant("a", &a.endpoint()),
+        participant("a", &dead_endpoint()),
+    ];
+    let r = client.begin(begin_with(twice, 0)).await;
+    expect(r, Code::InvalidArgument, "already enlisted");
+    let listed = client
+        .list_transactions(ListTransactionsRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        listed.into_inner().transactions.is_empty(),
+        "refused Begins created nothing"
+    );
+
+    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let enlist = |txn_id: &str, name: &str, endpoint: &str| EnlistRequest {
+        txn_id: txn_id.into(),
+        participant: Some(participant(name, endpoint)),
+    };
+    let r = client.enlist(enlist("", "b", &a.endpoint())).await;
+    expect(r, Code::InvalidArgument, "txn_id is empty");
+    let r = client.enlist(enlist("txn-1", "b", &a.endpoint())).await;
+    expect(r, Code::InvalidArgument, "is not a Verdict transaction id");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let r = client.enlist(enlist(&unknown, "b", &a.endpoint())).await;
+    expect(r, Code::NotFound, "unknown");
+    let r = client.enlist(enlist(&txn, "a", &dead_endpoint())).await;
+    expect(
+        r,
+        Code::FailedPrecondition,
+        "already enlisted with endpoint",
+    );
+    let r = client
+        .enlist(EnlistRequest {
+            txn_id: txn.clone(),
+            participant: None,
+        })
+        .await;
+    expect(r, Code::InvalidArgument, "participant is missing");
+    let again = client
+        .enlist(enlist(&txn, "a", &a.endpoint()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.newly_enlisted, "re-enlisting is a no-op");
+    assert_eq!(
+        get(&mut client, &txn).await.participants.len(),
+        1,
+        "nothing changed"
+    );
+
+    let r = client
+        .get_transaction(GetTransactionRequest {
+            txn_id: unknown.clone(),
+        })
+        .await;
+    expect(r, Code::NotFound, "never begun");
+    let r = client
+        .commit(CommitRequest {
+            txn_id: unknown.clone(),
+            wait_for_acks: false,
+        })
+        .await;
+    expect(r, Code::NotFound, "retention period");
+
+    assert_eq!(
+        commit(&mut client, &txn).await.outcome(),
+        Outcome::Committed
+    );
+    let r = client.enlist(enlist(&txn, "b", &a.endpoint())).await;
+    expect(r, Code::FailedPrecondition, "no longer active");
+    let r = client
+        .abort(AbortRequest {
+            txn_id: txn.clone(),
+            reason: String::new(),
+        })
+        .await;
+    expect(r, Code::FailedPrecondition, "committed");
+    let r = client
+        .abort(AbortRequest {
+            txn_id: txn.clone(),
+            reason: "x".repeat(2000),
+        })
+        .await;
+    expect(r, Code::InvalidArgument, "at most 1024");
+
+    let list = |state: i32, page_size: u32, page_token: &str| ListTransactionsRequest {
+        state,
+        page_size,
+        page_token: page_token.into(),
+    };
+    let r = client.list_transactions(list(0, 5000, "")).await;
+    expect(r, Code::InvalidArgument, "maximum of 1000");
+    let r = client.list_transactions(list(0, 10, "page-2")).await;
+    expect(r, Code::InvalidArgument, "next_page_token");
+    let r = client.list_transactions(list(99, 10, "")).await;
+    expect(r, Code::InvalidArgument, "not a TransactionState");
+}
+
+#[tokio::test]
+async fn too_many_transactions_in_flight_are_refused() {
+    let coordinator = Coordinator::start(&["--max-in-flight", "2"]).await;
+    let mut client = coordinator.client().await;
+    let first = begin(&mut client, vec![]).await;
+    begin(&mut client, vec![]).await;
+    let refused = client
+        .begin(BeginRequest::default())
+        .await
+        .expect_err("over the limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("--max-in-flight"), "{refused}");
+
+    // Finishing one makes room.
+    assert_eq!(
+        commit(&mut client, &first).await.outcome(),
+        Outcome::Committed
+    );
+    begin(&mut client, vec![]).await;
+}
+
+#[tokio::test]
+async fn transactions_are_listed_in_pages_by_state() {
+    let coordinator = Coordinator::start(&[]).await;
+    let mut client = coordinator.client().await;
+    let mut active = Vec::new();
+    for _ in 0..5 {
+        active.push(begin(&mut client, vec![]).await);
+    }
+    let committed = begin(&mut client, vec![]).await;
+    commit_and_wait(&mut client, &committed).await;
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_transactions(ListTransactionsRequest {
+                state: TransactionState::Active.into(),
+                page_size: 2,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.transactions.len() <= 2);
+        seen.extend(page.transactions.into_iter().map(|t| t.txn_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        seen, active,
+        "every active transaction once, in begin order"
+    );
+
+    let all = client
+        .list_transactions(ListTransactionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = all.transactions.iter().map(|t| t.txn_id.clone()).collect();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(
+        ids.last(),
+        Some(&committed),
+        "finished ones come from the log"
+    );
+}
+
+#[tokio::test]
+async fn finished_transactions_are_collected_after_retention() {
+    let coordinator = Coordinator::start(&["--retention", "1s", "--gc-interval", "100ms"]).await;
+    let a = Double::start(yes()).await;
+    let mut client = coordinator.client().await;
+    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    assert_eq!(
+        commit_and_wait(&mut client, &txn).await.outcome(),
+        Outcome::Committed
+    );
+    assert_eq!(
+        get(&mut client, &txn).await.state(),
+        TransactionState::Committed
+    );
+
+    let collected = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let request = GetTransactionRequest {
+                txn_id: txn.clone(),
+            };
+            match client.get_transaction(request).await {
+                Err(status) if status.code() == Code::NotFound => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(other) => panic!("{other}"),
+            }
+        }
+    })
+    .await;
+    assert!(collected.is_ok(), "the record was not collected");
+    let retried = client
+        .commit(CommitRequest {
+            txn_id: txn.clone(),
+            wait_for_acks: false,
+        })
+        .await
+        .expect_err("collected");
+    assert_eq!(retried.code(), Code::NotFound);
+    // Only Resolve presumes.
+    assert_eq!(resolve(&mut client, &txn).await, Outcome::Aborted);
+}
