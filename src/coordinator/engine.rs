@@ -544,3 +544,6 @@ async fn collect_periodically<L: DecisionLog>(engine: std::sync::Weak<Engine<L>>
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

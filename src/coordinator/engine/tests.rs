@@ -1,0 +1,123 @@
+//! Engine units on an in-memory log whose forced writes complete only when the test says so.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_test::{assert_pending, assert_ready};
+
+use super::*;
+
+/// A log in memory whose forced writes wait for a permit.
+struct GatedLog {
+    records: Mutex<HashMap<TxnId, TxnRecord>>,
+    durable: Arc<Semaphore>,
+}
+
+impl Default for GatedLog {
+    fn default() -> Self {
+        GatedLog {
+            records: Mutex::default(),
+            durable: Arc::new(Semaphore::new(0)),
+        }
+    }
+}
+
+impl DecisionLog for GatedLog {
+    fn write(&self, record: &TxnRecord) -> Result<(), LogError> {
+        self.records
+            .lock()
+            .unwrap()
+            .insert(record.txn_id, record.clone());
+        Ok(())
+    }
+
+    fn force(
+        &self,
+        record: &TxnRecord,
+    ) -> impl std::future::Future<Output = Result<(), LogError>> + Send + use<> {
+        let written = self.write(record);
+        let durable = self.durable.clone();
+        async move {
+            durable.acquire().await.expect("open").forget();
+            written
+        }
+    }
+
+    fn read(&self, txn_id: TxnId) -> Result<Option<TxnRecord>, LogError> {
+        Ok(self.records.lock().unwrap().get(&txn_id).cloned())
+    }
+
+    fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError> {
+        Ok(Vec::new())
+    }
+
+    fn finished(
+        &self,
+        _after: Option<TxnId>,
+    ) -> Box<dyn Iterator<Item = Result<TxnRecord, LogError>> + '_> {
+        Box::new(std::iter::empty())
+    }
+
+    fn collect_finished(&self, _before_unix_ms: u64) -> Result<usize, LogError> {
+        Ok(0)
+    }
+
+    fn close(&self) {}
+}
+
+async fn let_tasks_run() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn commit_is_answered_only_once_the_decision_is_durable() {
+    let log = GatedLog::default();
+    let durable = log.durable.clone();
+    let engine = Engine::start(log, Config::default()).unwrap();
+    let id = engine.begin(None, vec![]).unwrap().txn_id;
+
+    let mut commit = tokio_test::task::spawn(engine.commit(id, false));
+    assert_pending!(commit.poll());
+    let_tasks_run().await;
+    assert_pending!(commit.poll());
+    assert_eq!(engine.resolve(id).unwrap(), None, "undecided until durable");
+    assert_eq!(engine.get(id).unwrap().state, State::Preparing);
+
+    durable.add_permits(1);
+    let_tasks_run().await;
+    assert!(commit.is_woken());
+    let (outcome, reason) = assert_ready!(commit.poll()).unwrap();
+    assert_eq!((outcome, reason), (Outcome::Committed, None));
+    assert_eq!(engine.resolve(id).unwrap(), Some(Outcome::Committed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_uncommitted_transaction_is_aborted_at_its_deadline() {
+    let engine = Engine::start(GatedLog::default(), Config::default()).unwrap();
+    let id = engine
+        .begin(Some(Duration::from_secs(30)), vec![])
+        .unwrap()
+        .txn_id;
+
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(engine.get(id).unwrap().state, State::Active);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let view = engine.get(id).unwrap();
+    assert_eq!(view.state, State::Aborted);
+    assert!(view.reason.unwrap().contains("deadline"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_committed_transaction_outlives_its_deadline() {
+    let engine = Engine::start(GatedLog::default(), Config::default()).unwrap();
+    engine.log.durable.add_permits(1);
+    let id = engine
+        .begin(Some(Duration::from_secs(1)), vec![])
+        .unwrap()
+        .txn_id;
+    assert_eq!(engine.commit(id, true).await.unwrap().0, Outcome::Committed);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(engine.get(id).unwrap().state, State::Committed);
+}
