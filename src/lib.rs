@@ -2,6 +2,7 @@
 //!
 //! A map of the crate:
 //! - [`core`]: the pure protocol — a transaction's state machine, ids, backoff. No I/O.
+//! - [`durable`]: a sled database with one flusher: group commit made truly durable.
 //! - [`log`]: the durable decision log behind the [`log::DecisionLog`] trait, with the sled
 //!   implementation and its group commit.
 //! - [`coordinator`]: the engine that drives the core with real I/O, the participant client
@@ -11,6 +12,7 @@
 
 pub mod coordinator;
 pub mod core;
+pub mod durable;
 pub mod log;
 pub mod proto;
 pub mod server;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use verdict::coordinator::Config;
+use verdict::coordinator::{validate, Config};
 use verdict::core::{Backoff, Policy};
 use verdict::log::LogSync;
 use verdict::server::{self, ServeOptions};
@@ -109,6 +109,9 @@ impl ServeArgs {
             !self.gc_interval.is_zero(),
             "--gc-interval must be above zero"
         );
+        if let Some(url) = &self.advertise_url {
+            validate::url("--advertise-url", url)?;
+        }
         Ok(ServeOptions {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -136,10 +139,20 @@ impl ServeArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log_level);
-    match cli.command {
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => server::run(args.into_options()?, server::shutdown_signal()).await,
     }
 }

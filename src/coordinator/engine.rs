@@ -195,10 +195,7 @@ impl<L: DecisionLog> Engine<L> {
         let id = TxnId::from_uuid(uuid::Uuid::now_v7());
         let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
         let entry = self.insert(id, deadline_unix_ms, txn, Some(self.config.max_in_flight))?;
-        let record = self.record(&entry, &entry.txn.lock().expect("lock"), Status::Active);
-        if let Err(e) = self.log.write(&record) {
-            fail_stop(&e);
-        }
+        self.apply(&entry, |_| Ok(vec![Action::Record]))?;
         let engine = Arc::downgrade(self);
         let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;

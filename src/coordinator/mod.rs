@@ -12,7 +12,7 @@ mod config;
 mod engine;
 mod error;
 pub mod service;
-mod validate;
+pub mod validate;
 mod view;
 
 pub use config::Config;

@@ -51,9 +51,14 @@ pub fn participant(p: Option<proto::ParticipantRef>) -> Result<NewParticipant, E
 
 /// A participant endpoint must be an absolute http(s) URL with a host, and nothing after it.
 pub fn endpoint(text: &str) -> Result<(), EngineError> {
+    url("participant endpoint", text)
+}
+
+/// `text`, named `what` in errors, must be an absolute http(s) URL with a host and no path.
+pub fn url(what: &str, text: &str) -> Result<(), EngineError> {
     let bad = |why: &str| {
         invalid(format!(
-            "participant endpoint {:?} {why}; expected a URL such as \"http://payments:7500\"",
+            "{what} {:?} {why}; expected a URL such as \"http://payments:7500\"",
             text.chars().take(80).collect::<String>()
         ))
     };

@@ -19,7 +19,8 @@ use std::future::Future;
 use crate::core::{Outcome, Participant, TxnId};
 
 pub use self::record::{decode, encode};
-pub use self::sled::{FlushStats, LogSync, SledLog};
+pub use self::sled::SledLog;
+pub use crate::durable::{FlushStats, LogSync};
 
 /// What a record says about its transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

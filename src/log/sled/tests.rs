@@ -1,4 +1,5 @@
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::*;
 use crate::core::{Outcome, Participant};
