@@ -13,6 +13,7 @@
 pub mod coordinator;
 pub mod core;
 pub mod durable;
+pub mod frame;
 pub mod log;
 pub mod proto;
 pub mod server;
