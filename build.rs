@@ -5,6 +5,7 @@
 use prost::Message;
 
 const PROTOS: &[&str] = &[
+    "proto/verdict/v1/bank.proto",
     "proto/verdict/v1/coordinator.proto",
     "proto/verdict/v1/participant.proto",
 ];

@@ -15,6 +15,7 @@ pub mod core;
 pub mod durable;
 pub mod frame;
 pub mod log;
+pub mod participant;
 pub mod proto;
 pub mod server;
 pub mod telemetry;

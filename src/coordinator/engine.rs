@@ -211,12 +211,12 @@ impl<L: DecisionLog> Engine<L> {
         })
     }
 
-    /// Enlists a participant; `Ok(false)` when it already was.
+    /// Enlists a participant. Returns whether it is new, and the transaction's deadline.
     pub fn enlist(
         self: &Arc<Self>,
         id: TxnId,
         participant: NewParticipant,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<(bool, u64), EngineError> {
         let Some(entry) = self.entry(id) else {
             let record = self.finished_record(id)?;
             let phase = match record.status {
@@ -236,7 +236,7 @@ impl<L: DecisionLog> Engine<L> {
             newly_enlisted = !actions.is_empty();
             Ok(actions)
         })?;
-        Ok(newly_enlisted)
+        Ok((newly_enlisted, entry.deadline_unix_ms))
     }
 
     /// Runs two-phase commit; answers once the decision is durable (or, with `wait_for_acks`,

@@ -127,8 +127,11 @@ impl<L: DecisionLog> coordinator_server::Coordinator for CoordinatorService<L> {
         let _span = span("Enlist", &request.txn_id).entered();
         let id = validate::txn_id(&request.txn_id)?;
         let participant = validate::participant(request.participant)?;
-        let newly_enlisted = self.engine.enlist(id, participant)?;
-        Ok(Response::new(proto::EnlistResponse { newly_enlisted }))
+        let (newly_enlisted, deadline_unix_ms) = self.engine.enlist(id, participant)?;
+        Ok(Response::new(proto::EnlistResponse {
+            newly_enlisted,
+            deadline_unix_ms,
+        }))
     }
 
     async fn commit(

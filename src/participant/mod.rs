@@ -1,0 +1,19 @@
+//! The participant SDK: wrap a transactional resource and it takes part in Verdict transactions.
+//!
+//! - [`Resource`]: what a participant author implements — prepare (vote), commit, abort, and the
+//!   list of what it has prepared.
+//! - [`Participant`]: the runtime around a resource. It keeps the participant's own durable
+//!   [`journal`] of each transaction (forced before a YES is sent and before a commit is
+//!   acknowledged), answers every request idempotently, resolves transactions left in doubt
+//!   with the coordinator's `Resolve`, and recovers after a restart.
+//! - [`ParticipantService`]: `verdict.v1.Participant` over gRPC around a [`Participant`].
+
+mod journal;
+mod resource;
+mod runtime;
+mod service;
+
+pub use journal::{Journal, Local};
+pub use resource::{Resource, ResourceError};
+pub use runtime::{Participant, ParticipantConfig, ParticipantError};
+pub use service::ParticipantService;

@@ -1,0 +1,33 @@
+//! The trait a participant author implements.
+
+use std::future::Future;
+
+use crate::core::{TxnId, Vote};
+
+/// A failure of the resource (its storage, its database connection…). Answered to the
+/// coordinator as an error: a failed prepare counts as no vote, a failed commit is retried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ResourceError(pub String);
+
+/// A transactional resource. The [`Participant`](super::Participant) runtime calls it at most
+/// once at a time per transaction, and never prepares a transaction it already has a vote for.
+pub trait Resource: Send + Sync + 'static {
+    /// Makes the transaction's changes ready to commit and votes. Before answering
+    /// [`Vote::Yes`] the changes must survive a crash: either written to the
+    /// [`DurableDb`](crate::durable::DurableDb) the runtime's journal uses (its forced flush,
+    /// made before the YES is sent, covers them), or made durable by the resource itself. A YES
+    /// also keeps whatever locks keep the changes valid until commit or abort.
+    fn prepare(&self, txn: TxnId) -> impl Future<Output = Result<Vote, ResourceError>> + Send;
+
+    /// Makes a prepared transaction's changes visible. Idempotent: committing a transaction
+    /// already committed does nothing.
+    fn commit(&self, txn: TxnId) -> impl Future<Output = Result<(), ResourceError>> + Send;
+
+    /// Discards a transaction's changes, prepared or only staged. Idempotent, and succeeds for a
+    /// transaction the resource does not know.
+    fn abort(&self, txn: TxnId) -> impl Future<Output = Result<(), ResourceError>> + Send;
+
+    /// The transactions the resource holds prepared, for recovery after a restart.
+    fn prepared(&self) -> impl Future<Output = Result<Vec<TxnId>, ResourceError>> + Send;
+}

@@ -1,0 +1,382 @@
+//! The participant runtime: the protocol rules a participant must keep, around any
+//! [`Resource`].
+//!
+//! | request | journal says | does |
+//! |---|---|---|
+//! | Prepare | nothing | asks the resource; YES is journaled **forced** before it is answered |
+//! | Prepare | a vote or an end | answers the same vote again (aborted here: NO) |
+//! | Commit | prepared | commits the resource, journals COMMITTED **forced**, acknowledges |
+//! | Commit | committed / read-only | acknowledges |
+//! | Commit | nothing / aborted | `FAILED_PRECONDITION` |
+//! | Abort | committed | `FAILED_PRECONDITION` |
+//! | Abort | anything else | aborts the resource (staged work too), journals ABORTED |
+//!
+//! A transaction prepared here that hears no decision for the quiet period is resolved with
+//! the coordinator's `Resolve`, with backoff, until COMMITTED or ABORTED. On start, everything
+//! the journal holds prepared is resolved the same way at once; what the resource holds prepared
+//! without a journaled YES is aborted, since its YES was never sent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::journal::{Journal, Local};
+use super::resource::{Resource, ResourceError};
+use crate::core::{Backoff, Outcome, TxnId, Vote};
+use crate::durable::StorageError;
+use crate::proto::coordinator_client::CoordinatorClient;
+use crate::proto::{self, ResolveRequest};
+
+const STRIPES: usize = 64;
+
+/// How a participant runtime behaves.
+#[derive(Clone, Debug)]
+pub struct ParticipantConfig {
+    /// The coordinator to ask about transactions the resource holds prepared but the journal
+    /// does not name a coordinator for.
+    pub coordinator_url: String,
+    /// How long a prepared transaction may go without a decision before asking `Resolve`.
+    pub quiet_period: Duration,
+    /// Delays between `Resolve` attempts that get no decision.
+    pub resolve_backoff: Backoff,
+    /// How long one `Resolve` call may take.
+    pub resolve_timeout: Duration,
+    /// How long final journal entries are kept (answers to late duplicate requests).
+    pub retention: Duration,
+}
+
+impl Default for ParticipantConfig {
+    fn default() -> Self {
+        ParticipantConfig {
+            coordinator_url: "http://127.0.0.1:7400".into(),
+            quiet_period: Duration::from_secs(5),
+            resolve_backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(10),
+            },
+            resolve_timeout: Duration::from_secs(5),
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Why a participant request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParticipantError {
+    /// The request cannot be honoured in the transaction's state here.
+    #[error("transaction {0}: {1}")]
+    Conflict(TxnId, String),
+    #[error("the resource failed: {0}")]
+    Resource(#[from] ResourceError),
+    #[error("the participant's journal failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// A transaction prepared here, waiting for its decision.
+struct InDoubt {
+    coordinator: String,
+    /// When to ask `Resolve` next.
+    next_check: Instant,
+    attempts: u32,
+}
+
+/// The runtime around a resource. See the module doc for its rules.
+pub struct Participant<R> {
+    resource: R,
+    journal: Journal,
+    config: ParticipantConfig,
+    /// Serialises requests per transaction (by a hash of its id).
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    in_doubt: Mutex<HashMap<TxnId, InDoubt>>,
+    /// Prepared transactions found at start and not yet resolved.
+    recovering: Mutex<HashSet<TxnId>>,
+    finished: Notify,
+    coordinators: Mutex<HashMap<String, CoordinatorClient<Channel>>>,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<R: Resource> Participant<R> {
+    /// Starts the runtime: finds what was prepared before a restart, and starts resolving it.
+    /// Must run inside a tokio runtime. [`Participant::recovered`] tells when recovery is done.
+    pub async fn start(
+        resource: R,
+        journal: Journal,
+        config: ParticipantConfig,
+    ) -> Result<Arc<Self>, ParticipantError> {
+        let participant = Arc::new(Participant {
+            resource,
+            journal,
+            config,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            in_doubt: Mutex::new(HashMap::new()),
+            recovering: Mutex::new(HashSet::new()),
+            finished: Notify::new(),
+            coordinators: Mutex::new(HashMap::new()),
+        });
+        participant.recover().await?;
+        tokio::spawn(resolve_periodically(Arc::downgrade(&participant)));
+        tokio::spawn(collect_periodically(Arc::downgrade(&participant)));
+        Ok(participant)
+    }
+
+    async fn recover(&self) -> Result<(), ParticipantError> {
+        let journaled = self.journal.prepared()?;
+        let unvoted: Vec<TxnId> = {
+            let known: HashSet<TxnId> = journaled.iter().map(|(txn, _)| *txn).collect();
+            let held = self.resource.prepared().await?;
+            held.into_iter().filter(|txn| !known.contains(txn)).collect()
+        };
+        for txn in &unvoted {
+            // Prepared in the resource, but the YES was never journaled, so never sent: the
+            // coordinator cannot have committed.
+            self.finish(*txn, Outcome::Aborted).await?;
+        }
+        let now = Instant::now();
+        let mut in_doubt = self.in_doubt.lock().expect("lock");
+        let mut recovering = self.recovering.lock().expect("lock");
+        for (txn, coordinator) in journaled {
+            recovering.insert(txn);
+            in_doubt.insert(
+                txn,
+                InDoubt {
+                    coordinator,
+                    next_check: now,
+                    attempts: 0,
+                },
+            );
+        }
+        tracing::info!(
+            in_doubt = recovering.len(),
+            aborted_unvoted = unvoted.len(),
+            "participant recovery: resolving transactions prepared before the restart"
+        );
+        Ok(())
+    }
+
+    /// Completes once every transaction found prepared at start has its decision applied.
+    pub async fn recovered(&self) {
+        loop {
+            let finished = self.finished.notified();
+            if self.recovering.lock().expect("lock").is_empty() {
+                return;
+            }
+            finished.await;
+        }
+    }
+
+    /// The resource this runtime drives.
+    pub fn resource(&self) -> &R {
+        &self.resource
+    }
+
+    fn stripe(&self, txn: TxnId) -> &tokio::sync::Mutex<()> {
+        let bytes = txn.to_bytes();
+        let hash = bytes.iter().fold(0usize, |h, b| h.wrapping_mul(31) ^ *b as usize);
+        &self.stripes[hash % STRIPES]
+    }
+
+    /// Phase 1: votes, once; a repeated Prepare gets the same vote.
+    pub async fn prepare(&self, txn: TxnId, coordinator: &str) -> Result<Vote, ParticipantError> {
+        let _serial = self.stripe(txn).lock().await;
+        if let Some(local) = self.journal.get(txn)? {
+            return Ok(match local {
+                Local::Prepared { .. } | Local::Committed => Vote::Yes,
+                Local::VotedNo(reason) => Vote::No(reason),
+                Local::ReadOnly => Vote::ReadOnly,
+                Local::Aborted => Vote::No("the transaction was already aborted here".into()),
+            });
+        }
+        let vote = self.resource.prepare(txn).await?;
+        let now = now_unix_ms();
+        match &vote {
+            Vote::Yes => {
+                let local = Local::Prepared {
+                    coordinator: coordinator.to_owned(),
+                };
+                self.journal.put_forced(txn, &local, now).await?;
+                self.await_decision(txn, coordinator);
+            }
+            Vote::No(reason) => {
+                self.resource.abort(txn).await?;
+                self.journal.put(txn, &Local::VotedNo(reason.clone()), now)?;
+            }
+            Vote::ReadOnly => self.journal.put(txn, &Local::ReadOnly, now)?,
+        }
+        Ok(vote)
+    }
+
+    /// Phase 2 from the coordinator.
+    pub async fn decide(&self, txn: TxnId, outcome: Outcome) -> Result<(), ParticipantError> {
+        self.finish(txn, outcome).await
+    }
+
+    fn await_decision(&self, txn: TxnId, coordinator: &str) {
+        self.in_doubt.lock().expect("lock").insert(
+            txn,
+            InDoubt {
+                coordinator: coordinator.to_owned(),
+                next_check: Instant::now() + self.config.quiet_period,
+                attempts: 0,
+            },
+        );
+    }
+
+    /// Applies a decision, from the coordinator or from `Resolve`.
+    async fn finish(&self, txn: TxnId, outcome: Outcome) -> Result<(), ParticipantError> {
+        let _serial = self.stripe(txn).lock().await;
+        let local = self.journal.get(txn)?;
+        let now = now_unix_ms();
+        match (outcome, local) {
+            (Outcome::Committed, Some(Local::Prepared { .. })) => {
+                self.resource.commit(txn).await?;
+                self.journal.put_forced(txn, &Local::Committed, now).await?;
+            }
+            (Outcome::Committed, Some(Local::Committed | Local::ReadOnly)) => {}
+            (Outcome::Committed, None) => {
+                return Err(ParticipantError::Conflict(
+                    txn,
+                    "cannot commit: this participant never prepared it".into(),
+                ))
+            }
+            (Outcome::Committed, Some(Local::Aborted | Local::VotedNo(_))) => {
+                return Err(ParticipantError::Conflict(
+                    txn,
+                    "cannot commit: it was aborted here".into(),
+                ))
+            }
+            (Outcome::Aborted, Some(Local::Committed)) => {
+                return Err(ParticipantError::Conflict(
+                    txn,
+                    "cannot abort: it was committed here".into(),
+                ))
+            }
+            (Outcome::Aborted, Some(Local::Aborted | Local::VotedNo(_) | Local::ReadOnly)) => {}
+            (Outcome::Aborted, Some(Local::Prepared { .. }) | None) => {
+                self.resource.abort(txn).await?;
+                self.journal.put(txn, &Local::Aborted, now)?;
+            }
+        }
+        self.in_doubt.lock().expect("lock").remove(&txn);
+        self.recovering.lock().expect("lock").remove(&txn);
+        self.finished.notify_waiters();
+        Ok(())
+    }
+
+    /// Asks `Resolve` about every transaction in doubt whose time has come.
+    async fn resolve_due(self: &Arc<Self>) {
+        let now = Instant::now();
+        let due: Vec<(TxnId, String)> = {
+            let mut in_doubt = self.in_doubt.lock().expect("lock");
+            in_doubt
+                .iter_mut()
+                .filter(|(_, d)| d.next_check <= now)
+                .map(|(txn, d)| {
+                    // Not due again while this attempt runs.
+                    d.next_check = now + self.config.resolve_timeout * 2;
+                    (*txn, d.coordinator.clone())
+                })
+                .collect()
+        };
+        for (txn, coordinator) in due {
+            let participant = self.clone();
+            tokio::spawn(async move { participant.resolve_one(txn, &coordinator).await });
+        }
+    }
+
+    async fn resolve_one(&self, txn: TxnId, coordinator: &str) {
+        let answer = self.ask_resolve(txn, coordinator).await;
+        let outcome = match answer {
+            Ok(proto::Outcome::Committed) => Some(Outcome::Committed),
+            Ok(proto::Outcome::Aborted) => Some(Outcome::Aborted),
+            Ok(_) => None,
+            Err(ref error) => {
+                tracing::warn!(txn_id = %txn, %coordinator, %error, "Resolve failed");
+                None
+            }
+        };
+        if let Some(outcome) = outcome {
+            tracing::info!(txn_id = %txn, ?outcome, "resolved a transaction in doubt");
+            // A decision that arrived meanwhile wins; this answer then changes nothing.
+            if let Err(error) = self.finish(txn, outcome).await {
+                tracing::warn!(txn_id = %txn, %error, "applying the resolved outcome failed");
+            } else {
+                return;
+            }
+        }
+        if let Some(entry) = self.in_doubt.lock().expect("lock").get_mut(&txn) {
+            entry.attempts += 1;
+            let delay = self
+                .config
+                .resolve_backoff
+                .delay(entry.attempts, rand::random());
+            entry.next_check = Instant::now() + delay;
+        }
+    }
+
+    async fn ask_resolve(&self, txn: TxnId, coordinator: &str) -> Result<proto::Outcome, String> {
+        let mut client = self.coordinator(coordinator)?;
+        let mut request = tonic::Request::new(ResolveRequest {
+            txn_id: txn.to_string(),
+        });
+        request.set_timeout(self.config.resolve_timeout);
+        match tokio::time::timeout(self.config.resolve_timeout, client.resolve(request)).await {
+            Err(_) => Err("no answer in time".into()),
+            Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+            Ok(Ok(response)) => Ok(response.into_inner().outcome()),
+        }
+    }
+
+    fn coordinator(&self, url: &str) -> Result<CoordinatorClient<Channel>, String> {
+        let mut clients = self.coordinators.lock().expect("lock");
+        if let Some(client) = clients.get(url) {
+            return Ok(client.clone());
+        }
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .map_err(|e| format!("coordinator URL {url:?} is not usable: {e}"))?
+            .connect_timeout(self.config.resolve_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let client = CoordinatorClient::new(channel);
+        clients.insert(url.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// How often transactions in doubt are looked at.
+const RESOLVE_TICK: Duration = Duration::from_millis(50);
+
+async fn resolve_periodically<R: Resource>(participant: std::sync::Weak<Participant<R>>) {
+    loop {
+        tokio::time::sleep(RESOLVE_TICK).await;
+        let Some(participant) = participant.upgrade() else {
+            return;
+        };
+        participant.resolve_due().await;
+    }
+}
+
+/// How often final journal entries past retention are collected.
+const COLLECT_EVERY: Duration = Duration::from_secs(60);
+
+async fn collect_periodically<R: Resource>(participant: std::sync::Weak<Participant<R>>) {
+    loop {
+        tokio::time::sleep(COLLECT_EVERY).await;
+        let Some(participant) = participant.upgrade() else {
+            return;
+        };
+        let retention = participant.config.retention.as_millis() as u64;
+        let cutoff = now_unix_ms().saturating_sub(retention);
+        if let Err(error) = participant.journal.collect(cutoff) {
+            tracing::error!(%error, "collecting the participant journal failed");
+        }
+    }
+}

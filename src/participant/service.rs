@@ -1,0 +1,92 @@
+//! `verdict.v1.Participant` over gRPC around a [`Participant`] runtime.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::resource::Resource;
+use super::runtime::{Participant, ParticipantError};
+use crate::coordinator::validate;
+use crate::core::{Outcome, TxnId, Vote};
+use crate::proto::{self, participant_server};
+
+/// The gRPC face of a [`Participant`].
+pub struct ParticipantService<R> {
+    participant: Arc<Participant<R>>,
+}
+
+impl<R: Resource> ParticipantService<R> {
+    pub fn new(participant: Arc<Participant<R>>) -> Self {
+        ParticipantService { participant }
+    }
+
+    pub fn into_server(self) -> participant_server::ParticipantServer<Self> {
+        participant_server::ParticipantServer::new(self)
+    }
+}
+
+impl From<ParticipantError> for Status {
+    fn from(error: ParticipantError) -> Self {
+        match error {
+            ParticipantError::Conflict(..) => Status::failed_precondition(error.to_string()),
+            ParticipantError::Resource(_) | ParticipantError::Storage(_) => {
+                tracing::error!(%error, "participant request failed");
+                Status::unavailable(error.to_string())
+            }
+        }
+    }
+}
+
+fn txn_id(text: &str) -> Result<TxnId, Status> {
+    Ok(validate::txn_id(text)?)
+}
+
+impl<R: Resource> ParticipantService<R> {
+    async fn decide(&self, txn_id: &str, outcome: Outcome) -> Result<(), Status> {
+        let txn = self::txn_id(txn_id)?;
+        Ok(self.participant.decide(txn, outcome).await?)
+    }
+}
+
+#[tonic::async_trait]
+impl<R: Resource> participant_server::Participant for ParticipantService<R> {
+    async fn prepare(
+        &self,
+        request: Request<proto::PrepareRequest>,
+    ) -> Result<Response<proto::PrepareResponse>, Status> {
+        let request = request.into_inner();
+        let txn = txn_id(&request.txn_id)?;
+        validate::url("coordinator_endpoint", &request.coordinator_endpoint)?;
+        let vote = self
+            .participant
+            .prepare(txn, &request.coordinator_endpoint)
+            .await?;
+        let (vote, reason) = match vote {
+            Vote::Yes => (proto::Vote::Yes, String::new()),
+            Vote::No(reason) => (proto::Vote::No, reason),
+            Vote::ReadOnly => (proto::Vote::ReadOnly, String::new()),
+        };
+        Ok(Response::new(proto::PrepareResponse {
+            vote: vote.into(),
+            reason,
+        }))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<proto::ParticipantCommitRequest>,
+    ) -> Result<Response<proto::ParticipantCommitResponse>, Status> {
+        self.decide(&request.get_ref().txn_id, Outcome::Committed)
+            .await?;
+        Ok(Response::new(proto::ParticipantCommitResponse {}))
+    }
+
+    async fn abort(
+        &self,
+        request: Request<proto::ParticipantAbortRequest>,
+    ) -> Result<Response<proto::ParticipantAbortResponse>, Status> {
+        self.decide(&request.get_ref().txn_id, Outcome::Aborted)
+            .await?;
+        Ok(Response::new(proto::ParticipantAbortResponse {}))
+    }
+}
