@@ -10,12 +10,15 @@
 //! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown.
 //! - [`proto`]: the generated wire contract.
 
+pub mod bank;
+pub mod client;
 pub mod coordinator;
 pub mod core;
 pub mod durable;
 pub mod frame;
 pub mod log;
 pub mod participant;
+pub mod process;
 pub mod proto;
 pub mod server;
 pub mod telemetry;

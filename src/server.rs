@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
@@ -50,24 +51,44 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
     health
         .set_serving::<proto::coordinator_server::CoordinatorServer<CoordinatorService<SledLog>>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(CoordinatorService::new(engine.clone()).into_server());
+    tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
+    serve(router, listener, shutdown).await?;
+    tracing::info!("shut down; closing the decision log");
+    engine.close();
+    Ok(())
+}
+
+/// Server reflection for every Verdict service and health.
+pub fn reflection() -> anyhow::Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    Ok(tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+        .build_v1()?)
+}
 
+/// Serves `router` on `listener` until `shutdown`, with TCP_NODELAY on every connection.
+/// Prints `listening on ADDR` to stdout first: tools and tests wait for that line.
+pub async fn serve(
+    router: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
     // serve_with_incoming ignores the server's own nodelay setting: set it on the stream, or
     // Nagle's algorithm adds ~40 ms to small replies.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
     println!("listening on {local}");
-    Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(CoordinatorService::new(engine.clone()).into_server())
+    router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
-    tracing::info!("shut down; closing the decision log");
-    engine.close();
     Ok(())
 }
 

@@ -16,7 +16,9 @@ const MAGIC: &[u8; 2] = b"VJ";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Local {
     /// Voted YES; waiting for the decision of the coordinator at this URL.
-    Prepared { coordinator: String },
+    Prepared {
+        coordinator: String,
+    },
     /// Voted NO, for this reason.
     VotedNo(String),
     /// Voted READ_ONLY: nothing to do in phase 2.
@@ -143,7 +145,10 @@ impl Journal {
     /// Deletes final entries recorded before `before_unix_ms`; returns how many.
     pub fn collect(&self, before_unix_ms: u64) -> Result<usize, StorageError> {
         let mut collected = 0;
-        for entry in self.finished_at.range(..before_unix_ms.to_be_bytes().to_vec()) {
+        for entry in self
+            .finished_at
+            .range(..before_unix_ms.to_be_bytes().to_vec())
+        {
             let (key, _) = entry?;
             self.entries.remove(&key[8..])?;
             self.finished_at.remove(&key)?;
@@ -172,7 +177,9 @@ mod tests {
             coordinator: "http://c:1".into(),
         };
         journal.put_forced(a, &prepared, 10).await.unwrap();
-        journal.put(b, &Local::VotedNo("no funds".into()), 10).unwrap();
+        journal
+            .put(b, &Local::VotedNo("no funds".into()), 10)
+            .unwrap();
         assert_eq!(journal.get(a), Ok(Some(prepared)));
         assert_eq!(journal.get(b), Ok(Some(Local::VotedNo("no funds".into()))));
         assert_eq!(journal.prepared(), Ok(vec![(a, "http://c:1".into())]));
@@ -193,7 +200,10 @@ mod tests {
     fn a_corrupt_entry_is_an_error() {
         let (_dir, journal) = journal();
         let a = TxnId::from_bytes([1; 16]);
-        journal.entries.insert(a.to_bytes(), &b"garbage"[..]).unwrap();
+        journal
+            .entries
+            .insert(a.to_bytes(), &b"garbage"[..])
+            .unwrap();
         assert!(journal.get(a).unwrap_err().0.contains("corrupt"));
     }
 }

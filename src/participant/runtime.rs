@@ -133,7 +133,9 @@ impl<R: Resource> Participant<R> {
         let unvoted: Vec<TxnId> = {
             let known: HashSet<TxnId> = journaled.iter().map(|(txn, _)| *txn).collect();
             let held = self.resource.prepared().await?;
-            held.into_iter().filter(|txn| !known.contains(txn)).collect()
+            held.into_iter()
+                .filter(|txn| !known.contains(txn))
+                .collect()
         };
         for txn in &unvoted {
             // Prepared in the resource, but the YES was never journaled, so never sent: the
@@ -180,7 +182,9 @@ impl<R: Resource> Participant<R> {
 
     fn stripe(&self, txn: TxnId) -> &tokio::sync::Mutex<()> {
         let bytes = txn.to_bytes();
-        let hash = bytes.iter().fold(0usize, |h, b| h.wrapping_mul(31) ^ *b as usize);
+        let hash = bytes
+            .iter()
+            .fold(0usize, |h, b| h.wrapping_mul(31) ^ *b as usize);
         &self.stripes[hash % STRIPES]
     }
 
@@ -207,7 +211,8 @@ impl<R: Resource> Participant<R> {
             }
             Vote::No(reason) => {
                 self.resource.abort(txn).await?;
-                self.journal.put(txn, &Local::VotedNo(reason.clone()), now)?;
+                self.journal
+                    .put(txn, &Local::VotedNo(reason.clone()), now)?;
             }
             Vote::ReadOnly => self.journal.put(txn, &Local::ReadOnly, now)?,
         }

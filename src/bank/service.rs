@@ -1,0 +1,134 @@
+//! `verdict.v1.Bank` over gRPC.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::store::{BankError, KvBank};
+use crate::client::Client;
+use crate::coordinator::validate;
+use crate::participant::Participant;
+use crate::proto::{self, bank_server};
+
+const MAX_ACCOUNT_BYTES: usize = 64;
+
+/// The bank's application-facing service.
+pub struct BankService {
+    participant: Arc<Participant<KvBank>>,
+    coordinator: Client,
+    /// This bank as it enlists: its name and `verdict.v1.Participant` endpoint.
+    name: String,
+    endpoint: String,
+}
+
+impl BankService {
+    pub fn new(
+        participant: Arc<Participant<KvBank>>,
+        coordinator: Client,
+        name: String,
+        endpoint: String,
+    ) -> Self {
+        BankService {
+            participant,
+            coordinator,
+            name,
+            endpoint,
+        }
+    }
+
+    pub fn into_server(self) -> bank_server::BankServer<Self> {
+        bank_server::BankServer::new(self)
+    }
+
+    fn bank(&self) -> &KvBank {
+        self.participant.resource()
+    }
+}
+
+impl From<BankError> for Status {
+    fn from(error: BankError) -> Self {
+        let message = error.to_string();
+        match error {
+            BankError::NoSuchAccount(_) => Status::not_found(message),
+            BankError::AccountExists(_) => Status::already_exists(message),
+            BankError::AlreadyPrepared(_) => Status::failed_precondition(message),
+            BankError::Storage(_) => Status::unavailable(message),
+        }
+    }
+}
+
+fn account(text: &str) -> Result<&str, Status> {
+    if text.is_empty() || text.len() > MAX_ACCOUNT_BYTES || text.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "account {:?} must be 1 to {MAX_ACCOUNT_BYTES} bytes without control characters",
+            text.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(text)
+}
+
+/// The local instant of a deadline given in Unix milliseconds.
+fn instant_of(deadline_unix_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_unix_ms.saturating_sub(now_ms))
+}
+
+#[tonic::async_trait]
+impl bank_server::Bank for BankService {
+    async fn open_account(
+        &self,
+        request: Request<proto::OpenAccountRequest>,
+    ) -> Result<Response<proto::OpenAccountResponse>, Status> {
+        let request = request.into_inner();
+        let account = account(&request.account)?;
+        if request.balance < 0 {
+            return Err(Status::invalid_argument(format!(
+                "opening balance {} is negative",
+                request.balance
+            )));
+        }
+        self.bank().open_account(account, request.balance).await?;
+        Ok(Response::new(proto::OpenAccountResponse {}))
+    }
+
+    async fn get_balance(
+        &self,
+        request: Request<proto::GetBalanceRequest>,
+    ) -> Result<Response<proto::GetBalanceResponse>, Status> {
+        let (balance, held) = self.bank().balance(account(&request.get_ref().account)?)?;
+        Ok(Response::new(proto::GetBalanceResponse { balance, held }))
+    }
+
+    async fn apply(
+        &self,
+        request: Request<proto::ApplyRequest>,
+    ) -> Result<Response<proto::ApplyResponse>, Status> {
+        let request = request.into_inner();
+        let txn = validate::txn_id(&request.txn_id)?;
+        let account = account(&request.account)?;
+        if request.delta == 0 {
+            return Err(Status::invalid_argument(
+                "delta is zero: give the (non-zero) change to the account",
+            ));
+        }
+        // Refuse an unknown account before enlisting, so a bad request changes nothing.
+        self.bank().balance(account)?;
+        let enlisted = self
+            .coordinator
+            .enlist(txn, &self.name, &self.endpoint)
+            .await
+            .map_err(|status| {
+                Status::new(
+                    status.code(),
+                    format!("enlisting in {txn} failed: {}", status.message()),
+                )
+            })?;
+        let expires = instant_of(enlisted.deadline_unix_ms);
+        self.bank().stage(txn, account, request.delta, expires)?;
+        Ok(Response::new(proto::ApplyResponse {}))
+    }
+}

@@ -1,0 +1,56 @@
+//! Moving money between accounts on two banks in one Verdict transaction.
+
+use tonic::transport::Channel;
+use tonic::Status;
+
+use crate::client::Client;
+use crate::core::{Outcome, TxnId};
+use crate::proto::bank_client::BankClient;
+use crate::proto::ApplyRequest;
+
+/// An account at a bank.
+#[derive(Clone)]
+pub struct AccountAt {
+    pub bank: BankClient<Channel>,
+    pub account: String,
+}
+
+impl AccountAt {
+    async fn apply(&self, txn: TxnId, delta: i64) -> Result<(), Status> {
+        let request = ApplyRequest {
+            txn_id: txn.to_string(),
+            account: self.account.clone(),
+            delta,
+        };
+        self.bank.clone().apply(request).await.map(drop)
+    }
+}
+
+/// Transfers `amount` from `from` to `to`: begins a transaction, stages both changes (which
+/// enlists both banks) and commits. Returns the transaction, its outcome and the abort reason.
+/// If staging fails the transaction is aborted and the error returned.
+pub async fn transfer(
+    coordinator: &Client,
+    from: &AccountAt,
+    to: &AccountAt,
+    amount: i64,
+) -> Result<(TxnId, Outcome, String), Status> {
+    if amount <= 0 {
+        return Err(Status::invalid_argument(format!(
+            "amount {amount} is not positive"
+        )));
+    }
+    let txn = coordinator.begin(None).await?.txn_id;
+    let staged = async {
+        from.apply(txn, -amount).await?;
+        to.apply(txn, amount).await
+    };
+    if let Err(status) = staged.await {
+        let _ = coordinator
+            .abort(txn, &format!("staging failed: {}", status.message()))
+            .await;
+        return Err(status);
+    }
+    let (outcome, reason) = coordinator.commit(txn).await?;
+    Ok((txn, outcome, reason))
+}

@@ -1,0 +1,83 @@
+//! Verdict servers as child processes: started with `listening on ADDR` awaited on their stdout,
+//! stopped gracefully (SIGTERM) or killed (SIGKILL). Used by `verdict demo`, the benchmark and
+//! the tests.
+
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `verdict` server process.
+pub struct ChildServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Runs `exe` with `args` and waits until it prints `listening on ADDR`. Its stderr goes to
+    /// `stderr`. The process is killed if this handle is dropped.
+    pub async fn spawn<I, S>(exe: &Path, args: I, stderr: Stdio) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let listening = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    return Ok(addr.parse::<SocketAddr>()?);
+                }
+            }
+            bail!("it exited before listening")
+        };
+        let addr = tokio::time::timeout(START_TIMEOUT, listening)
+            .await
+            .context("it did not start listening in time")?
+            .with_context(|| format!("{} did not start", exe.display()))?;
+        Ok(ChildServer { child, addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no destructors, no flush — as a crash.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("kill")
+    }
+
+    /// SIGTERM, then waits for a graceful exit.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) with a pid we own and a valid signal number.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        let status = tokio::time::timeout(START_TIMEOUT, self.child.wait())
+            .await
+            .context("it did not stop in time")??;
+        anyhow::ensure!(status.success(), "it exited with {status}");
+        Ok(())
+    }
+}
