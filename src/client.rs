@@ -81,11 +81,25 @@ impl Client {
         Ok(self.coordinator.clone().enlist(request).await?.into_inner())
     }
 
-    /// Commits; returns the outcome and, for an abort, its reason.
+    /// Commits; returns the outcome (as soon as the decision is durable) and, for an abort,
+    /// its reason.
     pub async fn commit(&self, txn: TxnId) -> Result<(Outcome, String), Status> {
+        self.commit_with(txn, false).await
+    }
+
+    /// As [`Client::commit`], but answers only once every participant has acknowledged.
+    pub async fn commit_and_wait(&self, txn: TxnId) -> Result<(Outcome, String), Status> {
+        self.commit_with(txn, true).await
+    }
+
+    async fn commit_with(
+        &self,
+        txn: TxnId,
+        wait_for_acks: bool,
+    ) -> Result<(Outcome, String), Status> {
         let request = self.request(CommitRequest {
             txn_id: txn.to_string(),
-            wait_for_acks: false,
+            wait_for_acks,
         });
         let response = self.coordinator.clone().commit(request).await?.into_inner();
         let outcome = match response.outcome() {

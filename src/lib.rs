@@ -14,6 +14,7 @@ pub mod bank;
 pub mod client;
 pub mod coordinator;
 pub mod core;
+pub mod demo;
 pub mod durable;
 pub mod frame;
 pub mod log;

@@ -5,9 +5,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tonic::transport::Channel;
+use verdict::bank::server::BankOptions;
+use verdict::bank::{self, transfer, AccountAt};
+use verdict::client::Client;
 use verdict::coordinator::{validate, Config};
 use verdict::core::{Backoff, Policy};
+use verdict::demo;
 use verdict::log::LogSync;
+use verdict::proto::bank_client::BankClient;
+use verdict::proto::{GetBalanceRequest, OpenAccountRequest};
 use verdict::server::{self, ServeOptions};
 use verdict::telemetry::{self, LogFormat};
 
@@ -38,6 +45,153 @@ struct Cli {
 enum Command {
     /// Run the coordinator (single node, embedded sled log).
     Serve(ServeArgs),
+    /// Run a participant.
+    #[command(subcommand)]
+    Participant(ParticipantCommand),
+    /// Talk to bank participants: open accounts, read balances, transfer money.
+    #[command(subcommand)]
+    Bank(BankCommand),
+    /// Start a coordinator and two banks, run a few transfers, print outcomes and balances.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum ParticipantCommand {
+    /// The reference bank participant: accounts on embedded sled.
+    Kv(KvArgs),
+}
+
+#[derive(Args)]
+struct KvArgs {
+    /// Address to listen on (serves verdict.v1.Participant and verdict.v1.Bank).
+    #[arg(long, env = "VERDICT_KV_LISTEN", default_value = "127.0.0.1:7500")]
+    listen: SocketAddr,
+    /// Directory of the bank's accounts and journal (created if missing).
+    #[arg(long, env = "VERDICT_KV_DATA_DIR", default_value = "./verdict-kv-data")]
+    data_dir: PathBuf,
+    /// The coordinator's URL.
+    #[arg(
+        long,
+        env = "VERDICT_COORDINATOR",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    coordinator: String,
+    /// This participant's URL as the coordinator reaches it; default http://LISTEN.
+    #[arg(long, env = "VERDICT_KV_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// The name it enlists under; default kv@LISTEN.
+    #[arg(long, env = "VERDICT_KV_NAME")]
+    name: Option<String>,
+    /// How long a prepared transaction may go without a decision before asking Resolve.
+    #[arg(long, env = "VERDICT_KV_QUIET_PERIOD", value_parser = duration, default_value = "5s")]
+    quiet_period: Duration,
+    /// Whether journal writes wait for the disk. "off" is NOT durable: comparison runs only.
+    #[arg(long, env = "VERDICT_LOG_SYNC", value_enum, default_value = "fsync")]
+    log_sync: LogSync,
+}
+
+impl KvArgs {
+    fn into_options(self) -> anyhow::Result<BankOptions> {
+        validate::url("--coordinator", &self.coordinator)?;
+        if let Some(url) = &self.advertise_url {
+            validate::url("--advertise-url", url)?;
+        }
+        Ok(BankOptions {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            coordinator_url: self.coordinator,
+            advertise_url: self.advertise_url.unwrap_or_default(),
+            name: self.name.unwrap_or_default(),
+            quiet_period: self.quiet_period,
+            log_sync: self.log_sync,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum BankCommand {
+    /// Open an account.
+    Open {
+        /// The bank's URL.
+        #[arg(long)]
+        bank: String,
+        account: String,
+        balance: i64,
+    },
+    /// Print an account's balance (and what prepared transactions hold of it).
+    Balance {
+        #[arg(long)]
+        bank: String,
+        account: String,
+    },
+    /// Move money between accounts (possibly on two banks) in one Verdict transaction.
+    Transfer {
+        /// The coordinator's URL.
+        #[arg(long, default_value = "http://127.0.0.1:7400")]
+        coordinator: String,
+        /// The paying bank's URL.
+        #[arg(long)]
+        from_bank: String,
+        /// The paying account.
+        #[arg(long)]
+        from: String,
+        /// The receiving bank's URL.
+        #[arg(long)]
+        to_bank: String,
+        /// The receiving account.
+        #[arg(long)]
+        to: String,
+        /// How much, in the smallest unit; positive.
+        #[arg(long)]
+        amount: i64,
+    },
+}
+
+fn bank_client(url: &str) -> anyhow::Result<BankClient<Channel>> {
+    validate::url("bank URL", url)?;
+    Ok(BankClient::new(
+        Channel::from_shared(url.to_owned())?.connect_lazy(),
+    ))
+}
+
+async fn bank(command: BankCommand) -> anyhow::Result<()> {
+    match command {
+        BankCommand::Open {
+            bank,
+            account,
+            balance,
+        } => {
+            let request = OpenAccountRequest { account, balance };
+            bank_client(&bank)?.open_account(request).await?;
+            println!("opened");
+        }
+        BankCommand::Balance { bank, account } => {
+            let request = GetBalanceRequest { account };
+            let response = bank_client(&bank)?.get_balance(request).await?.into_inner();
+            println!("balance {} (held {})", response.balance, response.held);
+        }
+        BankCommand::Transfer {
+            coordinator,
+            from_bank,
+            from,
+            to_bank,
+            to,
+            amount,
+        } => {
+            let client = Client::new(&coordinator, Duration::from_secs(30))?;
+            let from = AccountAt {
+                bank: bank_client(&from_bank)?,
+                account: from,
+            };
+            let to = AccountAt {
+                bank: bank_client(&to_bank)?,
+                account: to,
+            };
+            let (txn, outcome, reason) = transfer(&client, &from, &to, amount).await?;
+            println!("{txn} {outcome:?} {reason}");
+        }
+    }
+    Ok(())
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -154,5 +308,10 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => server::run(args.into_options()?, server::shutdown_signal()).await,
+        Command::Participant(ParticipantCommand::Kv(args)) => {
+            bank::server::run(args.into_options()?, server::shutdown_signal()).await
+        }
+        Command::Bank(command) => bank(command).await,
+        Command::Demo => demo::run().await,
     }
 }
