@@ -4,17 +4,17 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, Notify};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+use verdict::process::ChildServer;
 use verdict::proto::coordinator_client::CoordinatorClient;
 use verdict::proto::participant_server::{Participant, ParticipantServer};
 use verdict::proto::{self, *};
@@ -22,23 +22,38 @@ use verdict::proto::{self, *};
 /// How long any awaited condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A `verdict serve` child process on its own data directory.
-pub struct Coordinator {
-    child: Option<Child>,
+/// A `verdict` server (coordinator or participant) as a child process with its own data
+/// directory; its log is shown if the test fails.
+pub struct Server {
+    child: Option<ChildServer>,
     pub addr: SocketAddr,
     data_dir: tempfile::TempDir,
     args: Vec<String>,
 }
 
-impl Coordinator {
-    /// Starts a coordinator on a free port with `args` added to `serve`.
+/// The coordinator is a [`Server`] started with `serve`.
+pub type Coordinator = Server;
+
+impl Server {
+    /// `verdict serve` on a free port with `args` added.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_with(["serve"].iter().chain(args)).await
+    }
+
+    /// `verdict participant kv` named `name`, enlisting with `coordinator`, with `args` added.
+    pub async fn start_bank(coordinator: &Server, name: &str, args: &[&str]) -> Self {
+        let url = coordinator.url();
+        let base = ["participant", "kv", "--coordinator", &url, "--name", name];
+        Self::start_with(base.iter().chain(args)).await
+    }
+
+    async fn start_with<'a>(args: impl Iterator<Item = &'a &'a str>) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (child, addr) = spawn(data_dir.path(), "127.0.0.1:0", &args).await;
-        Coordinator {
+        let args: Vec<String> = args.map(|a| a.to_string()).collect();
+        let child = spawn(data_dir.path(), "127.0.0.1:0", &args).await;
+        Server {
+            addr: child.addr(),
             child: Some(child),
-            addr,
             data_dir,
             args,
         }
@@ -49,70 +64,93 @@ impl Coordinator {
     }
 
     pub async fn client(&self) -> CoordinatorClient<Channel> {
-        CoordinatorClient::connect(self.url())
-            .await
-            .expect("connect to the coordinator")
+        CoordinatorClient::new(self.channel())
+    }
+
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).unwrap().connect_lazy()
     }
 
     /// SIGKILL: no destructors, no flush.
     pub async fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
+        let child = self.child.take().expect("running");
         child.kill().await.expect("kill");
     }
 
     /// Starts it again on the same data directory and port.
     pub async fn restart(&mut self) {
+        let addr = self.addr.to_string();
+        self.restart_on(&addr).await;
+        assert_eq!(self.child.as_ref().unwrap().addr(), self.addr);
+    }
+
+    /// Starts it again on the same data directory and another port.
+    pub async fn restart_on_new_port(&mut self) {
+        self.restart_on("127.0.0.1:0").await;
+        self.addr = self.child.as_ref().unwrap().addr();
+    }
+
+    async fn restart_on(&mut self, listen: &str) {
         assert!(self.child.is_none(), "kill it first");
-        let (child, addr) = spawn(self.data_dir.path(), &self.addr.to_string(), &self.args).await;
-        assert_eq!(addr, self.addr);
-        self.child = Some(child);
+        self.child = Some(spawn(self.data_dir.path(), listen, &self.args).await);
+    }
+
+    /// Waits until its health service reports SERVING (for a participant: recovery is done).
+    pub async fn wait_serving(&self, service: &str) {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::HealthCheckRequest;
+        let mut health = HealthClient::new(self.channel());
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        let serving = tokio::time::timeout(PATIENCE, async {
+            let mut updates = health.watch(request).await.expect("watch").into_inner();
+            while let Some(update) = updates.message().await.expect("health") {
+                if update.status() == ServingStatus::Serving {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            serving.is_ok(),
+            "{service} at {} never became SERVING",
+            self.addr
+        );
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.path().join("coordinator.log")
+        self.data_dir.path().join("server.log")
     }
 }
 
-impl Drop for Coordinator {
+impl Drop for Server {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            eprintln!("---- coordinator log ----\n{log}");
+            eprintln!("---- {:?} log ----\n{log}", self.args.first());
         }
     }
 }
 
-async fn spawn(data_dir: &Path, listen: &str, args: &[String]) -> (Child, SocketAddr) {
+async fn spawn(data_dir: &Path, listen: &str, args: &[String]) -> ChildServer {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(data_dir.join("coordinator.log"))
+        .open(data_dir.join("server.log"))
         .expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["serve", "--listen", listen, "--data-dir"])
-        .arg(data_dir.join("log"))
-        .args(args)
-        .env("RUST_LOG", "verdict=debug")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn verdict");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                return addr.parse().expect("address");
-            }
-        }
-        panic!(
-            "verdict exited before listening; see {}",
-            data_dir.display()
-        )
-    })
+    let mut all: Vec<OsString> = args.iter().map(OsString::from).collect();
+    all.extend(["--listen".into(), listen.into(), "--data-dir".into()]);
+    all.push(data_dir.join("data").into());
+    all.extend(["--log-level".into(), "verdict=debug".into()]);
+    ChildServer::spawn(
+        Path::new(env!("CARGO_BIN_EXE_verdict")),
+        all,
+        Stdio::from(log),
+    )
     .await
-    .expect("verdict started in time");
-    (child, addr)
+    .expect("verdict started")
 }
 
 /// What a participant double was asked.
@@ -132,6 +170,8 @@ pub struct Behavior {
     pub prepare_delay: Duration,
     /// Answers Commit and Abort with UNAVAILABLE (after recording the call).
     pub fail_decisions: bool,
+    /// Holds every Prepare unanswered until this is set back to false.
+    pub hold_prepare: bool,
 }
 
 impl Default for Behavior {
@@ -141,6 +181,7 @@ impl Default for Behavior {
             no_reason: String::new(),
             prepare_delay: Duration::ZERO,
             fail_decisions: false,
+            hold_prepare: false,
         }
     }
 }
@@ -150,6 +191,7 @@ struct Shared {
     behavior: Mutex<Behavior>,
     calls: Mutex<Vec<Call>>,
     called: Notify,
+    changed: Notify,
 }
 
 impl Shared {
@@ -223,6 +265,7 @@ impl Double {
 
     pub fn set(&self, change: impl FnOnce(&mut Behavior)) {
         change(&mut self.shared.behavior.lock().unwrap());
+        self.shared.changed.notify_waiters();
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -270,6 +313,13 @@ impl Participant for DoubleService {
     ) -> Result<Response<PrepareResponse>, Status> {
         let request = request.into_inner();
         self.0.record(Call::Prepare(request.txn_id));
+        loop {
+            let changed = self.0.changed.notified();
+            if !self.0.behavior().hold_prepare {
+                break;
+            }
+            changed.await;
+        }
         let behavior = self.0.behavior();
         tokio::time::sleep(behavior.prepare_delay).await;
         Ok(Response::new(PrepareResponse {

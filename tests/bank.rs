@@ -1,0 +1,518 @@
+//! The participant side with real processes: a coordinator and KV bank participants, each a
+//! `verdict` child process.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use support::*;
+use tonic::transport::Channel;
+use tonic::Code;
+use verdict::bank::{transfer, AccountAt};
+use verdict::client::Client;
+use verdict::core::{Outcome as Decision, TxnId};
+use verdict::proto::bank_client::BankClient;
+use verdict::proto::participant_client::ParticipantClient;
+use verdict::proto::*;
+
+const PARTICIPANT_SERVICE: &str = "verdict.v1.Participant";
+
+fn bank(server: &Server) -> BankClient<Channel> {
+    BankClient::new(server.channel())
+}
+
+fn at(server: &Server, account: &str) -> AccountAt {
+    AccountAt {
+        bank: bank(server),
+        account: account.into(),
+    }
+}
+
+async fn open(server: &Server, account: &str, balance: i64) {
+    let request = OpenAccountRequest {
+        account: account.into(),
+        balance,
+    };
+    bank(server)
+        .open_account(request)
+        .await
+        .expect("open account");
+}
+
+/// (balance, held)
+async fn balance(server: &Server, account: &str) -> (i64, i64) {
+    let request = GetBalanceRequest {
+        account: account.into(),
+    };
+    let response = bank(server)
+        .get_balance(request)
+        .await
+        .expect("balance")
+        .into_inner();
+    (response.balance, response.held)
+}
+
+fn client(coordinator: &Server) -> Client {
+    Client::new(&coordinator.url(), PATIENCE).unwrap()
+}
+
+async fn apply(
+    server: &Server,
+    txn: TxnId,
+    account: &str,
+    delta: i64,
+) -> Result<(), tonic::Status> {
+    let request = ApplyRequest {
+        txn_id: txn.to_string(),
+        account: account.into(),
+        delta,
+    };
+    bank(server).apply(request).await.map(drop)
+}
+
+/// A coordinator and two banks: alice@a with 100, bob@b with 20.
+async fn two_banks() -> (Server, Server, Server) {
+    let coordinator = Server::start(&["--retry-initial", "20ms", "--retry-max", "200ms"]).await;
+    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
+    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    open(&a, "alice", 100).await;
+    open(&b, "bob", 20).await;
+    (coordinator, a, b)
+}
+
+#[tokio::test]
+async fn a_transfer_commits_on_both_banks() {
+    let (coordinator, a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let (txn, outcome, reason) = transfer(&client, &at(&a, "alice"), &at(&b, "bob"), 30)
+        .await
+        .unwrap();
+    assert_eq!((outcome, reason.as_str()), (Decision::Committed, ""));
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(balance(&a, "alice").await, (70, 0));
+    assert_eq!(balance(&b, "bob").await, (50, 0));
+    let view = client.get(txn).await.unwrap();
+    let names: Vec<_> = view
+        .participants
+        .iter()
+        .map(|p| p.participant.clone().unwrap().name)
+        .collect();
+    assert_eq!(names, ["bank-a", "bank-b"], "Apply enlisted each bank");
+}
+
+#[tokio::test]
+async fn an_overdraft_votes_no_and_leaves_both_untouched() {
+    let (coordinator, a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let (txn, outcome, reason) = transfer(&client, &at(&b, "bob"), &at(&a, "alice"), 21)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Decision::Aborted);
+    assert!(
+        reason
+            .starts_with("participant \"bank-b\" voted no: insufficient funds in account \"bob\""),
+        "{reason}"
+    );
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(balance(&a, "alice").await, (100, 0));
+    assert_eq!(balance(&b, "bob").await, (20, 0));
+}
+
+/// Begins a transfer of 10 from alice@a to a gate double that holds its vote, commits it in the
+/// background, and waits until bank-a has voted YES. Returns the transaction and the commit.
+async fn prepared_at_a(
+    coordinator: &Server,
+    a: &Server,
+    gate: &Double,
+) -> (TxnId, tokio::task::JoinHandle<(Decision, String)>) {
+    let client = client(coordinator);
+    let txn = client.begin(None).await.unwrap().txn_id;
+    apply(a, txn, "alice", -10).await.unwrap();
+    client.enlist(txn, "gate", &gate.endpoint()).await.unwrap();
+    let committing = {
+        let client = client.clone();
+        tokio::spawn(async move { client.commit(txn).await.unwrap() })
+    };
+    gate.wait_for(Call::Prepare(txn.to_string()), 1).await;
+    let voted = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let view = client.get(txn).await.unwrap();
+            if view.participants[0].vote() == Vote::Yes {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(voted.is_ok(), "bank-a never voted YES");
+    (txn, committing)
+}
+
+async fn resolves_through_resolve(gate_vote: Vote, expected: Decision) {
+    let (coordinator, mut a, _b) = two_banks().await;
+    let gate = Double::start(Behavior {
+        hold_prepare: true,
+        vote: gate_vote,
+        ..Behavior::default()
+    })
+    .await;
+    let (txn, committing) = prepared_at_a(&coordinator, &a, &gate).await;
+
+    a.kill().await;
+    gate.set(|b| b.hold_prepare = false);
+    let (outcome, _) = committing.await.unwrap();
+    assert_eq!(outcome, expected);
+    // On a new port the coordinator's phase-2 messages cannot reach it: only Resolve can.
+    a.restart_on_new_port().await;
+    a.wait_serving(PARTICIPANT_SERVICE).await;
+
+    let expected_balance = if expected == Decision::Committed {
+        90
+    } else {
+        100
+    };
+    assert_eq!(balance(&a, "alice").await, (expected_balance, 0));
+    let log = std::fs::read_to_string(a.log_path()).unwrap();
+    assert!(
+        log.contains("resolved a transaction in doubt"),
+        "{txn} was not resolved via Resolve"
+    );
+}
+
+#[tokio::test]
+async fn a_participant_killed_after_voting_yes_resolves_a_commit_through_resolve() {
+    resolves_through_resolve(Vote::Yes, Decision::Committed).await;
+}
+
+#[tokio::test]
+async fn a_participant_killed_after_voting_yes_resolves_an_abort_through_resolve() {
+    resolves_through_resolve(Vote::No, Decision::Aborted).await;
+}
+
+#[tokio::test]
+async fn a_participant_down_during_phase_two_gets_the_decision_when_it_returns() {
+    let (coordinator, mut a, _b) = two_banks().await;
+    let gate = Double::start(Behavior {
+        hold_prepare: true,
+        ..Behavior::default()
+    })
+    .await;
+    let (txn, committing) = prepared_at_a(&coordinator, &a, &gate).await;
+    a.kill().await;
+    gate.set(|b| b.hold_prepare = false);
+    assert_eq!(committing.await.unwrap().0, Decision::Committed);
+
+    let client = client(&coordinator);
+    let view = client.get(txn).await.unwrap();
+    assert_eq!(view.state(), TransactionState::Committing, "bank-a is down");
+    a.restart().await;
+    let (outcome, _) = client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(outcome, Decision::Committed);
+    assert_eq!(balance(&a, "alice").await, (90, 0));
+}
+
+#[tokio::test]
+async fn concurrent_random_transfers_conserve_money() {
+    const ACCOUNTS: usize = 10;
+    const OPENING: i64 = 100;
+    const TRANSFERS: usize = 200;
+    const WORKERS: usize = 16;
+    let coordinator = Server::start(&[]).await;
+    let banks = [
+        Server::start_bank(&coordinator, "bank-a", &[]).await,
+        Server::start_bank(&coordinator, "bank-b", &[]).await,
+    ];
+    let accounts: Vec<(usize, String)> = (0..ACCOUNTS)
+        .map(|i| (i % 2, format!("acct-{i}")))
+        .collect();
+    for (bank, account) in &accounts {
+        open(&banks[*bank], account, OPENING).await;
+    }
+    let banks = Arc::new(banks);
+    let accounts = Arc::new(accounts);
+    let client = client(&coordinator);
+    let (remaining, committed, aborted) = (
+        Arc::new(AtomicUsize::new(TRANSFERS)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+
+    let monitor = {
+        let (banks, accounts, done) = (banks.clone(), accounts.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(Ordering::Relaxed) {
+                for (bank, account) in accounts.iter() {
+                    let (balance, held) = balance(&banks[*bank], account).await;
+                    assert!(
+                        balance >= 0 && held <= balance,
+                        "{account}: {balance} held {held}"
+                    );
+                    reads += 1;
+                }
+            }
+            reads
+        })
+    };
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (banks, accounts, client) = (banks.clone(), accounts.clone(), client.clone());
+            let (remaining, committed, aborted) =
+                (remaining.clone(), committed.clone(), aborted.clone());
+            tokio::spawn(async move {
+                while remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let (from, to, amount) = {
+                        let mut rng = rand::rng();
+                        let pair: Vec<_> = accounts.choose_multiple(&mut rng, 2).collect();
+                        (pair[0].clone(), pair[1].clone(), rng.random_range(1..=60))
+                    };
+                    let from = at(&banks[from.0], &from.1);
+                    let to = at(&banks[to.0], &to.1);
+                    let (txn, outcome, _) = transfer(&client, &from, &to, amount).await.unwrap();
+                    client.commit_and_wait(txn).await.unwrap();
+                    let counter = if outcome == Decision::Committed {
+                        &committed
+                    } else {
+                        &aborted
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let reads = monitor.await.unwrap();
+
+    let mut total = 0;
+    for (bank, account) in accounts.iter() {
+        let (balance, held) = balance(&banks[*bank], account).await;
+        assert!(balance >= 0, "{account} is negative: {balance}");
+        assert_eq!(held, 0, "{account} still has money held");
+        total += balance;
+    }
+    let (committed, aborted) = (
+        committed.load(Ordering::Relaxed),
+        aborted.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{TRANSFERS} transfers: {committed} committed, {aborted} aborted; total {total} of \
+         {}; {reads} balance reads during the run, none negative",
+        OPENING * ACCOUNTS as i64
+    );
+    assert_eq!(committed + aborted, TRANSFERS);
+    assert!(committed > 0);
+    assert_eq!(
+        total,
+        OPENING * ACCOUNTS as i64,
+        "money was created or lost"
+    );
+    let in_flight = coordinator
+        .client()
+        .await
+        .list_transactions(ListTransactionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .transactions
+        .into_iter()
+        .filter(|t| {
+            !matches!(
+                t.state(),
+                TransactionState::Committed | TransactionState::Aborted
+            )
+        })
+        .count();
+    assert_eq!(in_flight, 0, "transactions left unfinished");
+}
+
+#[tokio::test]
+async fn every_participant_rpc_is_idempotent() {
+    let (coordinator, a, _b) = two_banks().await;
+    let client = client(&coordinator);
+    let mut participant = ParticipantClient::new(a.channel());
+    let prepare = |txn: TxnId| PrepareRequest {
+        txn_id: txn.to_string(),
+        coordinator_endpoint: coordinator.url(),
+        timeout_ms: 1000,
+    };
+    let commit = |txn: TxnId| ParticipantCommitRequest {
+        txn_id: txn.to_string(),
+    };
+    let abort = |txn: TxnId| ParticipantAbortRequest {
+        txn_id: txn.to_string(),
+    };
+
+    let txn = client.begin(None).await.unwrap().txn_id;
+    apply(&a, txn, "alice", -25).await.unwrap();
+    for _ in 0..2 {
+        let vote = participant
+            .prepare(prepare(txn))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            vote.vote(),
+            Vote::Yes,
+            "a second Prepare returns the first vote"
+        );
+    }
+    assert_eq!(balance(&a, "alice").await, (100, 25));
+    participant.commit(commit(txn)).await.unwrap();
+    participant
+        .commit(commit(txn))
+        .await
+        .expect("Commit after Commit succeeds");
+    assert_eq!(balance(&a, "alice").await, (75, 0), "applied once");
+    let vote = participant
+        .prepare(prepare(txn))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(vote.vote(), Vote::Yes);
+    let refused = participant.abort(abort(txn)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    let unknown = TxnId::from_uuid(uuid::Uuid::now_v7());
+    participant
+        .abort(abort(unknown))
+        .await
+        .expect("Abort of an unknown transaction succeeds");
+    participant.abort(abort(unknown)).await.expect("and again");
+    let vote = participant
+        .prepare(prepare(unknown))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(vote.vote(), Vote::No, "Prepare after Abort votes no");
+    let never = TxnId::from_uuid(uuid::Uuid::now_v7());
+    let refused = participant.commit(commit(never)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("never prepared"), "{refused}");
+
+    let nothing_staged = TxnId::from_uuid(uuid::Uuid::now_v7());
+    let first = participant
+        .prepare(prepare(nothing_staged))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = participant
+        .prepare(prepare(nothing_staged))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.vote(), Vote::No);
+    assert_eq!(first, second);
+
+    let malformed = participant
+        .prepare(PrepareRequest {
+            txn_id: "nope".into(),
+            ..prepare(txn)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    let no_coordinator = participant
+        .prepare(PrepareRequest {
+            coordinator_endpoint: String::new(),
+            ..prepare(never)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_coordinator.code(), Code::InvalidArgument);
+}
+
+fn expect_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, hint: &str) {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(hint),
+        "{:?} lacks {hint:?}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn bad_bank_requests_get_clear_errors_and_change_nothing() {
+    let (coordinator, a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let txn = client.begin(None).await.unwrap().txn_id;
+
+    expect_code(
+        apply(&a, txn, "mallory", -5).await,
+        Code::NotFound,
+        "does not exist",
+    );
+    expect_code(
+        apply(&a, txn, "alice", 0).await,
+        Code::InvalidArgument,
+        "delta is zero",
+    );
+    let unknown_txn = TxnId::from_uuid(uuid::Uuid::now_v7());
+    expect_code(
+        apply(&a, unknown_txn, "alice", -5).await,
+        Code::NotFound,
+        "enlisting",
+    );
+    let malformed = bank(&a)
+        .apply(ApplyRequest {
+            txn_id: "42".into(),
+            account: "alice".into(),
+            delta: 5,
+        })
+        .await;
+    expect_code(
+        malformed,
+        Code::InvalidArgument,
+        "not a Verdict transaction id",
+    );
+    let long = "x".repeat(65);
+    expect_code(
+        apply(&a, txn, &long, 5).await,
+        Code::InvalidArgument,
+        "1 to 64 bytes",
+    );
+
+    let negative = bank(&a)
+        .open_account(OpenAccountRequest {
+            account: "carol".into(),
+            balance: -1,
+        })
+        .await;
+    expect_code(negative, Code::InvalidArgument, "negative");
+    let again = bank(&a)
+        .open_account(OpenAccountRequest {
+            account: "alice".into(),
+            balance: 1_000_000,
+        })
+        .await;
+    expect_code(again, Code::AlreadyExists, "already exists");
+    let missing = bank(&a)
+        .get_balance(GetBalanceRequest {
+            account: "carol".into(),
+        })
+        .await;
+    expect_code(missing, Code::NotFound, "open it first");
+    for amount in [0, -5] {
+        let r = transfer(&client, &at(&a, "alice"), &at(&b, "bob"), amount).await;
+        expect_code(r, Code::InvalidArgument, "not positive");
+    }
+
+    assert_eq!(balance(&a, "alice").await, (100, 0));
+    assert_eq!(balance(&b, "bob").await, (20, 0));
+    let view = client.get(txn).await.unwrap();
+    assert!(
+        view.participants.is_empty(),
+        "refused Applies enlisted nothing"
+    );
+}
