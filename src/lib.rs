@@ -16,6 +16,7 @@ pub mod coordinator;
 pub mod core;
 pub mod demo;
 pub mod durable;
+pub mod failpoint;
 pub mod frame;
 pub mod log;
 pub mod participant;

@@ -196,6 +196,7 @@ impl<L: DecisionLog> Engine<L> {
         let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
         let entry = self.insert(id, deadline_unix_ms, txn, Some(self.config.max_in_flight))?;
         self.apply(&entry, |_| Ok(vec![Action::Record]))?;
+        crate::crash_point!("coordinator::after_begin");
         let engine = Arc::downgrade(self);
         let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
@@ -236,6 +237,7 @@ impl<L: DecisionLog> Engine<L> {
             newly_enlisted = !actions.is_empty();
             Ok(actions)
         })?;
+        crate::crash_point!("coordinator::after_enlist");
         Ok((newly_enlisted, entry.deadline_unix_ms))
     }
 
@@ -399,6 +401,9 @@ impl<L: DecisionLog> Engine<L> {
     ) -> Result<(), EngineError> {
         let mut txn = entry.txn.lock().expect("lock");
         let actions = change(&mut txn).map_err(|r| EngineError::Rejected(entry.id, r))?;
+        if actions.contains(&Action::Persist) {
+            crate::crash_point!("coordinator::after_all_votes");
+        }
         let io: Vec<Io> = actions
             .into_iter()
             .filter_map(|action| self.execute_locked(entry, &txn, action))
@@ -441,12 +446,13 @@ impl<L: DecisionLog> Engine<L> {
                 self.write(&self.record(entry, txn, status));
                 None
             }
-            Action::Persist => Some(Io::Persist(Box::pin(self.log.force(&self.record(
-                entry,
-                txn,
-                Status::Committed,
-            ))))),
+            Action::Persist => {
+                crate::crash_point!("coordinator::before_decision_write");
+                let record = self.record(entry, txn, Status::Committed);
+                Some(Io::Persist(Box::pin(self.log.force(&record))))
+            }
             Action::Finish => {
+                crate::crash_point!("coordinator::before_end_record");
                 let outcome = txn
                     .phase()
                     .outcome()
@@ -486,15 +492,20 @@ impl<L: DecisionLog> Engine<L> {
                 endpoint,
             } => {
                 let timeout = self.config.prepare_timeout;
+                crate::crash_point!("coordinator::before_prepare_send");
                 let vote = self
                     .clients
                     .prepare(&endpoint, id, &self.config.advertise_url, timeout)
                     .await;
+                crate::crash_point!("coordinator::after_prepare_send");
                 tracing::debug!(participant = %endpoint, ?vote, "vote");
                 Event::Voted { participant, vote }
             }
             Io::Persist(forced) => match forced.await {
-                Ok(()) => Event::Persisted,
+                Ok(()) => {
+                    crate::crash_point!("coordinator::after_decision_durable");
+                    Event::Persisted
+                }
                 Err(e) => fail_stop(&e),
             },
             Io::Deliver {
@@ -506,7 +517,9 @@ impl<L: DecisionLog> Engine<L> {
                 let delay = self.config.backoff.delay(attempt, rand::random());
                 tokio::time::sleep(delay).await;
                 let timeout = self.config.decision_timeout;
+                crate::crash_point!("coordinator::before_phase2_send");
                 let result = self.clients.deliver(&endpoint, id, outcome, timeout).await;
+                crate::crash_point!("coordinator::after_phase2_send");
                 if let Err(error) = &result {
                     tracing::warn!(participant = %endpoint, attempt, %error, "decision not delivered");
                 }

@@ -206,7 +206,9 @@ impl<R: Resource> Participant<R> {
                 let local = Local::Prepared {
                     coordinator: coordinator.to_owned(),
                 };
+                crate::crash_point!("participant::before_prepared_record");
                 self.journal.put_forced(txn, &local, now).await?;
+                crate::crash_point!("participant::after_prepared_record");
                 self.await_decision(txn, coordinator);
             }
             Vote::No(reason) => {
@@ -242,7 +244,9 @@ impl<R: Resource> Participant<R> {
         let now = now_unix_ms();
         match (outcome, local) {
             (Outcome::Committed, Some(Local::Prepared { .. })) => {
+                crate::crash_point!("participant::before_commit_applied");
                 self.resource.commit(txn).await?;
+                crate::crash_point!("participant::after_commit_applied");
                 self.journal.put_forced(txn, &Local::Committed, now).await?;
             }
             (Outcome::Committed, Some(Local::Committed | Local::ReadOnly)) => {}

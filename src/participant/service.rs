@@ -44,7 +44,9 @@ fn txn_id(text: &str) -> Result<TxnId, Status> {
 impl<R: Resource> ParticipantService<R> {
     async fn decide(&self, txn_id: &str, outcome: Outcome) -> Result<(), Status> {
         let txn = self::txn_id(txn_id)?;
-        Ok(self.participant.decide(txn, outcome).await?)
+        self.participant.decide(txn, outcome).await?;
+        crate::crash_point!("participant::before_ack");
+        Ok(())
     }
 }
 
@@ -61,6 +63,7 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
             .participant
             .prepare(txn, &request.coordinator_endpoint)
             .await?;
+        crate::crash_point!("participant::before_vote_sent");
         let (vote, reason) = match vote {
             Vote::Yes => (proto::Vote::Yes, String::new()),
             Vote::No(reason) => (proto::Vote::No, reason),

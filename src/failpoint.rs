@@ -1,0 +1,41 @@
+//! Named crash points at protocol steps, for the crash suite.
+//!
+//! With the `failpoints` feature, `crash_point!("coordinator::after_decision_durable")` is a
+//! [`fail`] point: arming it with the action `return` (for example
+//! `FAILPOINTS="coordinator::after_decision_durable=return"`, read at start) makes the process
+//! abort there — as SIGKILL would: no destructors, no flush. Without the feature it compiles to
+//! nothing.
+
+/// Every crash point, for the crash matrix.
+pub const CRASH_POINTS: &[&str] = &[
+    "coordinator::after_begin",
+    "coordinator::after_enlist",
+    "coordinator::before_prepare_send",
+    "coordinator::after_prepare_send",
+    "coordinator::after_all_votes",
+    "coordinator::before_decision_write",
+    "coordinator::after_decision_durable",
+    "coordinator::before_phase2_send",
+    "coordinator::after_phase2_send",
+    "coordinator::before_end_record",
+    "participant::before_prepared_record",
+    "participant::after_prepared_record",
+    "participant::before_vote_sent",
+    "participant::before_commit_applied",
+    "participant::after_commit_applied",
+    "participant::before_ack",
+];
+
+/// Aborts the process here when the named point is armed (see the module doc).
+#[macro_export]
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            if ::fail::eval($name, |_| ()).is_some() {
+                ::tracing::error!(point = $name, "crash point reached: aborting");
+                ::std::process::abort();
+            }
+        }
+    };
+}

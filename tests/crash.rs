@@ -1,0 +1,1 @@
+//! Crash matrix (filled in below).
