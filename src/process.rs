@@ -29,8 +29,26 @@ impl ChildServer {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::spawn_with_env(exe, args, std::iter::empty::<(&str, &str)>(), stderr).await
+    }
+
+    /// As [`ChildServer::spawn`], with extra environment variables.
+    pub async fn spawn_with_env<I, S, E, K, V>(
+        exe: &Path,
+        args: I,
+        envs: E,
+        stderr: Stdio,
+    ) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+        E: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
         let mut child = Command::new(exe)
             .args(args)
+            .envs(envs)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -61,6 +79,18 @@ impl ChildServer {
     /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Whether the process has exited (crashed, or was told to stop).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the process exits by itself, up to `timeout`; true if it did.
+    pub async fn exits_within(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .is_ok()
     }
 
     /// SIGKILL: no destructors, no flush — as a crash.

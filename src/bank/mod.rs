@@ -11,4 +11,4 @@ pub mod service;
 pub mod store;
 mod transfer;
 
-pub use transfer::{transfer, AccountAt};
+pub use transfer::{transfer, transfer_in, AccountAt};

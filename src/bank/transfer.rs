@@ -41,6 +41,19 @@ pub async fn transfer(
         )));
     }
     let txn = coordinator.begin(None).await?.txn_id;
+    let (outcome, reason) = transfer_in(coordinator, txn, from, to, amount).await?;
+    Ok((txn, outcome, reason))
+}
+
+/// The transfer in a transaction already begun: stages both changes and commits. If staging
+/// fails the transaction is aborted (best effort) and the error returned.
+pub async fn transfer_in(
+    coordinator: &Client,
+    txn: TxnId,
+    from: &AccountAt,
+    to: &AccountAt,
+    amount: i64,
+) -> Result<(Outcome, String), Status> {
     let staged = async {
         from.apply(txn, -amount).await?;
         to.apply(txn, amount).await
@@ -51,6 +64,5 @@ pub async fn transfer(
             .await;
         return Err(status);
     }
-    let (outcome, reason) = coordinator.commit(txn).await?;
-    Ok((txn, outcome, reason))
+    coordinator.commit(txn).await
 }

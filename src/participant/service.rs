@@ -41,10 +41,22 @@ fn txn_id(text: &str) -> Result<TxnId, Status> {
     Ok(validate::txn_id(text)?)
 }
 
+/// Runs `work` in its own task: tonic drops a handler whose client went away, and a prepare
+/// or commit cut off half way (resource changed, journal not yet) must not happen.
+async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ParticipantError>> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::spawn(work).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(Status::internal(format!("the request's task failed: {e}"))),
+    }
+}
+
 impl<R: Resource> ParticipantService<R> {
     async fn decide(&self, txn_id: &str, outcome: Outcome) -> Result<(), Status> {
         let txn = self::txn_id(txn_id)?;
-        self.participant.decide(txn, outcome).await?;
+        let participant = self.participant.clone();
+        to_completion(async move { participant.decide(txn, outcome).await }).await?;
         crate::crash_point!("participant::before_ack");
         Ok(())
     }
@@ -59,10 +71,10 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
         let request = request.into_inner();
         let txn = txn_id(&request.txn_id)?;
         validate::url("coordinator_endpoint", &request.coordinator_endpoint)?;
-        let vote = self
-            .participant
-            .prepare(txn, &request.coordinator_endpoint)
-            .await?;
+        let participant = self.participant.clone();
+        let coordinator = request.coordinator_endpoint;
+        let vote =
+            to_completion(async move { participant.prepare(txn, &coordinator).await }).await?;
         crate::crash_point!("participant::before_vote_sent");
         let (vote, reason) = match vote {
             Vote::Yes => (proto::Vote::Yes, String::new()),

@@ -1,0 +1,260 @@
+//! The bank workload under faults, and the invariant checker that judges it.
+//!
+//! Every transfer attempted is recorded with what its client was told. After the faults heal and
+//! the cluster is quiet, the checker asks the coordinator for every transaction's outcome and
+//! demands:
+//! - no transaction in doubt, nothing in flight, no money held by a prepared transaction;
+//! - every COMMITTED told to a client is committed; nothing told ABORTED is committed;
+//! - every account's balance is its opening balance plus exactly the committed transfers that
+//!   touch it: each committed transfer applied at both banks, each aborted one at neither;
+//! - the total is conserved and no balance is negative.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tonic::transport::Channel;
+use tonic::Status;
+
+use super::cluster::Cluster;
+use crate::bank::{transfer_in, AccountAt};
+use crate::client::Client;
+use crate::core::{Outcome, TxnId};
+use crate::proto::bank_client::BankClient;
+use crate::proto::{
+    GetBalanceRequest, ListTransactionsRequest, OpenAccountRequest, ResolveRequest,
+    TransactionState,
+};
+
+/// What a client was told about a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reported {
+    Committed,
+    Aborted,
+    /// An error or a timeout: the outcome is for the checker to find.
+    Unknown,
+}
+
+/// One transfer attempted.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// `None` if Begin itself failed: no transaction was attempted.
+    pub txn: Option<TxnId>,
+    pub from: usize,
+    pub to: usize,
+    pub amount: i64,
+    pub reported: Reported,
+}
+
+/// The accounts: `(bank, account)`, each opened with the same balance.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pub accounts: Vec<(usize, String)>,
+    pub opening: i64,
+}
+
+impl Ledger {
+    /// Opens `per_bank` accounts on every bank of `cluster`.
+    pub async fn open(cluster: &Cluster, per_bank: usize, opening: i64) -> anyhow::Result<Self> {
+        let mut accounts = Vec::new();
+        for bank in 0..cluster.banks.len() {
+            for i in 0..per_bank {
+                let account = format!("acct-{bank}-{i}");
+                let request = OpenAccountRequest {
+                    account: account.clone(),
+                    balance: opening,
+                };
+                cluster.bank_client(bank).open_account(request).await?;
+                accounts.push((bank, account));
+            }
+        }
+        Ok(Ledger { accounts, opening })
+    }
+
+    fn at(&self, banks: &[BankClient<Channel>], index: usize) -> AccountAt {
+        let (bank, account) = &self.accounts[index];
+        AccountAt {
+            bank: banks[*bank].clone(),
+            account: account.clone(),
+        }
+    }
+
+    /// Two distinct random accounts and an amount (sometimes more than an account holds).
+    pub fn pick(&self, rng: &mut impl Rng) -> (usize, usize, i64) {
+        let from = rng.random_range(0..self.accounts.len());
+        let to = (from + rng.random_range(1..self.accounts.len())) % self.accounts.len();
+        (from, to, rng.random_range(1..=self.opening / 2))
+    }
+
+    /// Runs one transfer through `banks` (by bank index) and records what the client was told.
+    pub async fn transfer(
+        &self,
+        banks: &[BankClient<Channel>],
+        client: &Client,
+        (from, to, amount): (usize, usize, i64),
+    ) -> Attempt {
+        let mut attempt = Attempt {
+            txn: None,
+            from,
+            to,
+            amount,
+            reported: Reported::Unknown,
+        };
+        let Ok(begun) = client.begin(None).await else {
+            return attempt;
+        };
+        attempt.txn = Some(begun.txn_id);
+        let (source, target) = (self.at(banks, from), self.at(banks, to));
+        attempt.reported = match transfer_in(client, begun.txn_id, &source, &target, amount).await {
+            Ok((Outcome::Committed, _)) => Reported::Committed,
+            Ok((Outcome::Aborted, _)) => Reported::Aborted,
+            Err(_) => Reported::Unknown,
+        };
+        attempt
+    }
+}
+
+/// What the checker found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub attempted: usize,
+    pub committed: usize,
+    pub aborted: usize,
+    /// Transfers whose client got no outcome (errors, timeouts, crashes).
+    pub indeterminate: usize,
+    pub violations: Vec<String>,
+}
+
+async fn balances(cluster: &Cluster, ledger: &Ledger) -> Result<Vec<(i64, i64)>, Status> {
+    let mut found = Vec::new();
+    for (bank, account) in &ledger.accounts {
+        let request = GetBalanceRequest {
+            account: account.clone(),
+        };
+        let response = cluster.bank_client(*bank).get_balance(request).await?;
+        let response = response.into_inner();
+        found.push((response.balance, response.held));
+    }
+    Ok(found)
+}
+
+async fn in_flight(cluster: &Cluster) -> Result<usize, Status> {
+    let mut count = 0;
+    for state in [
+        TransactionState::Active,
+        TransactionState::Preparing,
+        TransactionState::Committing,
+        TransactionState::Aborting,
+    ] {
+        let request = ListTransactionsRequest {
+            state: state.into(),
+            page_size: 1000,
+            page_token: String::new(),
+        };
+        let response = cluster
+            .coordinator_client()
+            .list_transactions(request)
+            .await?;
+        count += response.into_inner().transactions.len();
+    }
+    Ok(count)
+}
+
+/// Waits (up to `patience`) until nothing is in flight at the coordinator and no bank holds
+/// money for a prepared transaction. Returns what is still unsettled if that never happens.
+async fn settle(cluster: &Cluster, ledger: &Ledger, patience: Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let state = async {
+            let flying = in_flight(cluster).await?;
+            let held: i64 = balances(cluster, ledger)
+                .await?
+                .iter()
+                .map(|(_, h)| h)
+                .sum();
+            Ok::<_, Status>((flying, held))
+        };
+        let last = match state.await {
+            Ok((0, 0)) => return None,
+            Ok((flying, held)) => format!("{flying} transactions in flight, {held} held"),
+            Err(status) => format!("cannot read the cluster: {status}"),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Some(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the cluster to settle, then checks every invariant over `attempts`.
+pub async fn check(
+    cluster: &Cluster,
+    ledger: &Ledger,
+    attempts: &[Attempt],
+    patience: Duration,
+) -> anyhow::Result<Report> {
+    let mut report = Report {
+        attempted: attempts.iter().filter(|a| a.txn.is_some()).count(),
+        ..Report::default()
+    };
+    if let Some(unsettled) = settle(cluster, ledger, patience).await {
+        report
+            .violations
+            .push(format!("not settled after {patience:?}: {unsettled}"));
+    }
+    let mut expected = vec![ledger.opening; ledger.accounts.len()];
+    for attempt in attempts {
+        let Some(txn) = attempt.txn else {
+            continue;
+        };
+        let request = ResolveRequest {
+            txn_id: txn.to_string(),
+        };
+        let outcome = cluster.coordinator_client().resolve(request).await?;
+        let outcome = outcome.into_inner().outcome();
+        use crate::proto::Outcome as Wire;
+        let committed = match outcome {
+            Wire::Committed => true,
+            Wire::Aborted => false,
+            other => {
+                report.violations.push(format!("{txn} is still {other:?}"));
+                continue;
+            }
+        };
+        match (attempt.reported, committed) {
+            (Reported::Committed, false) => report.violations.push(format!(
+                "{txn}: the client was told COMMITTED, the outcome is ABORTED"
+            )),
+            (Reported::Aborted, true) => report.violations.push(format!(
+                "{txn}: the client was told ABORTED, the outcome is COMMITTED"
+            )),
+            _ => {}
+        }
+        match attempt.reported {
+            Reported::Unknown => report.indeterminate += 1,
+            _ if committed => report.committed += 1,
+            _ => report.aborted += 1,
+        }
+        if committed {
+            expected[attempt.from] -= attempt.amount;
+            expected[attempt.to] += attempt.amount;
+        }
+    }
+    let found = balances(cluster, ledger).await?;
+    for (i, ((balance, held), expected)) in found.iter().zip(&expected).enumerate() {
+        let (bank, account) = &ledger.accounts[i];
+        if balance != expected || *held != 0 || *balance < 0 {
+            report.violations.push(format!(
+                "{account}@bank-{bank}: balance {balance} (held {held}), expected {expected} \
+                 from the committed transfers"
+            ));
+        }
+    }
+    let total: i64 = found.iter().map(|(balance, _)| balance).sum();
+    let opened = ledger.opening * ledger.accounts.len() as i64;
+    if total != opened {
+        report.violations.push(format!(
+            "money not conserved: {total} in the banks, {opened} opened"
+        ));
+    }
+    Ok(report)
+}
