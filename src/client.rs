@@ -49,10 +49,16 @@ impl Client {
 
     /// Begins a transaction; `timeout` is its deadline (the coordinator's default if `None`).
     pub async fn begin(&self, timeout: Option<Duration>) -> Result<Begun, Status> {
-        let request = self.request(BeginRequest {
+        self.begin_with(BeginRequest {
             timeout_ms: timeout.map_or(0, |t| t.as_millis() as u64),
             participants: vec![],
-        });
+        })
+        .await
+    }
+
+    /// Begins a transaction as `request` says (deadline, participants enlisted at once).
+    pub async fn begin_with(&self, request: BeginRequest) -> Result<Begun, Status> {
+        let request = self.request(request);
         let response = self.coordinator.clone().begin(request).await?.into_inner();
         let txn_id = response
             .txn_id

@@ -11,6 +11,7 @@
 //! - [`proto`]: the generated wire contract.
 
 pub mod bank;
+pub mod bench;
 pub mod chaos;
 pub mod client;
 pub mod coordinator;

@@ -4,16 +4,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tonic::transport::Channel;
-use verdict::bank::server::BankOptions;
 use verdict::bank::{self, transfer, AccountAt};
+use verdict::bench::{BenchOptions, Workload};
 use verdict::chaos::nemesis::NemesisConfig;
 use verdict::client::Client;
 use verdict::coordinator::{validate, Config};
 use verdict::core::{Backoff, Policy};
 use verdict::demo;
 use verdict::log::LogSync;
+use verdict::participant;
+use verdict::participant::noop::Noop;
+use verdict::participant::server::ParticipantOptions;
 use verdict::proto::bank_client::BankClient;
 use verdict::proto::{GetBalanceRequest, OpenAccountRequest};
 use verdict::server::{self, ServeOptions};
@@ -54,9 +58,91 @@ enum Command {
     Bank(BankCommand),
     /// Start a coordinator and two banks, run a few transfers, print outcomes and balances.
     Demo,
+    /// Measure throughput and latency beside the physical limits, in one run.
+    Bench(BenchArgs),
     /// Run the randomized fault test: a bank workload while processes are killed and the
     /// network misbehaves, then check every invariant. Exits non-zero on any violation.
     Nemesis(NemesisArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Target this running coordinator (with --participant) instead of starting a deployment.
+    #[arg(long, requires = "participant")]
+    coordinator: Option<String>,
+    /// A running participant's URL (repeat); noop participants, or KV banks for --workload bank.
+    #[arg(long)]
+    participant: Vec<String>,
+    /// Participants per transaction.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=32))]
+    participants: u64,
+    /// Transactions in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    concurrency: u64,
+    /// How long to measure.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    duration: Duration,
+    /// Measure this many transactions instead of a duration.
+    #[arg(long)]
+    transactions: Option<u64>,
+    /// Load before measuring.
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    warmup: Duration,
+    #[arg(long, value_enum, default_value = "noop")]
+    workload: Workload,
+    /// Share of bank transfers that overdraw and vote NO (0 to 1).
+    #[arg(long, default_value_t = 0.1)]
+    overdraft_share: f64,
+    /// "off" runs the started deployment without waiting for the disk: for comparison only.
+    #[arg(long, value_enum, default_value = "fsync")]
+    log_sync: LogSync,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw throughput over time and the latency distribution to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.overdraft_share),
+        "--overdraft-share must be between 0 and 1"
+    );
+    anyhow::ensure!(
+        args.workload == Workload::Noop || args.participants == 2,
+        "the bank workload transfers between 2 participants: use --participants 2"
+    );
+    if let Some(url) = &args.coordinator {
+        validate::url("--coordinator", url)?;
+    }
+    for url in &args.participant {
+        validate::url("--participant", url)?;
+    }
+    let options = BenchOptions {
+        exe: std::env::current_exe()?,
+        coordinator: args.coordinator,
+        participant_urls: args.participant,
+        participants: args.participants as usize,
+        concurrency: args.concurrency as usize,
+        duration: args.duration,
+        transactions: args.transactions,
+        warmup: args.warmup,
+        workload: args.workload,
+        overdraft_share: args.overdraft_share,
+        log_sync: args.log_sync,
+        progress: !args.json,
+    };
+    let report = verdict::bench::run(&options).await?;
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report.svg())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", report.table()),
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -119,11 +205,13 @@ async fn nemesis(args: NemesisArgs) -> anyhow::Result<()> {
 #[derive(Subcommand)]
 enum ParticipantCommand {
     /// The reference bank participant: accounts on embedded sled.
-    Kv(KvArgs),
+    Kv(ParticipantArgs),
+    /// A participant that journals and votes YES to everything (for benchmarks).
+    Noop(ParticipantArgs),
 }
 
 #[derive(Args)]
-struct KvArgs {
+struct ParticipantArgs {
     /// Address to listen on (serves verdict.v1.Participant and verdict.v1.Bank).
     #[arg(long, env = "VERDICT_KV_LISTEN", default_value = "127.0.0.1:7500")]
     listen: SocketAddr,
@@ -151,13 +239,13 @@ struct KvArgs {
     log_sync: LogSync,
 }
 
-impl KvArgs {
-    fn into_options(self) -> anyhow::Result<BankOptions> {
+impl ParticipantArgs {
+    fn into_options(self) -> anyhow::Result<ParticipantOptions> {
         validate::url("--coordinator", &self.coordinator)?;
         if let Some(url) = &self.advertise_url {
             validate::url("--advertise-url", url)?;
         }
-        Ok(BankOptions {
+        Ok(ParticipantOptions {
             listen: self.listen,
             data_dir: self.data_dir,
             coordinator_url: self.coordinator,
@@ -374,8 +462,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Participant(ParticipantCommand::Kv(args)) => {
             bank::server::run(args.into_options()?, server::shutdown_signal()).await
         }
+        Command::Participant(ParticipantCommand::Noop(args)) => {
+            let open = |_| Ok(Noop);
+            let extend = |_: &_, _: &_, router| Ok(router);
+            let options = args.into_options()?;
+            participant::server::run(options, "noop", open, extend, server::shutdown_signal()).await
+        }
         Command::Bank(command) => bank(command).await,
         Command::Demo => demo::run().await,
         Command::Nemesis(args) => nemesis(args).await,
+        Command::Bench(args) => bench(args).await,
     }
 }

@@ -7,10 +7,13 @@
 //!   acknowledged), answers every request idempotently, resolves transactions left in doubt
 //!   with the coordinator's `Resolve`, and recovers after a restart.
 //! - [`ParticipantService`]: `verdict.v1.Participant` over gRPC around a [`Participant`].
+//! - [`server`]: a participant process around any resource.
 
 mod journal;
+pub mod noop;
 mod resource;
 mod runtime;
+pub mod server;
 mod service;
 
 pub use journal::{Journal, Local};

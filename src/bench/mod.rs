@@ -1,0 +1,433 @@
+//! `verdict bench`: throughput and latency of committed transactions, beside the physical limits
+//! measured in the same run.
+//!
+//! By default it starts its own deployment — a coordinator and N participants as child processes
+//! on free local ports with fresh temporary data directories — so that one command measures.
+//! With a coordinator URL and participant URLs it drives a running deployment instead.
+//!
+//! - [`baseline`]: bare RPC round trip and throughput, fsync latency.
+//! - [`report`]: the table, JSON and SVG.
+
+pub mod baseline;
+pub mod report;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use rand::Rng;
+use tonic::transport::Channel;
+
+use self::baseline::{fsync_latency, histogram, micros, rpc_round_trips, rpc_throughput};
+use self::report::{Baseline, Percentiles, Report};
+use crate::bank::{transfer_in, AccountAt};
+use crate::client::Client;
+use crate::core::Outcome;
+use crate::durable::LogSync;
+use crate::process::ChildServer;
+use crate::proto::bank_client::BankClient;
+use crate::proto::{BeginRequest, OpenAccountRequest, ParticipantRef};
+
+/// What the transactions do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Participants that journal (forced) and vote YES: the protocol's own cost.
+    Noop,
+    /// Transfers between KV banks; a chosen share overdraws and votes NO.
+    Bank,
+}
+
+/// How to run the benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// The `verdict` binary, for the deployment it starts.
+    pub exe: PathBuf,
+    /// A running coordinator to target, with `participants` (none: start a deployment).
+    pub coordinator: Option<String>,
+    pub participant_urls: Vec<String>,
+    pub participants: usize,
+    pub concurrency: usize,
+    pub duration: Duration,
+    /// Stop after this many transactions instead of `duration`.
+    pub transactions: Option<u64>,
+    pub warmup: Duration,
+    pub workload: Workload,
+    /// Share of bank transfers that overdraw (vote NO).
+    pub overdraft_share: f64,
+    pub log_sync: LogSync,
+    /// Draw a progress line on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// The processes of a deployment started for the run.
+struct Deployment {
+    coordinator: String,
+    participants: Vec<String>,
+    processes: Vec<ChildServer>,
+    dir: PathBuf,
+}
+
+impl Deployment {
+    async fn start(options: &BenchOptions) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("verdict-bench-{}", std::process::id()));
+        let sync = match options.log_sync {
+            LogSync::Fsync => "fsync",
+            LogSync::Off => "off",
+        };
+        let spawn = |args: Vec<String>, data: PathBuf| {
+            let mut args = args;
+            args.extend(
+                [
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--log-level",
+                    "warn",
+                    "--log-sync",
+                    sync,
+                ]
+                .map(String::from),
+            );
+            args.push("--data-dir".into());
+            args.push(data.display().to_string());
+            let exe = options.exe.clone();
+            async move { ChildServer::spawn(&exe, args, Stdio::inherit()).await }
+        };
+        let coordinator = spawn(vec!["serve".into()], dir.join("coordinator")).await?;
+        let coordinator_url = coordinator.url();
+        let kind = match options.workload {
+            Workload::Noop => "noop",
+            Workload::Bank => "kv",
+        };
+        let mut processes = vec![coordinator];
+        let mut participants = Vec::new();
+        for i in 0..options.participants {
+            let args = [
+                "participant",
+                kind,
+                "--coordinator",
+                &coordinator_url,
+                "--name",
+            ]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("p{i}")])
+            .collect();
+            let process = spawn(args, dir.join(format!("participant-{i}"))).await?;
+            participants.push(process.url());
+            processes.push(process);
+        }
+        Ok(Deployment {
+            coordinator: coordinator_url,
+            participants,
+            processes,
+            dir,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        for process in self.processes {
+            process.stop().await?;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(url.to_owned())?
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Runs the benchmark and returns what it measured.
+pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
+    let deployment = match &options.coordinator {
+        Some(_) => None,
+        None => Some(Deployment::start(options).await?),
+    };
+    let (coordinator, participants) = match &deployment {
+        Some(d) => (d.coordinator.clone(), d.participants.clone()),
+        None => (
+            options.coordinator.clone().expect("targeted"),
+            options.participant_urls.clone(),
+        ),
+    };
+    anyhow::ensure!(
+        participants.len() >= options.participants.max(1),
+        "{} participants per transaction need as many --participant URLs",
+        options.participants
+    );
+    let fsync_dir = deployment
+        .as_ref()
+        .map_or_else(std::env::temp_dir, |d| d.dir.clone());
+    let baseline = measure_baseline(options, &participants[0], &fsync_dir).await?;
+    let report = drive(options, &coordinator, &participants, baseline).await;
+    if let Some(deployment) = deployment {
+        deployment.stop().await?;
+    }
+    report
+}
+
+async fn measure_baseline(
+    options: &BenchOptions,
+    participant: &str,
+    fsync_dir: &std::path::Path,
+) -> anyhow::Result<Baseline> {
+    let fsync = fsync_latency(&fsync_dir.join("baseline"), 500)?;
+    let channel = channel(participant)?;
+    rpc_round_trips(channel.clone(), 200).await?; // warm the connection
+    let round_trips = rpc_round_trips(channel.clone(), 2000).await?;
+    let rpc_per_sec = rpc_throughput(channel, options.concurrency, Duration::from_secs(2)).await?;
+    Ok(Baseline {
+        rpc_round_trip_ms: Percentiles::of(&round_trips),
+        rpc_per_sec,
+        fsync_ms: Percentiles::of(&fsync),
+    })
+}
+
+/// What the workers count, shared.
+#[derive(Default)]
+struct Tally {
+    committed: AtomicU64,
+    aborted: AtomicU64,
+    failed: AtomicU64,
+    started: AtomicU64,
+    per_second: Mutex<Vec<u64>>,
+    latencies: Mutex<Option<Histogram<u64>>>,
+}
+
+/// One transaction of the workload; `Ok(outcome)` or an error.
+struct Shape {
+    client: Client,
+    participants: Vec<ParticipantRef>,
+    banks: Vec<BankClient<Channel>>,
+    workload: Workload,
+    overdraft_share: f64,
+}
+
+/// Accounts per bank in the bank workload, and their opening balance.
+const BANK_ACCOUNTS: usize = 1000;
+const OPENING: i64 = 1_000_000_000;
+
+impl Shape {
+    /// Runs one transaction; returns its outcome and the latency of the Commit call.
+    async fn transaction(&self) -> Result<(Outcome, Duration), tonic::Status> {
+        match self.workload {
+            Workload::Noop => {
+                let request = BeginRequest {
+                    timeout_ms: 0,
+                    participants: self.participants.clone(),
+                };
+                let txn = self.client.begin_with(request).await?.txn_id;
+                let started = Instant::now();
+                let (outcome, _) = self.client.commit(txn).await?;
+                Ok((outcome, started.elapsed()))
+            }
+            Workload::Bank => {
+                let (from, to, amount) = {
+                    let mut rng = rand::rng();
+                    let overdraw = rng.random_bool(self.overdraft_share);
+                    let amount = if overdraw {
+                        OPENING * 2
+                    } else {
+                        rng.random_range(1..100)
+                    };
+                    let account = |rng: &mut rand::rngs::ThreadRng| {
+                        format!("a{}", rng.random_range(0..BANK_ACCOUNTS))
+                    };
+                    (account(&mut rng), account(&mut rng), amount)
+                };
+                let txn = self.client.begin(None).await?.txn_id;
+                let at = |bank: usize, account| AccountAt {
+                    bank: self.banks[bank].clone(),
+                    account,
+                };
+                let (from, to) = (at(0, from), at(1 % self.banks.len(), to));
+                let started = Instant::now();
+                let (outcome, _) = transfer_in(&self.client, txn, &from, &to, amount).await?;
+                Ok((outcome, started.elapsed()))
+            }
+        }
+    }
+}
+
+async fn open_bank_accounts(banks: &[BankClient<Channel>]) -> anyhow::Result<()> {
+    for bank in banks {
+        for i in 0..BANK_ACCOUNTS {
+            let request = OpenAccountRequest {
+                account: format!("a{i}"),
+                balance: OPENING,
+            };
+            match bank.clone().open_account(request).await {
+                Err(status) if status.code() != tonic::Code::AlreadyExists => Err(status)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn drive(
+    options: &BenchOptions,
+    coordinator: &str,
+    participants: &[String],
+    baseline: Baseline,
+) -> anyhow::Result<Report> {
+    let used = &participants[..options.participants.max(1)];
+    let shape = Arc::new(Shape {
+        client: Client::new(coordinator, Duration::from_secs(30))?,
+        participants: used
+            .iter()
+            .enumerate()
+            .map(|(i, url)| ParticipantRef {
+                name: format!("p{i}"),
+                endpoint: url.clone(),
+            })
+            .collect(),
+        banks: used
+            .iter()
+            .map(|url| channel(url).map(BankClient::new))
+            .collect::<Result<_, _>>()?,
+        workload: options.workload,
+        overdraft_share: options.overdraft_share,
+    });
+    if options.workload == Workload::Bank {
+        open_bank_accounts(&shape.banks)
+            .await
+            .context("opening bank accounts")?;
+    }
+    let tally = Arc::new(Tally::default());
+    *tally.latencies.lock().expect("lock") = Some(histogram());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Arc::new(Mutex::new(Instant::now()));
+
+    let workers: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            let (shape, tally, measuring, stop, epoch) = (
+                shape.clone(),
+                tally.clone(),
+                measuring.clone(),
+                stop.clone(),
+                epoch.clone(),
+            );
+            let limit = options.transactions;
+            tokio::spawn(async move {
+                let mut latencies = histogram();
+                let mut per_second: Vec<u64> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if measuring.load(Ordering::Relaxed) {
+                        let n = tally.started.fetch_add(1, Ordering::Relaxed);
+                        if limit.is_some_and(|limit| n >= limit) {
+                            break;
+                        }
+                    }
+                    let result = shape.transaction().await;
+                    if !measuring.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    match result {
+                        Ok((Outcome::Committed, latency)) => {
+                            tally.committed.fetch_add(1, Ordering::Relaxed);
+                            let _ = latencies.record(micros(latency));
+                            let second = epoch.lock().expect("lock").elapsed().as_secs() as usize;
+                            if per_second.len() <= second {
+                                per_second.resize(second + 1, 0);
+                            }
+                            per_second[second] += 1;
+                        }
+                        Ok((Outcome::Aborted, _)) => {
+                            tally.aborted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            tally.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                if let Some(all) = tally.latencies.lock().expect("lock").as_mut() {
+                    let _ = all.add(&latencies);
+                }
+                let mut all = tally.per_second.lock().expect("lock");
+                if all.len() < per_second.len() {
+                    all.resize(per_second.len(), 0);
+                }
+                for (total, n) in all.iter_mut().zip(per_second) {
+                    *total += n;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(options.warmup).await;
+    *epoch.lock().expect("lock") = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let show = options.progress && std::io::stderr().is_terminal();
+    while started.elapsed() < options.duration || options.transactions.is_some() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let committed = tally.committed.load(Ordering::Relaxed);
+        if show {
+            let secs = started.elapsed().as_secs_f64();
+            eprint!(
+                "\r[{secs:5.1} s] committed {committed:>9}  {:>8.0} txn/s ",
+                committed as f64 / secs
+            );
+        }
+        if options
+            .transactions
+            .is_some_and(|n| tally.started.load(Ordering::Relaxed) >= n)
+        {
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    measuring.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    if show {
+        eprintln!();
+    }
+    for worker in workers {
+        worker.await?;
+    }
+
+    let latencies = tally.latencies.lock().expect("lock").take().expect("set");
+    let committed = tally.committed.load(Ordering::Relaxed);
+    let throughput = committed as f64 / elapsed;
+    let commit_latency = Percentiles::of(&latencies);
+    let rpcs_per_txn = match options.workload {
+        // Begin (with participants), Commit, then a Prepare and a decision per participant.
+        Workload::Noop => 2 + 2 * options.participants,
+        // Begin, two Applies (each bank enlists), Commit, Prepare and decision per bank.
+        Workload::Bank => 2 + 2 * 2 + 2 * 2,
+    };
+    let floor = baseline.rpc_round_trip_ms.p50 + 2.0 * baseline.fsync_ms.p50;
+    let mut per_second = tally.per_second.lock().expect("lock").clone();
+    per_second.truncate(elapsed.floor() as usize);
+    let latency_distribution = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99]
+        .iter()
+        .map(|p| (*p, latencies.value_at_percentile(*p) as f64 / 1000.0))
+        .collect();
+    Ok(Report {
+        workload: format!("{:?}", options.workload).to_lowercase(),
+        participants_per_txn: options.participants,
+        concurrency: options.concurrency,
+        log_sync: format!("{:?}", options.log_sync).to_lowercase(),
+        duration_secs: elapsed,
+        committed,
+        aborted: tally.aborted.load(Ordering::Relaxed),
+        failed: tally.failed.load(Ordering::Relaxed),
+        throughput,
+        throughput_ratio: throughput / (baseline.rpc_per_sec / rpcs_per_txn as f64),
+        latency_ratio: commit_latency.p50 / floor,
+        commit_latency_ms: commit_latency,
+        rpcs_per_txn,
+        baseline,
+        committed_per_second: per_second,
+        latency_distribution,
+    })
+}

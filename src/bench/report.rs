@@ -1,0 +1,240 @@
+//! What a benchmark run measured, as a table for people, JSON for machines, and an SVG plot.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latency percentiles, in milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p99_9: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+        }
+    }
+}
+
+/// The baseline measured in the same run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Baseline {
+    /// Sequential bare tonic unary round trip between two processes.
+    pub rpc_round_trip_ms: Percentiles,
+    /// Bare tonic unary RPCs per second at the benchmark's concurrency, one channel.
+    pub rpc_per_sec: f64,
+    /// 128-byte append + fdatasync on the data directory's disk.
+    pub fsync_ms: Percentiles,
+}
+
+/// One benchmark run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub workload: String,
+    pub participants_per_txn: usize,
+    pub concurrency: usize,
+    pub log_sync: String,
+    pub duration_secs: f64,
+    pub committed: u64,
+    pub aborted: u64,
+    pub failed: u64,
+    /// Committed transactions per second.
+    pub throughput: f64,
+    /// Latency of the Commit call.
+    pub commit_latency_ms: Percentiles,
+    pub rpcs_per_txn: usize,
+    pub baseline: Baseline,
+    /// throughput ÷ (bare RPC/s ÷ RPCs per transaction).
+    pub throughput_ratio: f64,
+    /// commit p50 ÷ (bare round trip p50 + 2 × fsync p50).
+    pub latency_ratio: f64,
+    /// Committed transactions in each second of the run.
+    pub committed_per_second: Vec<u64>,
+    /// (percentile, latency ms) points of the commit latency distribution.
+    pub latency_distribution: Vec<(f64, f64)>,
+}
+
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn row(p: &Percentiles) -> String {
+    format!(
+        "p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3} ms",
+        p.p50, p.p90, p.p99, p.p99_9, p.max
+    )
+}
+
+impl Report {
+    /// The human table.
+    pub fn table(&self) -> String {
+        let b = &self.baseline;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "verdict bench: {} workload, {} participants/txn, concurrency {}, {:.1} s, log sync {}",
+            self.workload,
+            self.participants_per_txn,
+            self.concurrency,
+            self.duration_secs,
+            self.log_sync
+        );
+        let _ = writeln!(
+            out,
+            "  committed        {:>10}  ({} txn/s)",
+            thousands(self.committed as f64),
+            thousands(self.throughput)
+        );
+        let _ = writeln!(
+            out,
+            "  aborted          {:>10}",
+            thousands(self.aborted as f64)
+        );
+        let _ = writeln!(
+            out,
+            "  failed           {:>10}",
+            thousands(self.failed as f64)
+        );
+        let _ = writeln!(out, "  commit latency   {}", row(&self.commit_latency_ms));
+        let _ = writeln!(out, "  RPCs per txn     {:>10}", self.rpcs_per_txn);
+        let _ = writeln!(out, "baseline, measured in this run");
+        let _ = writeln!(
+            out,
+            "  tonic unary round trip, sequential   {}",
+            row(&b.rpc_round_trip_ms)
+        );
+        let _ = writeln!(
+            out,
+            "  tonic unary at concurrency {:<3}       {} RPC/s",
+            self.concurrency,
+            thousands(b.rpc_per_sec)
+        );
+        let _ = writeln!(
+            out,
+            "  append + fdatasync, data dir disk    {}",
+            row(&b.fsync_ms)
+        );
+        let _ = writeln!(out, "ratios");
+        let _ = writeln!(
+            out,
+            "  throughput / (bare RPC/s / RPCs per txn)      {:.2}  (ceiling {} txn/s)",
+            self.throughput_ratio,
+            thousands(b.rpc_per_sec / self.rpcs_per_txn as f64)
+        );
+        let _ = writeln!(
+            out,
+            "  commit p50 / (round trip p50 + 2 x fsync p50) {:.2}  (floor {:.3} ms)",
+            self.latency_ratio,
+            b.rpc_round_trip_ms.p50 + 2.0 * b.fsync_ms.p50
+        );
+        out
+    }
+
+    /// An SVG with throughput over time (left) and the latency distribution (right).
+    pub fn svg(&self) -> String {
+        const W: f64 = 420.0;
+        const H: f64 = 260.0;
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" \
+             font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" \
+             fill=\"white\"/>\n",
+            2.0 * W + 40.0,
+            H + 60.0
+        );
+        let per_second: Vec<(f64, f64)> = self
+            .committed_per_second
+            .iter()
+            .enumerate()
+            .map(|(s, n)| (s as f64 + 1.0, *n as f64))
+            .collect();
+        // Percentiles on a "nines" axis: 0 = p0, 1 = p90, 2 = p99, 3 = p99.9 …
+        let nines: Vec<(f64, f64)> = self
+            .latency_distribution
+            .iter()
+            .map(|(p, ms)| (-(1.0 - p / 100.0).max(1e-5).log10(), *ms))
+            .collect();
+        panel(
+            &mut svg,
+            20.0,
+            "committed txn/s over time (s)",
+            &per_second,
+            W,
+            H,
+        );
+        panel(
+            &mut svg,
+            W + 20.0,
+            "commit latency (ms) by percentile: 1 = p90, 2 = p99, 3 = p99.9",
+            &nines,
+            W,
+            H,
+        );
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+/// One line chart at horizontal offset `x0`.
+fn panel(svg: &mut String, x0: f64, title: &str, points: &[(f64, f64)], w: f64, h: f64) {
+    let (top, left, plot_w, plot_h) = (30.0, x0 + 50.0, w - 70.0, h - 40.0);
+    let max_x = points.iter().map(|p| p.0).fold(1e-9, f64::max);
+    let max_y = points.iter().map(|p| p.1).fold(1e-9, f64::max) * 1.1;
+    let _ = writeln!(svg, "<text x=\"{}\" y=\"18\">{title}</text>", x0 + 10.0);
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" \
+         stroke=\"#888\"/>"
+    );
+    for i in 0..=4 {
+        let y = top + plot_h * (1.0 - i as f64 / 4.0);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.1}</text>",
+            left - 4.0,
+            y + 4.0,
+            max_y * i as f64 / 4.0
+        );
+        let x = left + plot_w * i as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            "<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{:.1}</text>",
+            top + plot_h + 14.0,
+            max_x * i as f64 / 4.0
+        );
+    }
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y)| {
+            format!(
+                "{:.1},{:.1}",
+                left + plot_w * x / max_x,
+                top + plot_h * (1.0 - y / max_y)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>",
+        path.join(" ")
+    );
+}

@@ -1,0 +1,43 @@
+//! A smoke run of `verdict bench --json`: it starts its own deployment, and its JSON parses
+//! and shows committed transactions (speed is for the benchmark, not the tests).
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["bench", "--json", "--duration", "5s", "--warmup", "1s"])
+        .args(args)
+        .output()
+        .expect("run verdict bench");
+    assert!(
+        output.status.success(),
+        "verdict bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the output is JSON")
+}
+
+#[test]
+fn the_noop_benchmark_commits_transactions_and_reports_its_baseline() {
+    let report = bench(&["--concurrency", "16"]);
+    assert!(report["committed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["failed"].as_u64(), Some(0), "{report}");
+    assert_eq!(report["rpcs_per_txn"].as_u64(), Some(6));
+    assert!(report["baseline"]["rpc_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["baseline"]["fsync_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(report["commit_latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_bank_benchmark_counts_overdrafts_as_aborts() {
+    let report = bench(&[
+        "--workload",
+        "bank",
+        "--concurrency",
+        "8",
+        "--overdraft-share",
+        "0.5",
+    ]);
+    assert!(report["committed"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["aborted"].as_u64().unwrap() > 0, "{report}");
+}
