@@ -22,6 +22,7 @@ pub mod failpoint;
 pub mod frame;
 pub mod log;
 pub mod participant;
+pub mod periodic;
 pub mod process;
 pub mod proto;
 pub mod server;

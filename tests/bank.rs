@@ -432,34 +432,24 @@ async fn every_participant_rpc_is_idempotent() {
     assert_eq!(no_coordinator.code(), Code::InvalidArgument);
 }
 
-fn expect_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, hint: &str) {
-    let status = result.expect_err("refused");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert!(
-        status.message().contains(hint),
-        "{:?} lacks {hint:?}",
-        status.message()
-    );
-}
-
 #[tokio::test]
 async fn bad_bank_requests_get_clear_errors_and_change_nothing() {
     let (coordinator, a, b) = two_banks().await;
     let client = client(&coordinator);
     let txn = client.begin(None).await.unwrap().txn_id;
 
-    expect_code(
+    expect_status(
         apply(&a, txn, "mallory", -5).await,
         Code::NotFound,
         "does not exist",
     );
-    expect_code(
+    expect_status(
         apply(&a, txn, "alice", 0).await,
         Code::InvalidArgument,
         "delta is zero",
     );
     let unknown_txn = TxnId::from_uuid(uuid::Uuid::now_v7());
-    expect_code(
+    expect_status(
         apply(&a, unknown_txn, "alice", -5).await,
         Code::NotFound,
         "enlisting",
@@ -471,13 +461,13 @@ async fn bad_bank_requests_get_clear_errors_and_change_nothing() {
             delta: 5,
         })
         .await;
-    expect_code(
+    expect_status(
         malformed,
         Code::InvalidArgument,
         "not a Verdict transaction id",
     );
     let long = "x".repeat(65);
-    expect_code(
+    expect_status(
         apply(&a, txn, &long, 5).await,
         Code::InvalidArgument,
         "1 to 64 bytes",
@@ -489,23 +479,23 @@ async fn bad_bank_requests_get_clear_errors_and_change_nothing() {
             balance: -1,
         })
         .await;
-    expect_code(negative, Code::InvalidArgument, "negative");
+    expect_status(negative, Code::InvalidArgument, "negative");
     let again = bank(&a)
         .open_account(OpenAccountRequest {
             account: "alice".into(),
             balance: 1_000_000,
         })
         .await;
-    expect_code(again, Code::AlreadyExists, "already exists");
+    expect_status(again, Code::AlreadyExists, "already exists");
     let missing = bank(&a)
         .get_balance(GetBalanceRequest {
             account: "carol".into(),
         })
         .await;
-    expect_code(missing, Code::NotFound, "open it first");
+    expect_status(missing, Code::NotFound, "open it first");
     for amount in [0, -5] {
         let r = transfer(&client, &at(&a, "alice"), &at(&b, "bob"), amount).await;
-        expect_code(r, Code::InvalidArgument, "not positive");
+        expect_status(r, Code::InvalidArgument, "not positive");
     }
 
     assert_eq!(balance(&a, "alice").await, (100, 0));

@@ -502,16 +502,6 @@ async fn reflection_and_health_describe_the_server() {
     );
 }
 
-fn expect<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, hint: &str) {
-    let status = result.expect_err("refused");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert!(
-        status.message().contains(hint),
-        "{:?} lacks {hint:?}",
-        status.message()
-    );
-}
-
 #[tokio::test]
 async fn bad_inputs_get_clear_errors_and_change_nothing() {
     let coordinator = Coordinator::start(&["--max-txn-timeout", "10m"]).await;
@@ -531,25 +521,25 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         let r = client
             .begin(begin_with(vec![participant("a", endpoint)], 0))
             .await;
-        expect(r, Code::InvalidArgument, hint);
+        expect_status(r, Code::InvalidArgument, hint);
     }
     let long_name = "n".repeat(129);
     let r = client
         .begin(begin_with(vec![participant(&long_name, &a.endpoint())], 0))
         .await;
-    expect(r, Code::InvalidArgument, "1 to 128 bytes");
+    expect_status(r, Code::InvalidArgument, "1 to 128 bytes");
     let r = client
         .begin(begin_with(vec![participant("", &a.endpoint())], 0))
         .await;
-    expect(r, Code::InvalidArgument, "1 to 128 bytes");
+    expect_status(r, Code::InvalidArgument, "1 to 128 bytes");
     let r = client.begin(begin_with(vec![], 3_600_000)).await;
-    expect(r, Code::InvalidArgument, "--max-txn-timeout");
+    expect_status(r, Code::InvalidArgument, "--max-txn-timeout");
     let twice = vec![
         participant("a", &a.endpoint()),
         participant("a", &dead_endpoint()),
     ];
     let r = client.begin(begin_with(twice, 0)).await;
-    expect(r, Code::InvalidArgument, "already enlisted");
+    expect_status(r, Code::InvalidArgument, "already enlisted");
     let listed = client
         .list_transactions(ListTransactionsRequest::default())
         .await
@@ -565,14 +555,14 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         participant: Some(participant(name, endpoint)),
     };
     let r = client.enlist(enlist("", "b", &a.endpoint())).await;
-    expect(r, Code::InvalidArgument, "txn_id is empty");
+    expect_status(r, Code::InvalidArgument, "txn_id is empty");
     let r = client.enlist(enlist("txn-1", "b", &a.endpoint())).await;
-    expect(r, Code::InvalidArgument, "is not a Verdict transaction id");
+    expect_status(r, Code::InvalidArgument, "is not a Verdict transaction id");
     let unknown = uuid::Uuid::now_v7().to_string();
     let r = client.enlist(enlist(&unknown, "b", &a.endpoint())).await;
-    expect(r, Code::NotFound, "unknown");
+    expect_status(r, Code::NotFound, "unknown");
     let r = client.enlist(enlist(&txn, "a", &dead_endpoint())).await;
-    expect(
+    expect_status(
         r,
         Code::FailedPrecondition,
         "already enlisted with endpoint",
@@ -583,7 +573,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
             participant: None,
         })
         .await;
-    expect(r, Code::InvalidArgument, "participant is missing");
+    expect_status(r, Code::InvalidArgument, "participant is missing");
     let again = client
         .enlist(enlist(&txn, "a", &a.endpoint()))
         .await
@@ -601,35 +591,35 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
             txn_id: unknown.clone(),
         })
         .await;
-    expect(r, Code::NotFound, "never begun");
+    expect_status(r, Code::NotFound, "never begun");
     let r = client
         .commit(CommitRequest {
             txn_id: unknown.clone(),
             wait_for_acks: false,
         })
         .await;
-    expect(r, Code::NotFound, "retention period");
+    expect_status(r, Code::NotFound, "retention period");
 
     assert_eq!(
         commit(&mut client, &txn).await.outcome(),
         Outcome::Committed
     );
     let r = client.enlist(enlist(&txn, "b", &a.endpoint())).await;
-    expect(r, Code::FailedPrecondition, "no longer active");
+    expect_status(r, Code::FailedPrecondition, "no longer active");
     let r = client
         .abort(AbortRequest {
             txn_id: txn.clone(),
             reason: String::new(),
         })
         .await;
-    expect(r, Code::FailedPrecondition, "committed");
+    expect_status(r, Code::FailedPrecondition, "committed");
     let r = client
         .abort(AbortRequest {
             txn_id: txn.clone(),
             reason: "x".repeat(2000),
         })
         .await;
-    expect(r, Code::InvalidArgument, "at most 1024");
+    expect_status(r, Code::InvalidArgument, "at most 1024");
 
     let list = |state: i32, page_size: u32, page_token: &str| ListTransactionsRequest {
         state,
@@ -637,11 +627,11 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         page_token: page_token.into(),
     };
     let r = client.list_transactions(list(0, 5000, "")).await;
-    expect(r, Code::InvalidArgument, "maximum of 1000");
+    expect_status(r, Code::InvalidArgument, "maximum of 1000");
     let r = client.list_transactions(list(0, 10, "page-2")).await;
-    expect(r, Code::InvalidArgument, "next_page_token");
+    expect_status(r, Code::InvalidArgument, "next_page_token");
     let r = client.list_transactions(list(99, 10, "")).await;
-    expect(r, Code::InvalidArgument, "not a TransactionState");
+    expect_status(r, Code::InvalidArgument, "not a TransactionState");
 }
 
 #[tokio::test]

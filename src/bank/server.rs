@@ -9,6 +9,7 @@ use super::store::KvBank;
 use crate::client::Client;
 use crate::participant::server::{self, ParticipantOptions};
 use crate::participant::Participant;
+use crate::periodic::every;
 
 /// How often staged work past its transaction's deadline is discarded.
 const DISCARD_EVERY: Duration = Duration::from_secs(1);
@@ -21,7 +22,17 @@ pub async fn run(
     let coordinator = Client::new(&options.coordinator_url, Duration::from_secs(10))?;
     let open = |db| Ok(KvBank::open(db)?);
     let extend = |participant: &Arc<Participant<KvBank>>, me: &server::Identity, router| {
-        tokio::spawn(discard_expired(Arc::downgrade(participant)));
+        let discard = |participant: Arc<Participant<KvBank>>| async move {
+            let now = tokio::time::Instant::now();
+            let discarded = participant.resource().discard_expired(now);
+            if discarded > 0 {
+                tracing::info!(
+                    discarded,
+                    "discarded staged work past its transaction's deadline"
+                );
+            }
+        };
+        tokio::spawn(every(DISCARD_EVERY, Arc::downgrade(participant), discard));
         let bank = BankService::new(
             participant.clone(),
             coordinator,
@@ -34,22 +45,4 @@ pub async fn run(
         ))
     };
     server::run(options, "kv", open, extend, shutdown).await
-}
-
-async fn discard_expired(participant: std::sync::Weak<Participant<KvBank>>) {
-    loop {
-        tokio::time::sleep(DISCARD_EVERY).await;
-        let Some(participant) = participant.upgrade() else {
-            return;
-        };
-        let discarded = participant
-            .resource()
-            .discard_expired(tokio::time::Instant::now());
-        if discarded > 0 {
-            tracing::info!(
-                discarded,
-                "discarded staged work of transactions past their deadline"
-            );
-        }
-    }
 }

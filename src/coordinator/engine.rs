@@ -18,6 +18,7 @@ use super::view::{State, TxnView};
 use super::{Config, EngineError};
 use crate::core::{Action, Event, Outcome, Phase, Rejection, Transaction, TxnId};
 use crate::log::{DecisionLog, LogError, Status, TxnRecord};
+use crate::periodic::every;
 
 /// A participant named in Begin or Enlist (already validated).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +108,14 @@ impl<L: DecisionLog> Engine<L> {
             corrupt,
         });
         engine.recover(recovered);
-        tokio::spawn(collect_periodically(Arc::downgrade(&engine)));
+        let gc_interval = engine.config.gc_interval;
+        tokio::spawn(every(
+            gc_interval,
+            Arc::downgrade(&engine),
+            |engine| async move {
+                engine.collect_finished();
+            },
+        ));
         Ok(engine)
     }
 
@@ -170,6 +178,19 @@ impl<L: DecisionLog> Engine<L> {
     /// Makes every log write durable and stops the log's background work; at shutdown.
     pub fn close(&self) {
         self.log.close();
+    }
+
+    /// Deletes finished transactions past the retention period from the log.
+    fn collect_finished(&self) {
+        let cutoff = now_unix_ms().saturating_sub(self.config.retention.as_millis() as u64);
+        match self.log.collect_finished(cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                collected = n,
+                "collected finished transactions past retention"
+            ),
+            Err(e) => tracing::error!(error = %e, "collecting finished transactions failed"),
+        }
     }
 
     /// The longest transaction timeout Begin may ask for.
@@ -530,28 +551,6 @@ impl<L: DecisionLog> Engine<L> {
             }
         };
         let _ = self.apply(&entry, |txn| txn.handle(event));
-    }
-}
-
-/// Collects finished transactions past retention, until the engine is dropped.
-async fn collect_periodically<L: DecisionLog>(engine: std::sync::Weak<Engine<L>>) {
-    loop {
-        let Some(interval) = engine.upgrade().map(|e| e.config.gc_interval) else {
-            return;
-        };
-        tokio::time::sleep(interval).await;
-        let Some(engine) = engine.upgrade() else {
-            return;
-        };
-        let cutoff = now_unix_ms().saturating_sub(engine.config.retention.as_millis() as u64);
-        match engine.log.collect_finished(cutoff) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                collected = n,
-                "collected finished transactions past retention"
-            ),
-            Err(e) => tracing::error!(error = %e, "collecting finished transactions failed"),
-        }
     }
 }
 

@@ -28,6 +28,7 @@ use super::journal::{Journal, Local};
 use super::resource::{Resource, ResourceError};
 use crate::core::{Backoff, Outcome, TxnId, Vote};
 use crate::durable::StorageError;
+use crate::periodic::every;
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, ResolveRequest};
 
@@ -123,8 +124,11 @@ impl<R: Resource> Participant<R> {
             coordinators: Mutex::new(HashMap::new()),
         });
         participant.recover().await?;
-        tokio::spawn(resolve_periodically(Arc::downgrade(&participant)));
-        tokio::spawn(collect_periodically(Arc::downgrade(&participant)));
+        let weak = Arc::downgrade(&participant);
+        tokio::spawn(every(RESOLVE_TICK, weak.clone(), |p| async move {
+            p.resolve_due().await
+        }));
+        tokio::spawn(every(COLLECT_EVERY, weak, |p| async move { p.collect() }));
         Ok(participant)
     }
 
@@ -280,6 +284,15 @@ impl<R: Resource> Participant<R> {
         Ok(())
     }
 
+    /// Deletes final journal entries past the retention period.
+    fn collect(&self) {
+        let retention = self.config.retention.as_millis() as u64;
+        let cutoff = now_unix_ms().saturating_sub(retention);
+        if let Err(error) = self.journal.collect(cutoff) {
+            tracing::error!(%error, "collecting the participant journal failed");
+        }
+    }
+
     /// Asks `Resolve` about every transaction in doubt whose time has come.
     async fn resolve_due(self: &Arc<Self>) {
         let now = Instant::now();
@@ -363,29 +376,5 @@ impl<R: Resource> Participant<R> {
 /// How often transactions in doubt are looked at.
 const RESOLVE_TICK: Duration = Duration::from_millis(50);
 
-async fn resolve_periodically<R: Resource>(participant: std::sync::Weak<Participant<R>>) {
-    loop {
-        tokio::time::sleep(RESOLVE_TICK).await;
-        let Some(participant) = participant.upgrade() else {
-            return;
-        };
-        participant.resolve_due().await;
-    }
-}
-
 /// How often final journal entries past retention are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
-
-async fn collect_periodically<R: Resource>(participant: std::sync::Weak<Participant<R>>) {
-    loop {
-        tokio::time::sleep(COLLECT_EVERY).await;
-        let Some(participant) = participant.upgrade() else {
-            return;
-        };
-        let retention = participant.config.retention.as_millis() as u64;
-        let cutoff = now_unix_ms().saturating_sub(retention);
-        if let Err(error) = participant.journal.collect(cutoff) {
-            tracing::error!(%error, "collecting the participant journal failed");
-        }
-    }
-}

@@ -416,3 +416,14 @@ pub fn dead_endpoint() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// Asserts `result` failed with `code` and a message containing `hint`.
+pub fn expect_status<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code, hint: &str) {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(hint),
+        "{:?} lacks {hint:?}",
+        status.message()
+    );
+}
