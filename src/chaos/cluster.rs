@@ -27,6 +27,8 @@ pub struct Node {
     /// Environment for its next start (crash points), cleared by [`Node::disarm`].
     env: Vec<(String, String)>,
     child: Option<ChildServer>,
+    /// One lazily connected channel for the node's life: it reconnects after a restart.
+    channel: Option<Channel>,
 }
 
 impl Node {
@@ -39,6 +41,7 @@ impl Node {
             listen: None,
             env: Vec::new(),
             child: None,
+            channel: None,
         }
     }
 
@@ -69,6 +72,9 @@ impl Node {
                 .with_context(|| format!("starting {}", self.name))?;
         self.listen = Some(child.addr());
         self.child = Some(child);
+        if self.channel.is_none() {
+            self.channel = Some(Channel::from_shared(self.url())?.connect_lazy());
+        }
         Ok(())
     }
 
@@ -116,9 +122,7 @@ impl Node {
     }
 
     pub fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .expect("a valid URL")
-            .connect_lazy()
+        self.channel.clone().expect("started once")
     }
 
     pub fn log_path(&self) -> PathBuf {
