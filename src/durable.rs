@@ -17,12 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 /// How often unforced writes are flushed when nothing forces a flush sooner.
 const BACKGROUND_FLUSH: Duration = Duration::from_millis(200);
+
+/// How long a lazy flush may wait to share the next urgent one.
+const LAZY_WINDOW: Duration = Duration::from_millis(2);
 
 /// Whether forced writes wait for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,13 +66,19 @@ pub struct FlushStats {
 
 type Waiter = oneshot::Sender<Result<(), StorageError>>;
 
+/// A caller waiting for durability, and whether it is in a hurry.
+struct Request {
+    waiter: Waiter,
+    urgent: bool,
+}
+
 /// A sled database with one flusher thread.
 pub struct DurableDb {
     db: sled::Db,
     sync: LogSync,
     dirty: Arc<AtomicBool>,
     stats: Arc<FlushStats>,
-    requests: Mutex<Option<mpsc::Sender<Waiter>>>,
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -127,10 +136,24 @@ impl DurableDb {
     }
 
     /// Resolves once every write made before this call is durable. Concurrent calls share one
-    /// flush.
+    /// flush, which starts at once.
     pub fn flush(&self) -> impl Future<Output = Result<(), StorageError>> + Send + use<> {
+        self.flush_with(true)
+    }
+
+    /// As [`DurableDb::flush`], for a caller no one is waiting on (a phase-2 acknowledgement):
+    /// the flush may wait up to a couple of milliseconds to be shared with the next urgent one,
+    /// so that it does not delay it.
+    pub fn flush_lazily(&self) -> impl Future<Output = Result<(), StorageError>> + Send + use<> {
+        self.flush_with(false)
+    }
+
+    fn flush_with(
+        &self,
+        urgent: bool,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send + use<> {
         self.written();
-        let queued = self.queue_flush();
+        let queued = self.queue_flush(urgent);
         async move {
             queued?
                 .await
@@ -138,7 +161,10 @@ impl DurableDb {
         }
     }
 
-    fn queue_flush(&self) -> Result<oneshot::Receiver<Result<(), StorageError>>, StorageError> {
+    fn queue_flush(
+        &self,
+        urgent: bool,
+    ) -> Result<oneshot::Receiver<Result<(), StorageError>>, StorageError> {
         let (tx, rx) = oneshot::channel();
         if self.sync == LogSync::Off {
             let _ = tx.send(Ok(()));
@@ -149,7 +175,7 @@ impl DurableDb {
             .as_ref()
             .ok_or_else(|| StorageError("the database is closed".into()))?;
         requests
-            .send(tx)
+            .send(Request { waiter: tx, urgent })
             .map_err(|_| StorageError("the flusher has stopped".into()))?;
         Ok(rx)
     }
@@ -174,6 +200,38 @@ impl Drop for DurableDb {
     }
 }
 
+/// Callers waiting for the next flush.
+#[derive(Default)]
+struct Batch {
+    waiters: Vec<Waiter>,
+    urgent: bool,
+    /// When the oldest lazy caller arrived.
+    lazy_since: Option<Instant>,
+}
+
+impl Batch {
+    fn add(&mut self, request: Request) {
+        self.urgent |= request.urgent;
+        if !request.urgent {
+            self.lazy_since.get_or_insert_with(Instant::now);
+        }
+        self.waiters.push(request.waiter);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    fn lazy_deadline(&self) -> Option<Instant> {
+        self.lazy_since.map(|since| since + LAZY_WINDOW)
+    }
+
+    /// Only lazy callers, none waiting past the window.
+    fn can_wait(&self) -> bool {
+        !self.urgent && self.lazy_deadline().is_some_and(|d| Instant::now() < d)
+    }
+}
+
 /// The one thread that flushes sled.
 struct Flusher {
     db: sled::Db,
@@ -185,29 +243,48 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn run(mut self, requests: mpsc::Receiver<Waiter>) {
-        let mut batch = Vec::new();
+    fn run(mut self, requests: mpsc::Receiver<Request>) {
+        let mut batch = Batch::default();
         loop {
-            match requests.recv_timeout(BACKGROUND_FLUSH) {
-                Ok(waiter) => batch.push(waiter),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+            let wait = batch.lazy_deadline().map_or(BACKGROUND_FLUSH, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+            match requests.recv_timeout(wait) {
+                Ok(request) => batch.add(request),
+                Err(mpsc::RecvTimeoutError::Timeout) if batch.is_empty() => {
                     self.background_flush();
                     continue;
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             // Everything queued while the last flush ran shares this one.
-            batch.extend(requests.try_iter());
-            let result = self.flush();
-            self.stats.batches.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .forced
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            for waiter in batch.drain(..) {
-                let _ = waiter.send(result.clone());
+            for request in requests.try_iter() {
+                batch.add(request);
             }
+            if batch.can_wait() {
+                continue;
+            }
+            self.answer(&mut batch);
         }
         self.background_flush();
+        self.answer(&mut batch);
+    }
+
+    /// Flushes and answers everyone in `batch`.
+    fn answer(&mut self, batch: &mut Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let result = self.flush();
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .forced
+            .fetch_add(batch.waiters.len() as u64, Ordering::Relaxed);
+        for waiter in batch.waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+        *batch = Batch::default();
     }
 
     fn background_flush(&mut self) {

@@ -115,15 +115,21 @@ impl Journal {
         Ok(())
     }
 
-    /// Records `local` and waits until it (and every write before it) is durable.
+    /// Records `local` and waits until it (and every write before it) is durable. A `lazy`
+    /// force may wait a moment to share the next urgent flush (see
+    /// [`DurableDb::flush_lazily`]).
     pub async fn put_forced(
         &self,
         txn: TxnId,
         local: &Local,
         now_unix_ms: u64,
+        lazy: bool,
     ) -> Result<(), StorageError> {
         self.put(txn, local, now_unix_ms)?;
-        self.db.flush().await
+        match lazy {
+            true => self.db.flush_lazily().await,
+            false => self.db.flush().await,
+        }
     }
 
     /// Transactions prepared here with no decision yet, with their coordinators.
@@ -176,7 +182,7 @@ mod tests {
         let prepared = Local::Prepared {
             coordinator: "http://c:1".into(),
         };
-        journal.put_forced(a, &prepared, 10).await.unwrap();
+        journal.put_forced(a, &prepared, 10, false).await.unwrap();
         journal
             .put(b, &Local::VotedNo("no funds".into()), 10)
             .unwrap();

@@ -211,7 +211,7 @@ impl<R: Resource> Participant<R> {
                     coordinator: coordinator.to_owned(),
                 };
                 crate::crash_point!("participant::before_prepared_record");
-                self.journal.put_forced(txn, &local, now).await?;
+                self.journal.put_forced(txn, &local, now, false).await?;
                 crate::crash_point!("participant::after_prepared_record");
                 self.await_decision(txn, coordinator);
             }
@@ -251,7 +251,11 @@ impl<R: Resource> Participant<R> {
                 crate::crash_point!("participant::before_commit_applied");
                 self.resource.commit(txn).await?;
                 crate::crash_point!("participant::after_commit_applied");
-                self.journal.put_forced(txn, &Local::Committed, now).await?;
+                // Forced before the acknowledgement, but no one waits on it: let it share
+                // the next prepare's flush rather than delay it.
+                self.journal
+                    .put_forced(txn, &Local::Committed, now, true)
+                    .await?;
             }
             (Outcome::Committed, Some(Local::Committed | Local::ReadOnly)) => {}
             (Outcome::Committed, None) => {
