@@ -161,7 +161,9 @@ impl<L: DecisionLog> Engine<L> {
             txn: Mutex::new(txn),
             phase,
             expiry: Mutex::new(None),
-            span: tracing::info_span!("txn", txn_id = %id),
+            // A debug span: building one per transaction costs throughput; events that matter
+            // at info level and above name the transaction themselves.
+            span: tracing::debug_span!("txn", txn_id = %id),
         });
         let mut txns = self.txns.lock().expect("lock");
         if let Some(limit) = limit.filter(|&limit| txns.len() >= limit) {
@@ -542,7 +544,7 @@ impl<L: DecisionLog> Engine<L> {
                 let result = self.clients.deliver(&endpoint, id, outcome, timeout).await;
                 crate::crash_point!("coordinator::after_phase2_send");
                 if let Err(error) = &result {
-                    tracing::warn!(participant = %endpoint, attempt, %error, "decision not delivered");
+                    tracing::warn!(txn_id = %id, participant = %endpoint, attempt, %error, "decision not delivered");
                 }
                 Event::Delivered {
                     participant,
