@@ -42,6 +42,9 @@ struct Cli {
     /// Log level (or a tracing filter such as "verdict=debug"); RUST_LOG overrides it.
     #[arg(long, global = true, env = "VERDICT_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Async worker threads (default: one per core).
+    #[arg(long, global = true, env = "VERDICT_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -446,9 +449,22 @@ impl ServeArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(threads as usize);
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(start(cli)),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(cli: Cli) -> std::process::ExitCode {
     telemetry::init(cli.log_format, &cli.log_level);
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();

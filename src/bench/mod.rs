@@ -97,7 +97,11 @@ impl Deployment {
             let exe = options.exe.clone();
             async move { ChildServer::spawn(&exe, args, Stdio::inherit()).await }
         };
-        let coordinator = spawn(vec!["serve".into()], dir.join("coordinator")).await?;
+        let coordinator = spawn(
+            ["serve"].map(String::from).to_vec(),
+            dir.join("coordinator"),
+        )
+        .await?;
         let coordinator_url = coordinator.url();
         let kind = match options.workload {
             Workload::Noop => "noop",
