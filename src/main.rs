@@ -42,7 +42,8 @@ struct Cli {
     /// Log level (or a tracing filter such as "verdict=debug"); RUST_LOG overrides it.
     #[arg(long, global = true, env = "VERDICT_LOG_LEVEL", default_value = "info")]
     log_level: String,
-    /// Async worker threads (default: one per core).
+    /// Async worker threads (default: one per core). For `bench`, also those of the processes
+    /// it starts.
     #[arg(long, global = true, env = "VERDICT_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
     #[command(subcommand)]
@@ -107,7 +108,7 @@ struct BenchArgs {
     plot: Option<PathBuf>,
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+async fn bench(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.overdraft_share),
         "--overdraft-share must be between 0 and 1"
@@ -134,6 +135,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         workload: args.workload,
         overdraft_share: args.overdraft_share,
         log_sync: args.log_sync,
+        worker_threads,
         progress: !args.json,
     };
     let report = verdict::bench::run(&options).await?;
@@ -468,7 +470,7 @@ async fn start(cli: Cli) -> std::process::ExitCode {
     telemetry::init(cli.log_format, &cli.log_level);
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    match run(cli.command).await {
+    match run(cli.command, cli.worker_threads).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -477,7 +479,7 @@ async fn start(cli: Cli) -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => server::run(args.into_options()?, server::shutdown_signal()).await,
         Command::Participant(ParticipantCommand::Kv(args)) => {
@@ -492,6 +494,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bank(command) => bank(command).await,
         Command::Demo => demo::run().await,
         Command::Nemesis(args) => nemesis(args).await,
-        Command::Bench(args) => bench(args).await,
+        Command::Bench(args) => bench(args, worker_threads).await,
     }
 }

@@ -60,6 +60,8 @@ pub struct BenchOptions {
     /// Share of bank transfers that overdraw (vote NO).
     pub overdraft_share: f64,
     pub log_sync: LogSync,
+    /// Async worker threads of every process it starts (default: one per core).
+    pub worker_threads: Option<u16>,
     /// Draw a progress line on stderr (when it is a terminal).
     pub progress: bool,
 }
@@ -81,6 +83,9 @@ impl Deployment {
         };
         let spawn = |args: Vec<String>, data: PathBuf| {
             let mut args = args;
+            if let Some(threads) = options.worker_threads {
+                args.extend(["--worker-threads".into(), threads.to_string()]);
+            }
             args.extend(
                 [
                     "--listen",
@@ -97,11 +102,7 @@ impl Deployment {
             let exe = options.exe.clone();
             async move { ChildServer::spawn(&exe, args, Stdio::inherit()).await }
         };
-        let coordinator = spawn(
-            ["serve"].map(String::from).to_vec(),
-            dir.join("coordinator"),
-        )
-        .await?;
+        let coordinator = spawn(vec!["serve".into()], dir.join("coordinator")).await?;
         let coordinator_url = coordinator.url();
         let kind = match options.workload {
             Workload::Noop => "noop",
