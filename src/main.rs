@@ -308,7 +308,27 @@ fn bank_client(url: &str) -> anyhow::Result<BankClient<Channel>> {
     ))
 }
 
+/// A failed call, said plainly: what the server answered, or that it could not be reached.
+fn said(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unavailable => anyhow::anyhow!(
+            "the server cannot be reached ({}); is it running at that address?",
+            status.message()
+        ),
+        code => anyhow::anyhow!("{code:?}: {}", status.message()),
+    }
+}
+
 async fn bank(command: BankCommand) -> anyhow::Result<()> {
+    bank_call(command)
+        .await
+        .map_err(|e| match e.downcast::<tonic::Status>() {
+            Ok(status) => said(status),
+            Err(other) => other,
+        })
+}
+
+async fn bank_call(command: BankCommand) -> anyhow::Result<()> {
     match command {
         BankCommand::Open {
             bank,

@@ -1,0 +1,96 @@
+//! The `verdict` command as a user runs it: the demo, and the bank subcommands.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::Server;
+
+fn verdict(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .output()
+        .expect("run verdict")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "verdict failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_demo_runs_transfers_aborts_the_overdraft_and_stops_cleanly() {
+    let out = stdout(&verdict(&["demo"]));
+    assert!(out.contains("alice -> bob   30  Committed"), "{out}");
+    assert!(
+        out.contains(
+            "alice -> bob  500  Aborted: participant \"bank-a\" voted no: insufficient funds"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("total  120").count(),
+        4,
+        "money is conserved after each: {out}"
+    );
+    assert!(out.contains("all processes stopped cleanly"), "{out}");
+}
+
+#[tokio::test]
+async fn bank_subcommands_open_read_and_transfer() {
+    let coordinator = Server::start(&[]).await;
+    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
+    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    let (a_url, b_url, c_url) = (a.url(), b.url(), coordinator.url());
+    stdout(&verdict(&[
+        "bank", "open", "--bank", &a_url, "alice", "100",
+    ]));
+    stdout(&verdict(&["bank", "open", "--bank", &b_url, "bob", "0"]));
+    let transfer = |amount: &str| {
+        verdict(&[
+            "bank",
+            "transfer",
+            "--coordinator",
+            &c_url,
+            "--from-bank",
+            &a_url,
+            "--from",
+            "alice",
+            "--to-bank",
+            &b_url,
+            "--to",
+            "bob",
+            "--amount",
+            amount,
+        ])
+    };
+    let committed = stdout(&transfer("60"));
+    assert!(committed.contains(" Committed"), "{committed}");
+    assert!(stdout(&transfer("60")).contains(" Aborted participant \"bank-a\" voted no"));
+    let refused = transfer("0");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not positive"));
+
+    let balance =
+        |url: &str, account: &str| stdout(&verdict(&["bank", "balance", "--bank", url, account]));
+    // Phase 2 may still be on its way to bob's bank: a retried Commit that waits for every
+    // acknowledgement tells when it has arrived.
+    let client = verdict::client::Client::new(&c_url, support::PATIENCE).unwrap();
+    let txn = committed
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(balance(&a_url, "alice").trim(), "balance 40 (held 0)");
+    assert_eq!(balance(&b_url, "bob").trim(), "balance 60 (held 0)");
+
+    let unknown = verdict(&["bank", "balance", "--bank", &a_url, "carol"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
+}
