@@ -1,0 +1,93 @@
+//! `verdict bench`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use verdict::bench::{BenchOptions, Workload};
+use verdict::coordinator::validate;
+use verdict::log::LogSync;
+
+use super::duration;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Target this running coordinator (with --participant) instead of starting a deployment.
+    #[arg(long, requires = "participant")]
+    coordinator: Option<String>,
+    /// A running participant's URL (repeat); noop participants, or KV banks for --workload bank.
+    #[arg(long)]
+    participant: Vec<String>,
+    /// Participants per transaction.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=32))]
+    participants: u64,
+    /// Transactions in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    concurrency: u64,
+    /// How long to measure.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    duration: Duration,
+    /// Measure this many transactions instead of a duration.
+    #[arg(long)]
+    transactions: Option<u64>,
+    /// Load before measuring.
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    warmup: Duration,
+    #[arg(long, value_enum, default_value = "noop")]
+    workload: Workload,
+    /// Share of bank transfers that overdraw and vote NO (0 to 1).
+    #[arg(long, default_value_t = 0.1)]
+    overdraft_share: f64,
+    /// "off" runs the started deployment without waiting for the disk: for comparison only.
+    #[arg(long, value_enum, default_value = "fsync")]
+    log_sync: LogSync,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw throughput over time and the latency distribution to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.overdraft_share),
+        "--overdraft-share must be between 0 and 1"
+    );
+    anyhow::ensure!(
+        args.workload == Workload::Noop || args.participants == 2,
+        "the bank workload transfers between 2 participants: use --participants 2"
+    );
+    if let Some(url) = &args.coordinator {
+        validate::url("--coordinator", url)?;
+    }
+    for url in &args.participant {
+        validate::url("--participant", url)?;
+    }
+    let options = BenchOptions {
+        exe: std::env::current_exe()?,
+        coordinator: args.coordinator,
+        participant_urls: args.participant,
+        participants: args.participants as usize,
+        concurrency: args.concurrency as usize,
+        duration: args.duration,
+        transactions: args.transactions,
+        warmup: args.warmup,
+        workload: args.workload,
+        overdraft_share: args.overdraft_share,
+        log_sync: args.log_sync,
+        worker_threads,
+        progress: !args.json,
+    };
+    let report = verdict::bench::run(&options).await?;
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report.svg())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", report.table()),
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `verdict serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use verdict::coordinator::{validate, Config};
+use verdict::core::{Backoff, Policy};
+use verdict::log::LogSync;
+use verdict::server::{self, ServeOptions};
+
+use super::duration;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "VERDICT_LISTEN", default_value = "127.0.0.1:7400")]
+    listen: SocketAddr,
+    /// Directory of the decision log (created if missing).
+    #[arg(long, env = "VERDICT_DATA_DIR", default_value = "./verdict-data")]
+    data_dir: PathBuf,
+    /// This coordinator's URL as participants reach it (for Resolve); default http://LISTEN.
+    #[arg(long, env = "VERDICT_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// Deadline of a transaction whose Begin gives none.
+    #[arg(long, env = "VERDICT_TXN_TIMEOUT", value_parser = duration, default_value = "30s")]
+    txn_timeout: Duration,
+    /// Longest deadline Begin may ask for.
+    #[arg(long, env = "VERDICT_MAX_TXN_TIMEOUT", value_parser = duration, default_value = "1h")]
+    max_txn_timeout: Duration,
+    /// How long to wait for each participant's vote; no vote by then aborts.
+    #[arg(long, env = "VERDICT_PREPARE_TIMEOUT", value_parser = duration, default_value = "5s")]
+    prepare_timeout: Duration,
+    /// How long to wait for each phase-2 acknowledgement before retrying.
+    #[arg(long, env = "VERDICT_DECISION_TIMEOUT", value_parser = duration, default_value = "5s")]
+    decision_timeout: Duration,
+    /// First phase-2 retry delay (doubles per retry, with jitter).
+    #[arg(long, env = "VERDICT_RETRY_INITIAL", value_parser = duration, default_value = "50ms")]
+    retry_initial: Duration,
+    /// Cap on the phase-2 retry delay.
+    #[arg(long, env = "VERDICT_RETRY_MAX", value_parser = duration, default_value = "10s")]
+    retry_max: Duration,
+    /// Sends of an abort to a participant whose vote is unknown before relying on its Resolve.
+    #[arg(long, env = "VERDICT_ABORT_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    abort_attempts: u32,
+    /// Most participants in one transaction.
+    #[arg(long, env = "VERDICT_MAX_PARTICIPANTS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_participants: u32,
+    /// Most transactions in flight; Begin beyond it answers RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VERDICT_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_in_flight: u64,
+    /// How long finished transactions stay queryable (Commit retries get the true outcome).
+    #[arg(long, env = "VERDICT_RETENTION", value_parser = duration, default_value = "24h")]
+    retention: Duration,
+    /// How often finished transactions past retention are collected.
+    #[arg(long, env = "VERDICT_GC_INTERVAL", value_parser = duration, default_value = "1m")]
+    gc_interval: Duration,
+    /// Whether commit decisions wait for the disk. "off" is NOT durable: comparison runs only.
+    #[arg(long, env = "VERDICT_LOG_SYNC", value_enum, default_value = "fsync")]
+    log_sync: LogSync,
+}
+
+impl ServeArgs {
+    fn into_options(self) -> anyhow::Result<ServeOptions> {
+        anyhow::ensure!(
+            self.txn_timeout <= self.max_txn_timeout,
+            "--txn-timeout ({}) is longer than --max-txn-timeout ({})",
+            humantime::format_duration(self.txn_timeout),
+            humantime::format_duration(self.max_txn_timeout)
+        );
+        anyhow::ensure!(
+            self.retry_initial <= self.retry_max && !self.retry_initial.is_zero(),
+            "--retry-initial must be above zero and at most --retry-max"
+        );
+        anyhow::ensure!(
+            !self.gc_interval.is_zero(),
+            "--gc-interval must be above zero"
+        );
+        if let Some(url) = &self.advertise_url {
+            validate::url("--advertise-url", url)?;
+        }
+        Ok(ServeOptions {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            log_sync: self.log_sync,
+            engine: Config {
+                advertise_url: self.advertise_url.unwrap_or_default(),
+                default_txn_timeout: self.txn_timeout,
+                max_txn_timeout: self.max_txn_timeout,
+                prepare_timeout: self.prepare_timeout,
+                decision_timeout: self.decision_timeout,
+                backoff: Backoff {
+                    initial: self.retry_initial,
+                    max: self.retry_max,
+                },
+                policy: Policy {
+                    max_participants: self.max_participants as usize,
+                    best_effort_attempts: self.abort_attempts,
+                },
+                max_in_flight: self.max_in_flight as usize,
+                retention: self.retention,
+                gc_interval: self.gc_interval,
+            },
+        })
+    }
+}
+
+/// Many small allocations per transaction across threads: mimalloc handles them with less
+/// contention than the system allocator.
+/// Runs the coordinator until SIGTERM or Ctrl-C.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    server::run(args.into_options()?, server::shutdown_signal()).await
+}
