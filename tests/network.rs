@@ -128,8 +128,19 @@ fn gate() -> Behavior {
     }
 }
 
-#[tokio::test]
-async fn lost_phase_two_messages_are_redelivered() {
+/// A cluster where a transfer from bank-0 to bank-1 (plus a gate double) is committed while
+/// bank-1 is partitioned from the coordinator's calls — and, with `cut_outbound`, the
+/// coordinator from bank-1's calls too. Returns once the coordinator has failed to deliver the
+/// decision to bank-1 at least twice.
+struct CutOff {
+    _dir: tempfile::TempDir,
+    cluster: Cluster,
+    ledger: Ledger,
+    client: Client,
+    attempt: Attempt,
+}
+
+async fn committed_while_bank_1_is_cut_off(cut_outbound: bool) -> CutOff {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, ledger, client) = cluster(dir.path()).await;
     let gate = Double::start(gate()).await;
@@ -137,6 +148,10 @@ async fn lost_phase_two_messages_are_redelivered() {
     let txn = attempt.txn.unwrap();
 
     cluster.bank_proxies[1].set(Faults::partition());
+    if cut_outbound {
+        let coordinator = cluster.coordinator_proxy.as_ref().unwrap();
+        coordinator.set(Faults::partition());
+    }
     gate.set(|b| b.hold_prepare = false);
     assert_eq!(committing.await.unwrap().0, Outcome::Committed);
     attempt.reported = Reported::Committed;
@@ -145,57 +160,49 @@ async fn lost_phase_two_messages_are_redelivered() {
         bank_1.attempts >= 2 && !bank_1.acknowledged && !bank_1.last_error.is_empty()
     })
     .await;
+    CutOff {
+        _dir: dir,
+        cluster,
+        ledger,
+        client,
+        attempt,
+    }
+}
 
-    cluster.bank_proxies[1].heal();
-    assert_eq!(
-        client.commit_and_wait(txn).await.unwrap().0,
-        Outcome::Committed
-    );
-    assert_consistent(&cluster, &ledger, &[attempt]).await;
+impl CutOff {
+    /// Heals the network; the decision must reach bank-1 and the books must balance.
+    async fn heal_and_check(self) {
+        for proxy in self.cluster.proxies() {
+            proxy.heal();
+        }
+        let txn = self.attempt.txn.unwrap();
+        let (outcome, _) = self.client.commit_and_wait(txn).await.unwrap();
+        assert_eq!(outcome, Outcome::Committed);
+        assert_consistent(&self.cluster, &self.ledger, &[self.attempt]).await;
+    }
+}
+
+#[tokio::test]
+async fn lost_phase_two_messages_are_redelivered() {
+    committed_while_bank_1_is_cut_off(false)
+        .await
+        .heal_and_check()
+        .await;
 }
 
 #[tokio::test]
 async fn a_participant_cut_off_after_voting_yes_is_resolved_after_the_partition_heals() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cluster, ledger, client) = cluster(dir.path()).await;
-    let gate = Double::start(gate()).await;
-    let (mut attempt, committing) = prepared_at_bank_1(&cluster, &client, &gate).await;
-    let txn = attempt.txn.unwrap();
-
     // bank-1 can neither hear the coordinator nor reach it (its Resolve calls hang).
-    cluster.bank_proxies[1].set(Faults::partition());
-    cluster
-        .coordinator_proxy
-        .as_ref()
-        .unwrap()
-        .set(Faults::partition());
-    gate.set(|b| b.hold_prepare = false);
-    assert_eq!(committing.await.unwrap().0, Outcome::Committed);
-    attempt.reported = Reported::Committed;
-    wait_until(&client, txn, |t| t.participants[1].attempts >= 2).await;
-    let held = {
-        let request = verdict::proto::GetBalanceRequest {
-            account: "acct-1-0".into(),
-        };
-        cluster
-            .bank_client(1)
-            .get_balance(request)
-            .await
-            .unwrap()
-            .into_inner()
+    let cut_off = committed_while_bank_1_is_cut_off(true).await;
+    let request = verdict::proto::GetBalanceRequest {
+        account: "acct-1-0".into(),
     };
+    let bank_1 = cut_off.cluster.bank_client(1).get_balance(request).await;
+    let bank_1 = bank_1.unwrap().into_inner();
     assert_eq!(
-        (held.balance, held.held),
+        (bank_1.balance, bank_1.held),
         (100, 0),
         "bank-1 is in doubt: nothing applied yet"
     );
-
-    for proxy in cluster.proxies() {
-        proxy.heal();
-    }
-    assert_eq!(
-        client.commit_and_wait(txn).await.unwrap().0,
-        Outcome::Committed
-    );
-    assert_consistent(&cluster, &ledger, &[attempt]).await;
+    cut_off.heal_and_check().await;
 }
