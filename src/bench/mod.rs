@@ -206,7 +206,7 @@ struct Tally {
     latencies: Mutex<Option<Histogram<u64>>>,
 }
 
-/// One transaction of the workload; `Ok(outcome)` or an error.
+/// What every transaction of the run does, and the clients it does it with.
 struct Shape {
     client: Client,
     participants: Vec<ParticipantRef>,
