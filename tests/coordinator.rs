@@ -49,7 +49,7 @@ async fn all_yes_commits_and_every_participant_acknowledges() {
     let coordinator = Coordinator::start(&[]).await;
     let (a, b) = (Double::start(yes()).await, Double::start(yes()).await);
     let mut client = coordinator.client().await;
-    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let txn = begin(&mut client, &[("a", a.endpoint())]).await;
     let enlisted = client
         .enlist(EnlistRequest {
             txn_id: txn.clone(),
@@ -82,10 +82,7 @@ async fn one_no_vote_aborts_with_its_reason() {
     let mut client = coordinator.client().await;
     let txn = begin(
         &mut client,
-        vec![
-            participant("a", &a.endpoint()),
-            participant("bank-b", &b.endpoint()),
-        ],
+        &[("a", a.endpoint()), ("bank-b", b.endpoint())],
     )
     .await;
 
@@ -115,10 +112,7 @@ async fn a_prepare_slower_than_its_deadline_aborts() {
     let mut client = coordinator.client().await;
     let txn = begin(
         &mut client,
-        vec![
-            participant("a", &a.endpoint()),
-            participant("slow", &slow.endpoint()),
-        ],
+        &[("a", a.endpoint()), ("slow", slow.endpoint())],
     )
     .await;
 
@@ -143,10 +137,7 @@ async fn an_unreachable_participant_aborts() {
     let mut client = coordinator.client().await;
     let txn = begin(
         &mut client,
-        vec![
-            participant("a", &a.endpoint()),
-            participant("gone", &dead_endpoint()),
-        ],
+        &[("a", a.endpoint()), ("gone", dead_endpoint())],
     )
     .await;
 
@@ -172,7 +163,7 @@ async fn a_retried_commit_returns_the_same_outcome() {
     let no = Double::start(votes_no("locked")).await;
     let mut client = coordinator.client().await;
 
-    let committed = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let committed = begin(&mut client, &[("a", a.endpoint())]).await;
     let first = commit(&mut client, &committed).await;
     let second = commit(&mut client, &committed).await;
     let after_phase_two = commit_and_wait(&mut client, &committed).await;
@@ -181,7 +172,7 @@ async fn a_retried_commit_returns_the_same_outcome() {
     assert_eq!(first, after_phase_two);
     assert_eq!(a.count(&Call::Prepare(committed.clone())), 1);
 
-    let aborted = begin(&mut client, vec![participant("no", &no.endpoint())]).await;
+    let aborted = begin(&mut client, &[("no", no.endpoint())]).await;
     let first = commit(&mut client, &aborted).await;
     let second = commit_and_wait(&mut client, &aborted).await;
     assert_eq!(first.outcome(), Outcome::Aborted);
@@ -197,7 +188,7 @@ async fn concurrent_commits_of_one_transaction_agree() {
     })
     .await;
     let mut client = coordinator.client().await;
-    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let txn = begin(&mut client, &[("a", a.endpoint())]).await;
     let commits: Vec<_> = (0..5)
         .map(|_| {
             let (mut client, txn) = (client.clone(), txn.clone());
@@ -215,7 +206,7 @@ async fn abort_of_an_active_transaction_tells_its_participants() {
     let coordinator = Coordinator::start(&[]).await;
     let a = Double::start(yes()).await;
     let mut client = coordinator.client().await;
-    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let txn = begin(&mut client, &[("a", a.endpoint())]).await;
 
     let abort = |reason: &str| AbortRequest {
         txn_id: txn.clone(),
@@ -285,14 +276,7 @@ async fn phase_two_is_retried_until_a_participant_that_was_down_comes_back() {
     let a = Double::start(yes()).await;
     let mut b = Double::start(failing_decisions()).await;
     let mut client = coordinator.client().await;
-    let txn = begin(
-        &mut client,
-        vec![
-            participant("a", &a.endpoint()),
-            participant("b", &b.endpoint()),
-        ],
-    )
-    .await;
+    let txn = begin(&mut client, &[("a", a.endpoint()), ("b", b.endpoint())]).await;
 
     assert_eq!(
         commit(&mut client, &txn).await.outcome(),
@@ -331,24 +315,19 @@ async fn a_restarted_coordinator_redrives_phase_two_and_aborts_undecided_transac
     let a = Double::start(yes()).await;
     let b = Double::start(failing_decisions()).await;
     let mut client = coordinator.client().await;
-    let both = || {
-        vec![
-            participant("a", &a.endpoint()),
-            participant("b", &b.endpoint()),
-        ]
-    };
+    let both = [("a", a.endpoint()), ("b", b.endpoint())];
 
     // Decided and durable, phase 2 unfinished: b keeps failing.
-    let decided = begin(&mut client, both()).await;
+    let decided = begin(&mut client, &both).await;
     assert_eq!(
         commit(&mut client, &decided).await.outcome(),
         Outcome::Committed
     );
     b.wait_for(Call::Commit(decided.clone()), 1).await;
     // Undecided: begun and enlisted, never committed.
-    let undecided = begin(&mut client, both()).await;
+    let undecided = begin(&mut client, &both).await;
     // Finished before the crash; its forced decision also flushes the record of `undecided`.
-    let finished = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let finished = begin(&mut client, &[("a", a.endpoint())]).await;
     assert_eq!(
         commit_and_wait(&mut client, &finished).await.outcome(),
         Outcome::Committed
@@ -407,10 +386,10 @@ async fn resolve_answers_in_every_state() {
         "presumed abort"
     );
 
-    let active = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let active = begin(&mut client, &[("a", a.endpoint())]).await;
     assert_eq!(resolve(&mut client, &active).await, Outcome::Pending);
 
-    let preparing = begin(&mut client, vec![participant("slow", &slow.endpoint())]).await;
+    let preparing = begin(&mut client, &[("slow", slow.endpoint())]).await;
     let pending_commit = {
         let (mut client, txn) = (client.clone(), preparing.clone());
         tokio::spawn(async move { commit(&mut client, &txn).await })
@@ -420,7 +399,7 @@ async fn resolve_answers_in_every_state() {
     assert_eq!(pending_commit.await.unwrap().outcome(), Outcome::Committed);
     assert_eq!(resolve(&mut client, &preparing).await, Outcome::Committed);
 
-    let committing = begin(&mut client, vec![participant("stuck", &stuck.endpoint())]).await;
+    let committing = begin(&mut client, &[("stuck", stuck.endpoint())]).await;
     commit(&mut client, &committing).await;
     stuck.wait_for(Call::Commit(committing.clone()), 1).await;
     assert_eq!(
@@ -549,7 +528,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         "refused Begins created nothing"
     );
 
-    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let txn = begin(&mut client, &[("a", a.endpoint())]).await;
     let enlist = |txn_id: &str, name: &str, endpoint: &str| EnlistRequest {
         txn_id: txn_id.into(),
         participant: Some(participant(name, endpoint)),
@@ -638,8 +617,8 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
 async fn too_many_transactions_in_flight_are_refused() {
     let coordinator = Coordinator::start(&["--max-in-flight", "2"]).await;
     let mut client = coordinator.client().await;
-    let first = begin(&mut client, vec![]).await;
-    begin(&mut client, vec![]).await;
+    let first = begin(&mut client, &[]).await;
+    begin(&mut client, &[]).await;
     let refused = client
         .begin(BeginRequest::default())
         .await
@@ -652,7 +631,7 @@ async fn too_many_transactions_in_flight_are_refused() {
         commit(&mut client, &first).await.outcome(),
         Outcome::Committed
     );
-    begin(&mut client, vec![]).await;
+    begin(&mut client, &[]).await;
 }
 
 #[tokio::test]
@@ -661,9 +640,9 @@ async fn transactions_are_listed_in_pages_by_state() {
     let mut client = coordinator.client().await;
     let mut active = Vec::new();
     for _ in 0..5 {
-        active.push(begin(&mut client, vec![]).await);
+        active.push(begin(&mut client, &[]).await);
     }
-    let committed = begin(&mut client, vec![]).await;
+    let committed = begin(&mut client, &[]).await;
     commit_and_wait(&mut client, &committed).await;
 
     let mut seen = Vec::new();
@@ -709,7 +688,7 @@ async fn finished_transactions_are_collected_after_retention() {
     let coordinator = Coordinator::start(&["--retention", "1s", "--gc-interval", "100ms"]).await;
     let a = Double::start(yes()).await;
     let mut client = coordinator.client().await;
-    let txn = begin(&mut client, vec![participant("a", &a.endpoint())]).await;
+    let txn = begin(&mut client, &[("a", a.endpoint())]).await;
     assert_eq!(
         commit_and_wait(&mut client, &txn).await.outcome(),
         Outcome::Committed

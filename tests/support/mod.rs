@@ -359,11 +359,15 @@ pub fn participant(name: &str, endpoint: &str) -> ParticipantRef {
     }
 }
 
-/// Begins a transaction with `participants`, returning its id.
+/// Begins a transaction with participants given as (name, endpoint), returning its id.
 pub async fn begin(
     client: &mut CoordinatorClient<Channel>,
-    participants: Vec<ParticipantRef>,
+    participants: &[(&str, String)],
 ) -> String {
+    let participants = participants
+        .iter()
+        .map(|(name, endpoint)| participant(name, endpoint))
+        .collect();
     client
         .begin(BeginRequest {
             timeout_ms: 0,
