@@ -152,19 +152,30 @@ async fn prepared_at_a(
     (txn, committing)
 }
 
-async fn resolves_through_resolve(gate_vote: Vote, expected: Decision) {
-    let (coordinator, mut a, _b) = two_banks().await;
+/// A transfer out of alice@bank-a with a gate double voting `gate_vote`: bank-a is killed
+/// (SIGKILL) right after voting YES, then the gate votes. Returns the transaction, its outcome
+/// and the gate (which must live on to acknowledge phase 2).
+async fn bank_a_killed_after_voting_yes(
+    coordinator: &Server,
+    a: &mut Server,
+    gate_vote: Vote,
+) -> (TxnId, Decision, Double) {
     let gate = Double::start(Behavior {
         hold_prepare: true,
         vote: gate_vote,
         ..Behavior::default()
     })
     .await;
-    let (txn, committing) = prepared_at_a(&coordinator, &a, &gate).await;
-
+    let (txn, committing) = prepared_at_a(coordinator, a, &gate).await;
     a.kill().await;
     gate.set(|b| b.hold_prepare = false);
-    let (outcome, _) = committing.await.unwrap();
+    (txn, committing.await.unwrap().0, gate)
+}
+
+async fn resolves_through_resolve(gate_vote: Vote, expected: Decision) {
+    let (coordinator, mut a, _b) = two_banks().await;
+    let (txn, outcome, _gate) =
+        bank_a_killed_after_voting_yes(&coordinator, &mut a, gate_vote).await;
     assert_eq!(outcome, expected);
     // On a new port the coordinator's phase-2 messages cannot reach it: only Resolve can.
     a.restart_on_new_port().await;
@@ -177,10 +188,10 @@ async fn resolves_through_resolve(gate_vote: Vote, expected: Decision) {
     };
     assert_eq!(balance(&a, "alice").await, (expected_balance, 0));
     let log = std::fs::read_to_string(a.log_path()).unwrap();
-    assert!(
-        log.contains("resolved a transaction in doubt"),
-        "{txn} was not resolved via Resolve"
-    );
+    let resolved = log
+        .lines()
+        .any(|l| l.contains("resolved a transaction in doubt") && l.contains(&txn.to_string()));
+    assert!(resolved, "{txn} was not resolved via Resolve");
 }
 
 #[tokio::test]
@@ -196,15 +207,9 @@ async fn a_participant_killed_after_voting_yes_resolves_an_abort_through_resolve
 #[tokio::test]
 async fn a_participant_down_during_phase_two_gets_the_decision_when_it_returns() {
     let (coordinator, mut a, _b) = two_banks().await;
-    let gate = Double::start(Behavior {
-        hold_prepare: true,
-        ..Behavior::default()
-    })
-    .await;
-    let (txn, committing) = prepared_at_a(&coordinator, &a, &gate).await;
-    a.kill().await;
-    gate.set(|b| b.hold_prepare = false);
-    assert_eq!(committing.await.unwrap().0, Decision::Committed);
+    let (txn, outcome, _gate) =
+        bank_a_killed_after_voting_yes(&coordinator, &mut a, Vote::Yes).await;
+    assert_eq!(outcome, Decision::Committed);
 
     let client = client(&coordinator);
     let view = client.get(txn).await.unwrap();
