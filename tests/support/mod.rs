@@ -305,6 +305,17 @@ impl Drop for Double {
 
 struct DoubleService(Arc<Shared>);
 
+impl DoubleService {
+    /// Records a phase-2 call; fails it while the double is failing decisions.
+    fn decided(&self, call: Call) -> Result<(), Status> {
+        self.0.record(call);
+        match self.0.behavior().fail_decisions {
+            true => Err(Status::unavailable("test double is failing decisions")),
+            false => Ok(()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Participant for DoubleService {
     async fn prepare(
@@ -332,10 +343,7 @@ impl Participant for DoubleService {
         &self,
         request: Request<ParticipantCommitRequest>,
     ) -> Result<Response<ParticipantCommitResponse>, Status> {
-        self.0.record(Call::Commit(request.into_inner().txn_id));
-        if self.0.behavior().fail_decisions {
-            return Err(Status::unavailable("test double is failing decisions"));
-        }
+        self.decided(Call::Commit(request.into_inner().txn_id))?;
         Ok(Response::new(ParticipantCommitResponse {}))
     }
 
@@ -343,10 +351,7 @@ impl Participant for DoubleService {
         &self,
         request: Request<ParticipantAbortRequest>,
     ) -> Result<Response<ParticipantAbortResponse>, Status> {
-        self.0.record(Call::Abort(request.into_inner().txn_id));
-        if self.0.behavior().fail_decisions {
-            return Err(Status::unavailable("test double is failing decisions"));
-        }
+        self.decided(Call::Abort(request.into_inner().txn_id))?;
         Ok(Response::new(ParticipantAbortResponse {}))
     }
 }
