@@ -1,14 +1,17 @@
 //! The reference participant: a bank of accounts on embedded sled, reached by applications
 //! through `verdict.v1.Bank` and by the coordinator through `verdict.v1.Participant`.
 //!
-//! - [`store`]: the accounts as a participant [`Resource`](crate::participant::Resource).
+//! - [`accounts`]: what any bank keeps, as a participant [`Resource`](crate::participant::Resource).
+//! - [`store`]: the embedded bank: accounts on sled.
 //! - [`service`]: `verdict.v1.Bank` over gRPC; `Apply` enlists the bank in the transaction.
 //! - [`server`]: `verdict participant kv`.
 //! - [`transfer`]: moving money between two banks in one Verdict transaction.
 
+pub mod accounts;
 pub mod server;
 pub mod service;
 pub mod store;
 mod transfer;
 
+pub use accounts::{Accounts, BankError};
 pub use transfer::{transfer, transfer_in, AccountAt};

@@ -1,12 +1,14 @@
-//! `verdict participant kv`: a bank participant process.
+//! A bank participant process: `verdict participant kv`, and the same around any [`Accounts`].
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::accounts::Accounts;
 use super::service::BankService;
 use super::store::KvBank;
 use crate::client::Client;
+use crate::durable::DurableDb;
 use crate::participant::server::{self, ParticipantOptions};
 use crate::participant::Participant;
 use crate::periodic::every;
@@ -14,15 +16,25 @@ use crate::periodic::every;
 /// How often staged work past its transaction's deadline is discarded.
 const DISCARD_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs a bank until `shutdown`: the participant service, plus `verdict.v1.Bank`.
+/// Runs the embedded bank until `shutdown`.
 pub async fn run(
     options: ParticipantOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_bank(options, "kv", |db| Ok(KvBank::open(db)?), shutdown).await
+}
+
+/// Runs a bank of kind `kind` until `shutdown`: the participant service around the accounts
+/// `open` builds on the participant's database, plus `verdict.v1.Bank`.
+pub async fn run_bank<A: Accounts>(
+    options: ParticipantOptions,
+    kind: &str,
+    open: impl FnOnce(Arc<DurableDb>) -> anyhow::Result<A>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let coordinator = Client::new(&options.coordinator_url, Duration::from_secs(10))?;
-    let open = |db| Ok(KvBank::open(db)?);
-    let extend = |participant: &Arc<Participant<KvBank>>, me: &server::Identity, router| {
-        let discard = |participant: Arc<Participant<KvBank>>| async move {
+    let extend = |participant: &Arc<Participant<A>>, me: &server::Identity, router| {
+        let discard = |participant: Arc<Participant<A>>| async move {
             let now = tokio::time::Instant::now();
             let discarded = participant.resource().discard_expired(now);
             if discarded > 0 {
@@ -44,5 +56,5 @@ pub async fn run(
             bank.into_server(),
         ))
     };
-    server::run(options, "kv", open, extend, shutdown).await
+    server::run(options, kind, open, extend, shutdown).await
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::store::{BankError, KvBank};
+use super::accounts::{Accounts, BankError};
 use crate::client::Client;
 use crate::coordinator::validate;
 use crate::participant::Participant;
@@ -14,18 +14,18 @@ use crate::proto::{self, bank_server};
 
 const MAX_ACCOUNT_BYTES: usize = 64;
 
-/// The bank's application-facing service.
-pub struct BankService {
-    participant: Arc<Participant<KvBank>>,
+/// The bank's application-facing service, over any kind of [`Accounts`].
+pub struct BankService<A> {
+    participant: Arc<Participant<A>>,
     coordinator: Client,
     /// This bank as it enlists: its name and `verdict.v1.Participant` endpoint.
     name: String,
     endpoint: String,
 }
 
-impl BankService {
+impl<A: Accounts> BankService<A> {
     pub fn new(
-        participant: Arc<Participant<KvBank>>,
+        participant: Arc<Participant<A>>,
         coordinator: Client,
         name: String,
         endpoint: String,
@@ -42,7 +42,7 @@ impl BankService {
         bank_server::BankServer::new(self)
     }
 
-    fn bank(&self) -> &KvBank {
+    fn bank(&self) -> &A {
         self.participant.resource()
     }
 }
@@ -54,7 +54,7 @@ impl From<BankError> for Status {
             BankError::NoSuchAccount(_) => Status::not_found(message),
             BankError::AccountExists(_) => Status::already_exists(message),
             BankError::AlreadyPrepared(_) => Status::failed_precondition(message),
-            BankError::Storage(_) => Status::unavailable(message),
+            BankError::Storage(_) | BankError::Database(_) => Status::unavailable(message),
         }
     }
 }
@@ -78,7 +78,7 @@ fn instant_of(deadline_unix_ms: u64) -> Instant {
 }
 
 #[tonic::async_trait]
-impl bank_server::Bank for BankService {
+impl<A: Accounts> bank_server::Bank for BankService<A> {
     async fn open_account(
         &self,
         request: Request<proto::OpenAccountRequest>,
@@ -99,7 +99,8 @@ impl bank_server::Bank for BankService {
         &self,
         request: Request<proto::GetBalanceRequest>,
     ) -> Result<Response<proto::GetBalanceResponse>, Status> {
-        let (balance, held) = self.bank().balance(account(&request.get_ref().account)?)?;
+        let account = account(&request.get_ref().account)?;
+        let (balance, held) = self.bank().balance(account).await?;
         Ok(Response::new(proto::GetBalanceResponse { balance, held }))
     }
 
@@ -116,7 +117,7 @@ impl bank_server::Bank for BankService {
             ));
         }
         // Refuse an unknown account before enlisting, so a bad request changes nothing.
-        self.bank().balance(account)?;
+        self.bank().balance(account).await?;
         let enlisted = self
             .coordinator
             .enlist(txn, &self.name, &self.endpoint)
@@ -128,7 +129,9 @@ impl bank_server::Bank for BankService {
                 )
             })?;
         let expires = instant_of(enlisted.deadline_unix_ms);
-        self.bank().stage(txn, account, request.delta, expires)?;
+        self.bank()
+            .stage(txn, account, request.delta, expires)
+            .await?;
         Ok(Response::new(proto::ApplyResponse {}))
     }
 }

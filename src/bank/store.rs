@@ -17,30 +17,12 @@ use sled::Transactional;
 use tokio::time::Instant;
 
 use crate::core::{TxnId, Vote};
+use super::accounts::{Accounts, BankError};
 use crate::durable::{DurableDb, StorageError};
 use crate::frame;
 use crate::participant::{Resource, ResourceError};
 
 const MAGIC: &[u8; 2] = b"VB";
-
-/// Why a bank request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BankError {
-    #[error("account {0:?} does not exist; open it first")]
-    NoSuchAccount(String),
-    #[error("account {0:?} already exists")]
-    AccountExists(String),
-    #[error("transaction {0} is already prepared here; it can no longer change")]
-    AlreadyPrepared(TxnId),
-    #[error("the bank's storage failed: {0}")]
-    Storage(#[from] StorageError),
-}
-
-impl From<sled::Error> for BankError {
-    fn from(e: sled::Error) -> Self {
-        BankError::Storage(e.into())
-    }
-}
 
 /// The changes one transaction makes: account → delta.
 type Changes = BTreeMap<String, i64>;
@@ -303,6 +285,30 @@ impl Resource for KvBank {
             .keys()
             .copied()
             .collect())
+    }
+}
+
+impl Accounts for KvBank {
+    async fn open_account(&self, account: &str, balance: i64) -> Result<(), BankError> {
+        KvBank::open_account(self, account, balance).await
+    }
+
+    async fn balance(&self, account: &str) -> Result<(i64, i64), BankError> {
+        KvBank::balance(self, account)
+    }
+
+    async fn stage(
+        &self,
+        txn: TxnId,
+        account: &str,
+        delta: i64,
+        expires: Instant,
+    ) -> Result<(), BankError> {
+        KvBank::stage(self, txn, account, delta, expires)
+    }
+
+    fn discard_expired(&self, now: Instant) -> usize {
+        KvBank::discard_expired(self, now)
     }
 }
 

@@ -13,8 +13,9 @@
 //!
 //! A transaction prepared here that hears no decision for the quiet period is resolved with
 //! the coordinator's `Resolve`, with backoff, until COMMITTED or ABORTED. On start, everything
-//! the journal holds prepared is resolved the same way at once; what the resource holds prepared
-//! without a journaled YES is aborted, since its YES was never sent.
+//! the journal holds prepared is resolved the same way at once. What the resource holds prepared
+//! without a journaled YES (checked at start and every 30 s) is taken in and resolved with the
+//! configured coordinator too, so nothing stays prepared unnoticed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -128,44 +129,65 @@ impl<R: Resource> Participant<R> {
         tokio::spawn(every(RESOLVE_TICK, weak.clone(), |p| async move {
             p.resolve_due().await
         }));
-        tokio::spawn(every(COLLECT_EVERY, weak, |p| async move { p.collect() }));
+        tokio::spawn(every(COLLECT_EVERY, weak.clone(), |p| async move { p.collect() }));
+        tokio::spawn(every(SWEEP_EVERY, weak, |p| async move {
+            p.sweep_orphans().await
+        }));
         Ok(participant)
     }
 
     async fn recover(&self) -> Result<(), ParticipantError> {
         let journaled = self.journal.prepared()?;
-        let unvoted: Vec<TxnId> = {
-            let known: HashSet<TxnId> = journaled.iter().map(|(txn, _)| *txn).collect();
-            let held = self.resource.prepared().await?;
-            held.into_iter()
-                .filter(|txn| !known.contains(txn))
-                .collect()
-        };
-        for txn in &unvoted {
-            // Prepared in the resource, but the YES was never journaled, so never sent: the
-            // coordinator cannot have committed.
-            self.finish(*txn, Outcome::Aborted).await?;
+        {
+            let mut recovering = self.recovering.lock().expect("lock");
+            for (txn, coordinator) in journaled {
+                recovering.insert(txn);
+                self.await_decision_now(txn, coordinator);
+            }
         }
-        let now = Instant::now();
-        let mut in_doubt = self.in_doubt.lock().expect("lock");
+        let adopted = self.adopt_orphans().await?;
         let mut recovering = self.recovering.lock().expect("lock");
-        for (txn, coordinator) in journaled {
-            recovering.insert(txn);
-            in_doubt.insert(
-                txn,
-                InDoubt {
-                    coordinator,
-                    next_check: now,
-                    attempts: 0,
-                },
-            );
-        }
+        recovering.extend(&adopted);
         tracing::info!(
             in_doubt = recovering.len(),
-            aborted_unvoted = unvoted.len(),
+            adopted = adopted.len(),
             "participant recovery: resolving transactions prepared before the restart"
         );
         Ok(())
+    }
+
+    /// Takes in what the resource holds prepared but the journal does not name: a PREPARE that
+    /// succeeded while its YES was never journaled (a crash in between, or an answer lost on
+    /// the way back). Each is journaled as prepared under the configured coordinator and
+    /// resolved with it like any transaction in doubt — presumed abort answers ABORTED unless
+    /// a commit was decided. Returns the transactions taken in.
+    async fn adopt_orphans(&self) -> Result<Vec<TxnId>, ParticipantError> {
+        let mut adopted = Vec::new();
+        for txn in self.resource.prepared().await? {
+            // Under the transaction's lock no prepare of it is half done: a journal entry
+            // missing now is missing for good.
+            let _serial = self.stripe(txn).lock().await;
+            if self.journal.get(txn)?.is_some() {
+                continue;
+            }
+            let coordinator = self.config.coordinator_url.clone();
+            // Unforced: if it is lost, the next sweep adopts the transaction again.
+            let local = Local::Prepared {
+                coordinator: coordinator.clone(),
+            };
+            self.journal.put(txn, &local, now_unix_ms())?;
+            tracing::warn!(txn_id = %txn, %coordinator, "adopted a transaction the resource holds prepared without a journaled vote");
+            self.await_decision_now(txn, coordinator);
+            adopted.push(txn);
+        }
+        Ok(adopted)
+    }
+
+    /// The periodic form of [`Self::adopt_orphans`], so nothing stays prepared unnoticed.
+    async fn sweep_orphans(&self) {
+        if let Err(error) = self.adopt_orphans().await {
+            tracing::warn!(%error, "looking for orphaned prepared transactions failed");
+        }
     }
 
     /// Completes once every transaction found prepared at start has its decision applied.
@@ -230,15 +252,24 @@ impl<R: Resource> Participant<R> {
         self.finish(txn, outcome).await
     }
 
+    /// Starts waiting for the decision: `Resolve` is asked after the quiet period.
     fn await_decision(&self, txn: TxnId, coordinator: &str) {
-        self.in_doubt.lock().expect("lock").insert(
-            txn,
-            InDoubt {
-                coordinator: coordinator.to_owned(),
-                next_check: Instant::now() + self.config.quiet_period,
-                attempts: 0,
-            },
-        );
+        let next_check = Instant::now() + self.config.quiet_period;
+        self.in_doubt(txn, coordinator.to_owned(), next_check);
+    }
+
+    /// Puts a transaction in doubt with `Resolve` due at once.
+    fn await_decision_now(&self, txn: TxnId, coordinator: String) {
+        self.in_doubt(txn, coordinator, Instant::now());
+    }
+
+    fn in_doubt(&self, txn: TxnId, coordinator: String, next_check: Instant) {
+        let entry = InDoubt {
+            coordinator,
+            next_check,
+            attempts: 0,
+        };
+        self.in_doubt.lock().expect("lock").insert(txn, entry);
     }
 
     /// Applies a decision, from the coordinator or from `Resolve`.
@@ -379,6 +410,9 @@ impl<R: Resource> Participant<R> {
 
 /// How often transactions in doubt are looked at.
 const RESOLVE_TICK: Duration = Duration::from_millis(50);
+
+/// How often the resource's prepared transactions are checked against the journal.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// How often final journal entries past retention are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
