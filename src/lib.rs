@@ -9,6 +9,10 @@
 //!   layer, and the `verdict.v1.Coordinator` gRPC service.
 //! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown.
 //! - [`proto`]: the generated wire contract.
+//! - [`participant`]: the participant SDK — a runtime with its own journal around any resource.
+//! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
+//!   adapter and the same bank on a PostgreSQL table.
+//! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools and the benchmark.
 
 pub mod bank;
 pub mod bench;
@@ -23,6 +27,7 @@ pub mod frame;
 pub mod log;
 pub mod participant;
 pub mod periodic;
+pub mod postgres;
 pub mod process;
 pub mod proto;
 pub mod server;

@@ -1,4 +1,4 @@
-//! `verdict participant kv|noop`.
+//! `verdict participant kv|postgres|noop`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +9,8 @@ use verdict::coordinator::validate;
 use verdict::log::LogSync;
 use verdict::participant::noop::Noop;
 use verdict::participant::server::ParticipantOptions;
-use verdict::{bank, participant, server};
+use verdict::postgres::pool::PgOptions;
+use verdict::{bank, participant, postgres, server};
 
 use super::duration;
 
@@ -17,8 +18,26 @@ use super::duration;
 pub enum ParticipantCommand {
     /// The reference bank participant: accounts on embedded sled.
     Kv(ParticipantArgs),
+    /// The bank with its accounts in PostgreSQL, through PREPARE TRANSACTION.
+    Postgres(PostgresArgs),
     /// A participant that journals and votes YES to everything (for benchmarks).
     Noop(ParticipantArgs),
+}
+
+#[derive(Args)]
+pub struct PostgresArgs {
+    #[command(flatten)]
+    participant: ParticipantArgs,
+    /// The database: "host=HOST port=PORT user=USER dbname=DB" or postgres://USER@HOST:PORT/DB.
+    /// Its server needs max_prepared_transactions > 0.
+    #[arg(long, env = "VERDICT_PG_DSN")]
+    dsn: String,
+    /// Connections to the database kept open at most.
+    #[arg(long, env = "VERDICT_PG_POOL_SIZE", default_value_t = 32)]
+    pool_size: usize,
+    /// How long a prepare waits for a row lock before voting NO.
+    #[arg(long, env = "VERDICT_PG_LOCK_TIMEOUT", value_parser = duration, default_value = "2s")]
+    lock_timeout: Duration,
 }
 
 #[derive(Args)]
@@ -26,9 +45,10 @@ pub struct ParticipantArgs {
     /// Address to listen on (serves verdict.v1.Participant and verdict.v1.Bank).
     #[arg(long, env = "VERDICT_KV_LISTEN", default_value = "127.0.0.1:7500")]
     listen: SocketAddr,
-    /// Directory of the bank's accounts and journal (created if missing).
-    #[arg(long, env = "VERDICT_KV_DATA_DIR", default_value = "./verdict-kv-data")]
-    data_dir: PathBuf,
+    /// Directory of the participant's journal, and of the kv bank's accounts (created if
+    /// missing); default ./verdict-KIND-data.
+    #[arg(long, env = "VERDICT_KV_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// The coordinator's URL.
     #[arg(
         long,
@@ -39,7 +59,8 @@ pub struct ParticipantArgs {
     /// This participant's URL as the coordinator reaches it; default http://LISTEN.
     #[arg(long, env = "VERDICT_KV_ADVERTISE_URL")]
     advertise_url: Option<String>,
-    /// The name it enlists under; default kv@LISTEN.
+    /// The name it enlists under; default KIND@LISTEN. A PostgreSQL participant's global ids
+    /// carry it: keep it stable across restarts and unique per database.
     #[arg(long, env = "VERDICT_KV_NAME")]
     name: Option<String>,
     /// How long a prepared transaction may go without a decision before asking Resolve.
@@ -51,14 +72,16 @@ pub struct ParticipantArgs {
 }
 
 impl ParticipantArgs {
-    fn into_options(self) -> anyhow::Result<ParticipantOptions> {
+    fn into_options(self, kind: &str) -> anyhow::Result<ParticipantOptions> {
         validate::url("--coordinator", &self.coordinator)?;
         if let Some(url) = &self.advertise_url {
             validate::url("--advertise-url", url)?;
         }
         Ok(ParticipantOptions {
             listen: self.listen,
-            data_dir: self.data_dir,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| format!("./verdict-{kind}-data").into()),
             coordinator_url: self.coordinator,
             advertise_url: self.advertise_url.unwrap_or_default(),
             name: self.name.unwrap_or_default(),
@@ -72,12 +95,22 @@ impl ParticipantArgs {
 pub async fn run(command: ParticipantCommand) -> anyhow::Result<()> {
     match command {
         ParticipantCommand::Kv(args) => {
-            bank::server::run(args.into_options()?, server::shutdown_signal()).await
+            bank::server::run(args.into_options("kv")?, server::shutdown_signal()).await
+        }
+        ParticipantCommand::Postgres(args) => {
+            anyhow::ensure!(args.pool_size > 0, "--pool-size must be at least 1");
+            let pg = PgOptions {
+                dsn: args.dsn,
+                pool_size: args.pool_size,
+                lock_timeout: args.lock_timeout,
+            };
+            let options = args.participant.into_options("pg")?;
+            postgres::server::run(options, pg, server::shutdown_signal()).await
         }
         ParticipantCommand::Noop(args) => {
             let open = |_| Ok(Noop);
             let extend = |_: &_, _: &_, router| Ok(router);
-            let options = args.into_options()?;
+            let options = args.into_options("noop")?;
             participant::server::run(options, "noop", open, extend, server::shutdown_signal()).await
         }
     }

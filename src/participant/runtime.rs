@@ -167,8 +167,19 @@ impl<R: Resource> Participant<R> {
             // Under the transaction's lock no prepare of it is half done: a journal entry
             // missing now is missing for good.
             let _serial = self.stripe(txn).lock().await;
-            if self.journal.get(txn)?.is_some() {
-                continue;
+            match self.journal.get(txn)? {
+                None => {}
+                Some(Local::Prepared { .. }) => continue,
+                // Finished here, yet still prepared there (an answer lost on the way back):
+                // finish it the same way again.
+                Some(Local::Committed) => {
+                    self.resource.commit(txn).await?;
+                    continue;
+                }
+                Some(_) => {
+                    self.resource.abort(txn).await?;
+                    continue;
+                }
             }
             let coordinator = self.config.coordinator_url.clone();
             // Unforced: if it is lost, the next sweep adopts the transaction again.

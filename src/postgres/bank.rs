@@ -1,0 +1,114 @@
+//! The bank's accounts in a PostgreSQL table, `verdict_accounts`, whose
+//! `CHECK (balance >= 0)` makes an overdraft fail at prepare, so the transaction votes NO.
+//!
+//! A transfer's changes are staged in memory (a retried `Apply` replaces its change rather than
+//! adding to it) and become one `UPDATE` per account at prepare, in account order so two
+//! transactions never take the same rows' locks in opposite orders. What prepared
+//! transactions hold back is counted from the ones this process prepared.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::Object;
+use tokio::time::Instant;
+
+use super::pool::PgOptions;
+use super::resource::{describe, PgResource, Refusal, Work};
+use crate::bank::{Accounts, BankError};
+use crate::core::TxnId;
+
+/// A PostgreSQL bank.
+pub type PgBank = PgResource<Changes>;
+
+/// One transaction's changes: account → delta.
+#[derive(Debug, Default)]
+pub struct Changes(BTreeMap<String, i64>);
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS verdict_accounts (
+    id text PRIMARY KEY,
+    balance bigint NOT NULL CHECK (balance >= 0)
+)";
+
+const UPDATE: &str = "UPDATE verdict_accounts SET balance = balance + $2 WHERE id = $1";
+
+impl Work for Changes {
+    async fn run(&self, db: &Object) -> Result<(), Refusal> {
+        let update = db.prepare_cached(UPDATE).await?;
+        for (account, delta) in &self.0 {
+            if db.execute(&update, &[account, delta]).await? == 0 {
+                return Err(Refusal(format!("account {account:?} does not exist")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Connects to the bank's database and creates its table if missing.
+pub async fn open(options: &PgOptions, name: &str) -> anyhow::Result<PgBank> {
+    let pool = super::pool::connect(options).await?;
+    let db = pool.get().await?;
+    db.batch_execute(SCHEMA)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the accounts table: {}", describe(&e)))?;
+    drop(db);
+    PgBank::new(pool, name).map_err(anyhow::Error::msg)
+}
+
+fn database(e: impl std::fmt::Display) -> BankError {
+    BankError::Database(e.to_string())
+}
+
+fn query_failed(e: tokio_postgres::Error) -> BankError {
+    BankError::Database(describe(&e))
+}
+
+impl Accounts for PgBank {
+    async fn open_account(&self, account: &str, balance: i64) -> Result<(), BankError> {
+        let db = self.pool().get().await.map_err(database)?;
+        let inserted = db
+            .execute(
+                "INSERT INTO verdict_accounts (id, balance) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[&account, &balance],
+            )
+            .await
+            .map_err(query_failed)?;
+        match inserted {
+            0 => Err(BankError::AccountExists(account.into())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn balance(&self, account: &str) -> Result<(i64, i64), BankError> {
+        let db = self.pool().get().await.map_err(database)?;
+        let select = db
+            .prepare_cached("SELECT balance FROM verdict_accounts WHERE id = $1")
+            .await
+            .map_err(query_failed)?;
+        let row = db
+            .query_opt(&select, &[&account])
+            .await
+            .map_err(query_failed)?
+            .ok_or_else(|| BankError::NoSuchAccount(account.into()))?;
+        let held = self.fold_prepared(0, |held, changes| {
+            held + changes.0.get(account).map_or(0, |delta| (-delta).max(0))
+        });
+        Ok((row.get(0), held))
+    }
+
+    async fn stage(
+        &self,
+        txn: TxnId,
+        account: &str,
+        delta: i64,
+        expires: Instant,
+    ) -> Result<(), BankError> {
+        PgResource::stage(self, txn, expires, |changes| {
+            changes.0.insert(account.to_owned(), delta);
+        })
+        .map_err(|_| BankError::AlreadyPrepared(txn))
+    }
+
+    fn discard_expired(&self, now: Instant) -> usize {
+        PgResource::discard_expired(self, now)
+    }
+}

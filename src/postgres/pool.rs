@@ -1,0 +1,78 @@
+//! Connections to PostgreSQL: a pool, checked at start to be reachable and able to prepare
+//! transactions, so a misconfiguration is a clear error before anything is served.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::resource::describe;
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// A libpq connection string (`host=… user=… dbname=…`) or URL (`postgres://…`).
+    pub dsn: String,
+    /// Connections kept open at most.
+    pub pool_size: usize,
+    /// How long a statement waits for a row lock before failing (so the transaction votes NO)
+    /// rather than waiting on a transaction prepared elsewhere for as long as that takes.
+    pub lock_timeout: Duration,
+}
+
+/// How long getting a connection may take before the request fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a pool on `options.dsn` and checks that the server is reachable and has
+/// `max_prepared_transactions` above zero.
+pub async fn connect(options: &PgOptions) -> anyhow::Result<Pool> {
+    let mut config: tokio_postgres::Config = options.dsn.parse().map_err(|e| {
+        anyhow!(
+            "the PostgreSQL DSN is not valid ({e}); give it as \"host=HOST port=PORT user=USER \
+             dbname=DB\" or postgres://USER@HOST:PORT/DB"
+        )
+    })?;
+    let options_flag = format!(
+        "{} -c lock_timeout={}",
+        config.get_options().unwrap_or_default(),
+        options.lock_timeout.as_millis()
+    );
+    config.options(options_flag.trim());
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(options.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .context("cannot build the PostgreSQL connection pool")?;
+    check_prepared_transactions(&pool).await?;
+    Ok(pool)
+}
+
+async fn check_prepared_transactions(pool: &Pool) -> anyhow::Result<()> {
+    let db = pool.get().await.map_err(|e| {
+        anyhow!("cannot connect to PostgreSQL: {e}; check --dsn and that the server is up")
+    })?;
+    let row = db
+        .query_one("SHOW max_prepared_transactions", &[])
+        .await
+        .map_err(|e| anyhow!("cannot read max_prepared_transactions: {}", describe(&e)))?;
+    let limit: i64 = row.get::<_, String>(0).parse().unwrap_or(0);
+    if limit == 0 {
+        bail!(
+            "PostgreSQL has max_prepared_transactions = 0, so it cannot take part in two-phase \
+             commit: set max_prepared_transactions in postgresql.conf (at least the number of \
+             transactions this participant may have in flight, e.g. 100) and restart PostgreSQL"
+        );
+    }
+    Ok(())
+}
