@@ -32,7 +32,9 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(name: &str, exe: &Path, dir: &Path, args: Vec<OsString>) -> Self {
+    /// A node named `name` running `exe` with `args` (plus its listen address and data
+    /// directory under `dir`), not started yet.
+    pub fn new(name: &str, exe: &Path, dir: &Path, args: Vec<OsString>) -> Self {
         Node {
             name: name.into(),
             exe: exe.into(),

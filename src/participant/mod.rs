@@ -13,6 +13,7 @@ mod journal;
 pub mod noop;
 mod resource;
 mod runtime;
+mod serial;
 pub mod server;
 mod service;
 

@@ -27,13 +27,12 @@ use tonic::transport::Channel;
 
 use super::journal::{Journal, Local};
 use super::resource::{Resource, ResourceError};
+use super::serial::TxnLocks;
 use crate::core::{Backoff, Outcome, TxnId, Vote};
 use crate::durable::StorageError;
 use crate::periodic::every;
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, ResolveRequest};
-
-const STRIPES: usize = 64;
 
 /// How a participant runtime behaves.
 #[derive(Clone, Debug)]
@@ -91,8 +90,8 @@ pub struct Participant<R> {
     resource: R,
     journal: Journal,
     config: ParticipantConfig,
-    /// Serialises requests per transaction (by a hash of its id).
-    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Serialises requests per transaction.
+    serial: TxnLocks,
     in_doubt: Mutex<HashMap<TxnId, InDoubt>>,
     /// Prepared transactions found at start and not yet resolved.
     recovering: Mutex<HashSet<TxnId>>,
@@ -118,7 +117,7 @@ impl<R: Resource> Participant<R> {
             resource,
             journal,
             config,
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            serial: TxnLocks::default(),
             in_doubt: Mutex::new(HashMap::new()),
             recovering: Mutex::new(HashSet::new()),
             finished: Notify::new(),
@@ -166,7 +165,7 @@ impl<R: Resource> Participant<R> {
         for txn in self.resource.prepared().await? {
             // Under the transaction's lock no prepare of it is half done: a journal entry
             // missing now is missing for good.
-            let _serial = self.stripe(txn).lock().await;
+            let _serial = self.serial.lock(txn).await;
             match self.journal.get(txn)? {
                 None => {}
                 Some(Local::Prepared { .. }) => continue,
@@ -217,17 +216,9 @@ impl<R: Resource> Participant<R> {
         &self.resource
     }
 
-    fn stripe(&self, txn: TxnId) -> &tokio::sync::Mutex<()> {
-        let bytes = txn.to_bytes();
-        let hash = bytes
-            .iter()
-            .fold(0usize, |h, b| h.wrapping_mul(31) ^ *b as usize);
-        &self.stripes[hash % STRIPES]
-    }
-
     /// Phase 1: votes, once; a repeated Prepare gets the same vote.
     pub async fn prepare(&self, txn: TxnId, coordinator: &str) -> Result<Vote, ParticipantError> {
-        let _serial = self.stripe(txn).lock().await;
+        let _serial = self.serial.lock(txn).await;
         if let Some(local) = self.journal.get(txn)? {
             return Ok(match local {
                 Local::Prepared { .. } | Local::Committed => Vote::Yes,
@@ -285,7 +276,7 @@ impl<R: Resource> Participant<R> {
 
     /// Applies a decision, from the coordinator or from `Resolve`.
     async fn finish(&self, txn: TxnId, outcome: Outcome) -> Result<(), ParticipantError> {
-        let _serial = self.stripe(txn).lock().await;
+        let _serial = self.serial.lock(txn).await;
         let local = self.journal.get(txn)?;
         let now = now_unix_ms();
         match (outcome, local) {

@@ -45,7 +45,7 @@ impl Work for Changes {
 /// Connects to the bank's database and creates its table if missing.
 pub async fn open(options: &PgOptions, name: &str) -> anyhow::Result<PgBank> {
     let pool = super::pool::connect(options).await?;
-    let db = pool.get().await?;
+    let db = super::pool::get(&pool).await.map_err(anyhow::Error::msg)?;
     db.batch_execute(SCHEMA)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the accounts table: {}", describe(&e)))?;
@@ -53,8 +53,8 @@ pub async fn open(options: &PgOptions, name: &str) -> anyhow::Result<PgBank> {
     PgBank::new(pool, name).map_err(anyhow::Error::msg)
 }
 
-fn database(e: impl std::fmt::Display) -> BankError {
-    BankError::Database(e.to_string())
+async fn connection(bank: &PgBank) -> Result<Object, BankError> {
+    super::pool::get(bank.pool()).await.map_err(BankError::Database)
 }
 
 fn query_failed(e: tokio_postgres::Error) -> BankError {
@@ -63,7 +63,7 @@ fn query_failed(e: tokio_postgres::Error) -> BankError {
 
 impl Accounts for PgBank {
     async fn open_account(&self, account: &str, balance: i64) -> Result<(), BankError> {
-        let db = self.pool().get().await.map_err(database)?;
+        let db = connection(self).await?;
         let inserted = db
             .execute(
                 "INSERT INTO verdict_accounts (id, balance) VALUES ($1, $2) \
@@ -79,7 +79,7 @@ impl Accounts for PgBank {
     }
 
     async fn balance(&self, account: &str) -> Result<(i64, i64), BankError> {
-        let db = self.pool().get().await.map_err(database)?;
+        let db = connection(self).await?;
         let select = db
             .prepare_cached("SELECT balance FROM verdict_accounts WHERE id = $1")
             .await

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio_postgres::NoTls;
 
 use super::resource::describe;
@@ -59,7 +61,7 @@ pub async fn connect(options: &PgOptions) -> anyhow::Result<Pool> {
 }
 
 async fn check_prepared_transactions(pool: &Pool) -> anyhow::Result<()> {
-    let db = pool.get().await.map_err(|e| {
+    let db = get(pool).await.map_err(|e| {
         anyhow!("cannot connect to PostgreSQL: {e}; check --dsn and that the server is up")
     })?;
     let row = db
@@ -75,4 +77,12 @@ async fn check_prepared_transactions(pool: &Pool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A connection from the pool, or what kept it from being made, in PostgreSQL's words.
+pub async fn get(pool: &Pool) -> Result<Object, String> {
+    pool.get().await.map_err(|e| match e {
+        PoolError::Backend(e) => describe(&e),
+        other => other.to_string(),
+    })
 }

@@ -150,8 +150,7 @@ impl<W: Work> PgResource<W> {
     }
 
     async fn connection(&self) -> Result<Object, String> {
-        self.pool
-            .get()
+        super::pool::get(&self.pool)
             .await
             .map_err(|e| format!("no PostgreSQL connection: {e}"))
     }

@@ -1,0 +1,479 @@
+//! The PostgreSQL participant against a real PostgreSQL server, with the coordinator and the
+//! participants as real processes killed at named protocol points.
+//!
+//! The server is named by `VERDICT_TEST_PG` (a libpq DSN whose user may create databases);
+//! each test makes its own databases. `.ci/run` starts one with `.ci/postgres start`. Without
+//! it every test here is reported as ignored, with a line saying how to run them.
+
+mod support;
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use rand::Rng;
+use support::PATIENCE;
+use tokio_postgres::NoTls;
+use tonic::transport::Channel;
+use verdict::bank::{transfer, AccountAt};
+use verdict::chaos::cluster::Node;
+use verdict::client::Client;
+use verdict::core::Outcome;
+use verdict::proto::bank_client::BankClient;
+use verdict::proto::coordinator_client::CoordinatorClient;
+use verdict::proto::{self, ApplyRequest, GetBalanceRequest, OpenAccountRequest};
+
+type Test = fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), |dsn| Box::pin($name(dsn)))),*]
+    };
+}
+
+const TESTS: &[(&str, Test)] = tests![
+    a_transfer_commits_across_two_databases,
+    an_aborted_transfer_changes_neither_database,
+    an_overdraft_fails_its_check_constraint_and_votes_no,
+    killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart,
+    killed_after_voting_yes_the_adapter_commits_on_restart,
+    a_coordinator_killed_after_its_decision_commits_both_databases_on_restart,
+    transfers_between_kv_and_postgres_conserve_the_total,
+    a_bad_dsn_or_an_unreachable_server_is_a_clear_error,
+];
+
+fn main() {
+    let arguments = Arguments::from_args();
+    let server = std::env::var("VERDICT_TEST_PG").ok();
+    if server.is_none() {
+        eprintln!(
+            "PostgreSQL tests SKIPPED (reported as ignored): VERDICT_TEST_PG is not set. Run them \
+             with: eval \"$(.ci/postgres start)\" && cargo test --all-features --test postgres"
+        );
+    }
+    let trials = TESTS
+        .iter()
+        .map(|&(name, test)| {
+            let server = server.clone();
+            let missing = server.is_none();
+            Trial::test(name, move || run(test, server.unwrap_or_default()))
+                .with_ignored_flag(missing)
+        })
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit();
+}
+
+fn run(test: Test, server: String) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(e.to_string()))?;
+    runtime.block_on(test(server));
+    Ok(())
+}
+
+/// A database of its own for one bank, dropped at the end of a passing test (which also proves
+/// nothing is left prepared in it: PostgreSQL refuses to drop a database that has).
+struct Database {
+    server: String,
+    name: String,
+    dsn: String,
+}
+
+impl Database {
+    async fn create(server: &str) -> Self {
+        let name = format!("verdict_test_{}", uuid::Uuid::now_v7().simple());
+        sql(server)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        Database {
+            server: server.into(),
+            dsn: format!("{server} dbname={name}"),
+            name,
+        }
+    }
+
+    async fn drop_it(self) {
+        sql(&self.server)
+            .await
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .expect("a database without prepared transactions can be dropped");
+    }
+
+    /// The global ids prepared in this database.
+    async fn prepared(&self) -> Vec<String> {
+        let rows = sql(&self.dsn)
+            .await
+            .query(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()",
+                &[],
+            )
+            .await
+            .expect("pg_prepared_xacts");
+        rows.iter().map(|row| row.get(0)).collect()
+    }
+
+    /// The balance PostgreSQL itself holds for `account`.
+    async fn balance(&self, account: &str) -> i64 {
+        sql(&self.dsn)
+            .await
+            .query_one(
+                "SELECT balance FROM verdict_accounts WHERE id = $1",
+                &[&account],
+            )
+            .await
+            .expect("balance")
+            .get(0)
+    }
+
+    async fn wait_until_nothing_prepared(&self) {
+        until("nothing prepared", || async { self.prepared().await.is_empty() }).await;
+    }
+}
+
+async fn sql(dsn: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(dsn, NoTls)
+        .await
+        .expect("connect to the test server");
+    tokio::spawn(connection);
+    client
+}
+
+/// Polls `condition` until it holds; fails the test after [`PATIENCE`].
+async fn until<F: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> F) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "waited {PATIENCE:?} for: {what}");
+}
+
+/// A coordinator and banks as processes, in a temporary directory; their logs are shown if
+/// the test fails.
+struct Deployment {
+    coordinator: Node,
+    banks: Vec<Node>,
+    client: Client,
+    dir: tempfile::TempDir,
+}
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_verdict"))
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut coordinator = Node::new("coordinator", exe(), dir.path(), os(&["serve"]));
+        coordinator.start().await.expect("coordinator");
+        let client = Client::new(&coordinator.url(), PATIENCE).expect("client");
+        Deployment {
+            coordinator,
+            banks: Vec::new(),
+            client,
+            dir,
+        }
+    }
+
+    /// Adds a bank: `verdict participant postgres` on `db`, or `participant kv` if `None`.
+    async fn add_bank(&mut self, name: &str, db: Option<&Database>) -> usize {
+        let url = self.coordinator.url();
+        let mut args = vec!["participant"];
+        match db {
+            Some(db) => args.extend(["postgres", "--dsn", &db.dsn]),
+            None => args.push("kv"),
+        }
+        args.extend(["--coordinator", &url, "--name", name]);
+        args.extend(["--quiet-period", "1s", "--log-level", "verdict=debug"]);
+        let mut node = Node::new(name, exe(), self.dir.path(), os(&args));
+        node.start().await.expect("bank");
+        self.banks.push(node);
+        self.banks.len() - 1
+    }
+
+    fn account(&self, bank: usize, account: &str) -> AccountAt {
+        AccountAt {
+            bank: BankClient::new(self.banks[bank].channel()),
+            account: account.into(),
+        }
+    }
+
+    async fn open(&self, bank: usize, account: &str, balance: i64) {
+        let request = OpenAccountRequest {
+            account: account.into(),
+            balance,
+        };
+        let mut client = BankClient::new(self.banks[bank].channel());
+        client.open_account(request).await.expect("open account");
+    }
+
+    /// A bank's balance and held amount, as it reports them.
+    async fn balance(&self, bank: usize, account: &str) -> (i64, i64) {
+        let request = GetBalanceRequest {
+            account: account.into(),
+        };
+        let mut client = BankClient::new(self.banks[bank].channel());
+        let answer = client.get_balance(request).await.expect("balance");
+        let answer = answer.into_inner();
+        (answer.balance, answer.held)
+    }
+
+    /// Restarts a bank that a crash point stopped, disarmed, and waits for its recovery.
+    async fn restart_crashed_bank(&mut self, bank: usize) {
+        let node = &mut self.banks[bank];
+        assert!(node.exits_within(PATIENCE).await, "the crash point fired");
+        node.disarm();
+        node.start().await.expect("restart");
+        wait_serving(node.channel()).await;
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in std::iter::once(&self.coordinator).chain(&self.banks) {
+                let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+                eprintln!("---- {} log ----\n{log}", node.name);
+            }
+        }
+    }
+}
+
+/// Waits until a participant reports SERVING: everything it found prepared is resolved.
+async fn wait_serving(channel: Channel) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let health = HealthClient::new(channel);
+    until("the participant serving", || {
+        let mut health = health.clone();
+        async move {
+            let request = HealthCheckRequest {
+                service: "verdict.v1.Participant".into(),
+            };
+            let answer = health.check(request).await;
+            answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving)
+        }
+    })
+    .await;
+}
+
+/// A deployment with two PostgreSQL banks: alice at bank 0 with 100, bob at bank 1 with 0.
+async fn two_databases(server: &str) -> (Deployment, [Database; 2]) {
+    let dbs = [Database::create(server).await, Database::create(server).await];
+    let mut deployment = Deployment::start().await;
+    deployment.add_bank("pg-a", Some(&dbs[0])).await;
+    deployment.add_bank("pg-b", Some(&dbs[1])).await;
+    deployment.open(0, "alice", 100).await;
+    deployment.open(1, "bob", 0).await;
+    (deployment, dbs)
+}
+
+async fn alice_to_bob(deployment: &Deployment, amount: i64) -> (Outcome, String) {
+    let (alice, bob) = (deployment.account(0, "alice"), deployment.account(1, "bob"));
+    let (_, outcome, reason) = transfer(&deployment.client, &alice, &bob, amount)
+        .await
+        .expect("transfer");
+    (outcome, reason)
+}
+
+/// Both databases hold `alice` and `bob`, with nothing prepared, and are then dropped.
+async fn expect_balances(dbs: [Database; 2], alice: i64, bob: i64) {
+    for db in &dbs {
+        db.wait_until_nothing_prepared().await;
+    }
+    assert_eq!(dbs[0].balance("alice").await, alice);
+    assert_eq!(dbs[1].balance("bob").await, bob);
+    for db in dbs {
+        db.drop_it().await;
+    }
+}
+
+async fn a_transfer_commits_across_two_databases(server: String) {
+    let (deployment, dbs) = two_databases(&server).await;
+    assert_eq!(alice_to_bob(&deployment, 30).await.0, Outcome::Committed);
+    dbs[0].wait_until_nothing_prepared().await;
+    assert_eq!(deployment.balance(0, "alice").await, (70, 0));
+    expect_balances(dbs, 70, 30).await;
+}
+
+async fn an_aborted_transfer_changes_neither_database(server: String) {
+    let (deployment, dbs) = two_databases(&server).await;
+    let client = &deployment.client;
+    let txn = client.begin(None).await.expect("begin").txn_id;
+    for (bank, account, delta) in [(0, "alice", -30), (1, "bob", 30)] {
+        let request = ApplyRequest {
+            txn_id: txn.to_string(),
+            account: account.into(),
+            delta,
+        };
+        let mut bank = BankClient::new(deployment.banks[bank].channel());
+        bank.apply(request).await.expect("apply");
+    }
+    client.abort(txn, "the customer cancelled").await.expect("abort");
+    let mut coordinator = CoordinatorClient::new(deployment.coordinator.channel());
+    let outcome = support::resolve(&mut coordinator, &txn.to_string()).await;
+    assert_eq!(outcome, proto::Outcome::Aborted);
+    expect_balances(dbs, 100, 0).await;
+}
+
+async fn an_overdraft_fails_its_check_constraint_and_votes_no(server: String) {
+    let (deployment, dbs) = two_databases(&server).await;
+    let (outcome, reason) = alice_to_bob(&deployment, 130).await;
+    assert_eq!(outcome, Outcome::Aborted);
+    assert!(
+        reason.contains("\"pg-a\" voted no")
+            && reason.contains("violates check constraint")
+            && reason.contains("SQLSTATE 23514"),
+        "{reason}"
+    );
+    // bob's bank prepared its credit and then rolled it back.
+    expect_balances(dbs, 100, 0).await;
+}
+
+async fn killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart(server: String) {
+    let (mut deployment, dbs) = two_databases(&server).await;
+    deployment.banks[0].arm("participant::before_prepared_record");
+    deployment.banks[0].kill().await.expect("kill");
+    deployment.banks[0].start().await.expect("armed start");
+    let (outcome, _) = alice_to_bob(&deployment, 30).await;
+    assert_eq!(outcome, Outcome::Aborted, "its vote never arrived");
+    assert!(deployment.banks[0].exits_within(PATIENCE).await);
+    let left = dbs[0].prepared().await;
+    assert_eq!(left.len(), 1, "PREPARE TRANSACTION ran before the crash: {left:?}");
+    assert!(left[0].starts_with("verdict:pg-a:"), "{left:?}");
+    deployment.restart_crashed_bank(0).await;
+    expect_balances(dbs, 100, 0).await;
+}
+
+async fn killed_after_voting_yes_the_adapter_commits_on_restart(server: String) {
+    let (mut deployment, dbs) = two_databases(&server).await;
+    deployment.banks[0].arm("participant::before_commit_applied");
+    deployment.banks[0].kill().await.expect("kill");
+    deployment.banks[0].start().await.expect("armed start");
+    let (outcome, _) = alice_to_bob(&deployment, 30).await;
+    assert_eq!(outcome, Outcome::Committed);
+    assert!(deployment.banks[0].exits_within(PATIENCE).await);
+    assert_eq!(dbs[0].prepared().await.len(), 1, "alice's debit waits, prepared");
+    deployment.restart_crashed_bank(0).await;
+    expect_balances(dbs, 70, 30).await;
+}
+
+async fn a_coordinator_killed_after_its_decision_commits_both_databases_on_restart(
+    server: String,
+) {
+    let (mut deployment, dbs) = two_databases(&server).await;
+    deployment.coordinator.arm("coordinator::after_decision_durable");
+    deployment.coordinator.kill().await.expect("kill");
+    deployment.coordinator.start().await.expect("armed start");
+    let (alice, bob) = (deployment.account(0, "alice"), deployment.account(1, "bob"));
+    let answer = transfer(&deployment.client, &alice, &bob, 30).await;
+    assert!(answer.is_err(), "the coordinator died before answering");
+    assert!(deployment.coordinator.exits_within(PATIENCE).await);
+    assert_eq!(dbs[0].prepared().await.len(), 1);
+    assert_eq!(dbs[1].prepared().await.len(), 1);
+    deployment.coordinator.disarm();
+    deployment.coordinator.start().await.expect("restart");
+    expect_balances(dbs, 70, 30).await;
+}
+
+async fn transfers_between_kv_and_postgres_conserve_the_total(server: String) {
+    const ACCOUNTS: usize = 4;
+    const OPENING: i64 = 100;
+    let db = Database::create(&server).await;
+    let mut deployment = Deployment::start().await;
+    deployment.add_bank("kv", None).await;
+    deployment.add_bank("pg", Some(&db)).await;
+    let accounts: Vec<AccountAt> = (0..2)
+        .flat_map(|bank| (0..ACCOUNTS).map(move |i| (bank, format!("acct-{i}"))))
+        .map(|(bank, name)| deployment.account(bank, &name))
+        .collect();
+    for bank in 0..2 {
+        for i in 0..ACCOUNTS {
+            deployment.open(bank, &format!("acct-{i}"), OPENING).await;
+        }
+    }
+    let workers = (0..8).map(|_| {
+        let (client, accounts) = (deployment.client.clone(), accounts.clone());
+        tokio::spawn(async move {
+            let mut committed = 0;
+            for _ in 0..25 {
+                // Always across the two banks; amounts up to more than an opening balance.
+                let (from, to, amount) = {
+                    let mut rng = rand::rng();
+                    let from = rng.random_range(0..accounts.len());
+                    let to = (from + ACCOUNTS + rng.random_range(0..ACCOUNTS)) % accounts.len();
+                    (from, to, rng.random_range(1..=OPENING * 3 / 2))
+                };
+                let (_, outcome, _) = transfer(&client, &accounts[from], &accounts[to], amount)
+                    .await
+                    .expect("transfer");
+                committed += usize::from(outcome == Outcome::Committed);
+            }
+            committed
+        })
+    });
+    let mut committed = 0;
+    for worker in workers.collect::<Vec<_>>() {
+        committed += worker.await.expect("worker");
+    }
+    assert!(committed > 0, "some transfers committed");
+    db.wait_until_nothing_prepared().await;
+    let mut totals = [0; 2];
+    for (bank, total) in totals.iter_mut().enumerate() {
+        for i in 0..ACCOUNTS {
+            let account = format!("acct-{i}");
+            let (balance, held) = deployment.balance(bank, &account).await;
+            assert!(balance >= 0, "{account} at bank {bank}: {balance}");
+            assert_eq!(held, 0, "{account} at bank {bank} still holds money");
+            *total += balance;
+        }
+    }
+    let opened = 2 * ACCOUNTS as i64 * OPENING;
+    assert_eq!(totals[0] + totals[1], opened, "money was created or lost");
+    let in_table: i64 = sql(&db.dsn)
+        .await
+        .query_one("SELECT sum(balance)::bigint FROM verdict_accounts", &[])
+        .await
+        .expect("sum")
+        .get(0);
+    assert_eq!(in_table, totals[1], "the bank reports what its table holds");
+    db.drop_it().await;
+}
+
+async fn a_bad_dsn_or_an_unreachable_server_is_a_clear_error(_server: String) {
+    let unreachable = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        format!("host=127.0.0.1 port={port} user=verdict dbname=none")
+    };
+    for (dsn, says) in [
+        ("not a dsn", "the PostgreSQL DSN is not valid"),
+        (unreachable.as_str(), "cannot connect to PostgreSQL"),
+    ] {
+        let data = tempfile::tempdir().expect("tempdir");
+        let output = std::process::Command::new(exe())
+            .args(["participant", "postgres", "--listen", "127.0.0.1:0"])
+            .args(["--dsn", dsn, "--data-dir"])
+            .arg(data.path())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(says), "{dsn:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
