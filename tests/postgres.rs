@@ -132,7 +132,10 @@ impl Database {
     }
 
     async fn wait_until_nothing_prepared(&self) {
-        until("nothing prepared", || async { self.prepared().await.is_empty() }).await;
+        until("nothing prepared", || async {
+            self.prepared().await.is_empty()
+        })
+        .await;
     }
 }
 
@@ -271,7 +274,10 @@ async fn wait_serving(channel: Channel) {
 
 /// A deployment with two PostgreSQL banks: alice at bank 0 with 100, bob at bank 1 with 0.
 async fn two_databases(server: &str) -> (Deployment, [Database; 2]) {
-    let dbs = [Database::create(server).await, Database::create(server).await];
+    let dbs = [
+        Database::create(server).await,
+        Database::create(server).await,
+    ];
     let mut deployment = Deployment::start().await;
     deployment.add_bank("pg-a", Some(&dbs[0])).await;
     deployment.add_bank("pg-b", Some(&dbs[1])).await;
@@ -321,7 +327,10 @@ async fn an_aborted_transfer_changes_neither_database(server: String) {
         let mut bank = BankClient::new(deployment.banks[bank].channel());
         bank.apply(request).await.expect("apply");
     }
-    client.abort(txn, "the customer cancelled").await.expect("abort");
+    client
+        .abort(txn, "the customer cancelled")
+        .await
+        .expect("abort");
     let mut coordinator = CoordinatorClient::new(deployment.coordinator.channel());
     let outcome = support::resolve(&mut coordinator, &txn.to_string()).await;
     assert_eq!(outcome, proto::Outcome::Aborted);
@@ -351,7 +360,11 @@ async fn killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart(se
     assert_eq!(outcome, Outcome::Aborted, "its vote never arrived");
     assert!(deployment.banks[0].exits_within(PATIENCE).await);
     let left = dbs[0].prepared().await;
-    assert_eq!(left.len(), 1, "PREPARE TRANSACTION ran before the crash: {left:?}");
+    assert_eq!(
+        left.len(),
+        1,
+        "PREPARE TRANSACTION ran before the crash: {left:?}"
+    );
     assert!(left[0].starts_with("verdict:pg-a:"), "{left:?}");
     deployment.restart_crashed_bank(0).await;
     expect_balances(dbs, 100, 0).await;
@@ -365,16 +378,20 @@ async fn killed_after_voting_yes_the_adapter_commits_on_restart(server: String) 
     let (outcome, _) = alice_to_bob(&deployment, 30).await;
     assert_eq!(outcome, Outcome::Committed);
     assert!(deployment.banks[0].exits_within(PATIENCE).await);
-    assert_eq!(dbs[0].prepared().await.len(), 1, "alice's debit waits, prepared");
+    assert_eq!(
+        dbs[0].prepared().await.len(),
+        1,
+        "alice's debit waits, prepared"
+    );
     deployment.restart_crashed_bank(0).await;
     expect_balances(dbs, 70, 30).await;
 }
 
-async fn a_coordinator_killed_after_its_decision_commits_both_databases_on_restart(
-    server: String,
-) {
+async fn a_coordinator_killed_after_its_decision_commits_both_databases_on_restart(server: String) {
     let (mut deployment, dbs) = two_databases(&server).await;
-    deployment.coordinator.arm("coordinator::after_decision_durable");
+    deployment
+        .coordinator
+        .arm("coordinator::after_decision_durable");
     deployment.coordinator.kill().await.expect("kill");
     deployment.coordinator.start().await.expect("armed start");
     let (alice, bob) = (deployment.account(0, "alice"), deployment.account(1, "bob"));

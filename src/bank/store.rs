@@ -16,8 +16,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::time::Instant;
 
-use crate::core::{TxnId, Vote};
 use super::accounts::{Accounts, BankError};
+use crate::core::{TxnId, Vote};
 use crate::durable::{DurableDb, StorageError};
 use crate::frame;
 use crate::participant::{Resource, ResourceError};

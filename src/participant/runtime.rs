@@ -128,7 +128,9 @@ impl<R: Resource> Participant<R> {
         tokio::spawn(every(RESOLVE_TICK, weak.clone(), |p| async move {
             p.resolve_due().await
         }));
-        tokio::spawn(every(COLLECT_EVERY, weak.clone(), |p| async move { p.collect() }));
+        tokio::spawn(every(COLLECT_EVERY, weak.clone(), |p| async move {
+            p.collect()
+        }));
         tokio::spawn(every(SWEEP_EVERY, weak, |p| async move {
             p.sweep_orphans().await
         }));

@@ -27,7 +27,13 @@ pub struct Serial<'a> {
 impl TxnLocks {
     /// Waits until no other request about `txn` runs.
     pub async fn lock(&self, txn: TxnId) -> Serial<'_> {
-        let gate = self.gates.lock().expect("lock").entry(txn).or_default().clone();
+        let gate = self
+            .gates
+            .lock()
+            .expect("lock")
+            .entry(txn)
+            .or_default()
+            .clone();
         Serial {
             locks: self,
             txn,
@@ -40,7 +46,10 @@ impl Drop for Serial<'_> {
     fn drop(&mut self) {
         let mut gates = self.locks.gates.lock().expect("lock");
         // Only the map and this guard know the gate: nobody waits, so it can go.
-        if gates.get(&self.txn).is_some_and(|gate| Arc::strong_count(gate) == 2) {
+        if gates
+            .get(&self.txn)
+            .is_some_and(|gate| Arc::strong_count(gate) == 2)
+        {
             gates.remove(&self.txn);
         }
     }
@@ -59,7 +68,11 @@ mod tests {
         let locks = TxnLocks::default();
         let (a, b) = (txn(), txn());
         let held = locks.lock(a).await;
-        assert!(tokio::time::timeout(std::time::Duration::ZERO, locks.lock(b)).await.is_ok());
+        assert!(
+            tokio::time::timeout(std::time::Duration::ZERO, locks.lock(b))
+                .await
+                .is_ok()
+        );
         let mut waiting = tokio_test::task::spawn(locks.lock(a));
         assert!(waiting.poll().is_pending());
         drop(held);

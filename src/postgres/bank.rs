@@ -54,7 +54,9 @@ pub async fn open(options: &PgOptions, name: &str) -> anyhow::Result<PgBank> {
 }
 
 async fn connection(bank: &PgBank) -> Result<Object, BankError> {
-    super::pool::get(bank.pool()).await.map_err(BankError::Database)
+    super::pool::get(bank.pool())
+        .await
+        .map_err(BankError::Database)
 }
 
 fn query_failed(e: tokio_postgres::Error) -> BankError {

@@ -61,7 +61,10 @@ const NOTHING_STAGED: &str = "nothing is staged here for this transaction: its w
 
 /// Where a transaction's work is.
 enum State<W> {
-    Staged { work: W, expires: Instant },
+    Staged {
+        work: W,
+        expires: Instant,
+    },
     /// Its SQL is running; it can no longer change.
     Preparing,
     Prepared(W),
@@ -85,7 +88,9 @@ impl<W: Work> PgResource<W> {
     pub fn new(pool: Pool, name: &str) -> Result<Self, String> {
         let usable = !name.is_empty()
             && name.len() <= MAX_NAME_BYTES
-            && !name.chars().any(|c| c.is_control() || c == '\'' || c == '\\');
+            && !name
+                .chars()
+                .any(|c| c.is_control() || c == '\'' || c == '\\');
         if !usable {
             return Err(format!(
                 "participant name {name:?} cannot prefix PostgreSQL global ids: give 1 to \
@@ -199,9 +204,10 @@ impl<W: Work> PgResource<W> {
         let db = self.connection().await.map_err(ResourceError)?;
         let gid = self.gid(txn);
         match db.batch_execute(&format!("{verb} PREPARED '{gid}'")).await {
-            Err(e) if e.code() != Some(&SqlState::UNDEFINED_OBJECT) => Err(ResourceError(
-                format!("{verb} PREPARED of {txn} failed: {}", describe(&e)),
-            )),
+            Err(e) if e.code() != Some(&SqlState::UNDEFINED_OBJECT) => Err(ResourceError(format!(
+                "{verb} PREPARED of {txn} failed: {}",
+                describe(&e)
+            ))),
             _ => Ok(()),
         }
     }
@@ -256,7 +262,12 @@ impl<W: Work> Resource for PgResource<W> {
             .map_err(|e| ResourceError(format!("reading pg_prepared_xacts: {}", describe(&e))))?;
         Ok(rows
             .iter()
-            .filter_map(|row| row.get::<_, &str>(0).strip_prefix(&self.prefix)?.parse().ok())
+            .filter_map(|row| {
+                row.get::<_, &str>(0)
+                    .strip_prefix(&self.prefix)?
+                    .parse()
+                    .ok()
+            })
             .collect())
     }
 }
