@@ -40,6 +40,7 @@ const TESTS: &[(&str, Test)] = tests![
     killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart,
     killed_after_voting_yes_the_adapter_commits_on_restart,
     a_coordinator_killed_after_its_decision_commits_both_databases_on_restart,
+    a_prepared_transaction_nobody_voted_for_is_found_and_rolled_back,
     transfers_between_kv_and_postgres_conserve_the_total,
     a_bad_dsn_or_an_unreachable_server_is_a_clear_error,
 ];
@@ -198,7 +199,8 @@ impl Deployment {
             None => args.push("kv"),
         }
         args.extend(["--coordinator", &url, "--name", name]);
-        args.extend(["--quiet-period", "1s", "--log-level", "verdict=debug"]);
+        args.extend(["--quiet-period", "1s", "--sweep-every", "200ms"]);
+        args.extend(["--log-level", "verdict=debug"]);
         let mut node = Node::new(name, exe(), self.dir.path(), os(&args));
         node.start().await.expect("bank");
         self.banks.push(node);
@@ -403,6 +405,26 @@ async fn a_coordinator_killed_after_its_decision_commits_both_databases_on_resta
     deployment.coordinator.disarm();
     deployment.coordinator.start().await.expect("restart");
     expect_balances(dbs, 70, 30).await;
+}
+
+async fn a_prepared_transaction_nobody_voted_for_is_found_and_rolled_back(server: String) {
+    // As if a PREPARE succeeded but its answer never came back: prepared in PostgreSQL under
+    // the adapter's prefix, with no vote anywhere. The coordinator never heard of it.
+    let (deployment, dbs) = two_databases(&server).await;
+    let orphan = uuid::Uuid::now_v7();
+    sql(&dbs[0].dsn)
+        .await
+        .batch_execute(&format!(
+            "BEGIN; UPDATE verdict_accounts SET balance = balance - 40 WHERE id = 'alice'; \
+             PREPARE TRANSACTION 'verdict:pg-a:{orphan}'"
+        ))
+        .await
+        .expect("prepare by hand");
+    assert_eq!(dbs[0].prepared().await.len(), 1);
+    // The running adapter's periodic sweep resolves it: presumed abort.
+    dbs[0].wait_until_nothing_prepared().await;
+    assert_eq!(deployment.balance(0, "alice").await, (100, 0));
+    expect_balances(dbs, 100, 0).await;
 }
 
 async fn transfers_between_kv_and_postgres_conserve_the_total(server: String) {

@@ -44,6 +44,11 @@ pub trait Accounts: Resource {
     /// The committed balance of an account and what prepared transactions hold of it.
     fn balance(&self, account: &str) -> impl Future<Output = Result<(i64, i64), BankError>> + Send;
 
+    /// Succeeds if `account` exists, else [`BankError::NoSuchAccount`].
+    fn exists(&self, account: &str) -> impl Future<Output = Result<(), BankError>> + Send {
+        async move { self.balance(account).await.map(drop) }
+    }
+
     /// Stages `delta` as the change `txn` makes to `account` (replacing an earlier one), to be
     /// discarded at `expires` unless prepared by then.
     fn stage(

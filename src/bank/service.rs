@@ -117,7 +117,7 @@ impl<A: Accounts> bank_server::Bank for BankService<A> {
             ));
         }
         // Refuse an unknown account before enlisting, so a bad request changes nothing.
-        self.bank().balance(account).await?;
+        self.bank().exists(account).await?;
         let enlisted = self
             .coordinator
             .enlist(txn, &self.name, &self.endpoint)

@@ -66,6 +66,10 @@ pub struct ParticipantArgs {
     /// How long a prepared transaction may go without a decision before asking Resolve.
     #[arg(long, env = "VERDICT_KV_QUIET_PERIOD", value_parser = duration, default_value = "5s")]
     quiet_period: Duration,
+    /// How often to look for transactions the resource holds prepared with no vote journaled
+    /// (a crash or a lost answer in between), to resolve them.
+    #[arg(long, env = "VERDICT_KV_SWEEP_EVERY", value_parser = duration, default_value = "30s")]
+    sweep_every: Duration,
     /// Whether journal writes wait for the disk. "off" is NOT durable: comparison runs only.
     #[arg(long, env = "VERDICT_LOG_SYNC", value_enum, default_value = "fsync")]
     log_sync: LogSync,
@@ -86,6 +90,7 @@ impl ParticipantArgs {
             advertise_url: self.advertise_url.unwrap_or_default(),
             name: self.name.unwrap_or_default(),
             quiet_period: self.quiet_period,
+            sweep_every: self.sweep_every,
             log_sync: self.log_sync,
         })
     }

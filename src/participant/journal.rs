@@ -132,6 +132,11 @@ impl Journal {
         }
     }
 
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush().await
+    }
+
     /// Transactions prepared here with no decision yet, with their coordinators.
     pub fn prepared(&self) -> Result<Vec<(TxnId, String)>, StorageError> {
         let mut prepared = Vec::new();

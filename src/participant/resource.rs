@@ -30,4 +30,13 @@ pub trait Resource: Send + Sync + 'static {
 
     /// The transactions the resource holds prepared, for recovery after a restart.
     fn prepared(&self) -> impl Future<Output = Result<Vec<TxnId>, ResourceError>> + Send;
+
+    /// Whether a YES from [`Resource::prepare`] is durable by itself, and a commit too, with
+    /// [`Resource::prepared`] finding what is prepared after any crash — a database with its
+    /// own two-phase commit. The runtime then does not wait for its journal before a YES to
+    /// the configured coordinator, nor after a commit: whatever the journal loses in a crash,
+    /// recovery finds in the resource and resolves with that coordinator.
+    fn prepares_durably(&self) -> bool {
+        false
+    }
 }

@@ -11,10 +11,14 @@
 //! | Abort | committed | `FAILED_PRECONDITION` |
 //! | Abort | anything else | aborts the resource (staged work too), journals ABORTED |
 //!
+//! For a resource whose own prepare and commit are durable
+//! ([`Resource::prepares_durably`]), the journal is not waited for before a YES to the
+//! configured coordinator or after a commit; recovery finds what it lost in the resource.
+//!
 //! A transaction prepared here that hears no decision for the quiet period is resolved with
 //! the coordinator's `Resolve`, with backoff, until COMMITTED or ABORTED. On start, everything
 //! the journal holds prepared is resolved the same way at once. What the resource holds prepared
-//! without a journaled YES (checked at start and every 30 s) is taken in and resolved with the
+//! without a journaled YES (checked at start and every `sweep_every`) is taken in and resolved with the
 //! configured coordinator too, so nothing stays prepared unnoticed.
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +46,8 @@ pub struct ParticipantConfig {
     pub coordinator_url: String,
     /// How long a prepared transaction may go without a decision before asking `Resolve`.
     pub quiet_period: Duration,
+    /// How often what the resource holds prepared is checked against the journal.
+    pub sweep_every: Duration,
     /// Delays between `Resolve` attempts that get no decision.
     pub resolve_backoff: Backoff,
     /// How long one `Resolve` call may take.
@@ -55,6 +61,7 @@ impl Default for ParticipantConfig {
         ParticipantConfig {
             coordinator_url: "http://127.0.0.1:7400".into(),
             quiet_period: Duration::from_secs(5),
+            sweep_every: Duration::from_secs(30),
             resolve_backoff: Backoff {
                 initial: Duration::from_millis(100),
                 max: Duration::from_secs(10),
@@ -131,7 +138,15 @@ impl<R: Resource> Participant<R> {
         tokio::spawn(every(COLLECT_EVERY, weak.clone(), |p| async move {
             p.collect()
         }));
-        tokio::spawn(every(SWEEP_EVERY, weak, |p| async move {
+        if participant.resource.prepares_durably() {
+            tokio::spawn(every(JOURNAL_FLUSH_EVERY, weak.clone(), |p| async move {
+                if let Err(error) = p.journal.flush().await {
+                    tracing::error!(%error, "flushing the participant journal failed");
+                }
+            }));
+        }
+        let sweep_every = participant.config.sweep_every;
+        tokio::spawn(every(sweep_every, weak, |p| async move {
             p.sweep_orphans().await
         }));
         Ok(participant)
@@ -188,7 +203,7 @@ impl<R: Resource> Participant<R> {
                 coordinator: coordinator.clone(),
             };
             self.journal.put(txn, &local, now_unix_ms())?;
-            tracing::warn!(txn_id = %txn, %coordinator, "adopted a transaction the resource holds prepared without a journaled vote");
+            tracing::info!(txn_id = %txn, %coordinator, "adopted a transaction the resource holds prepared without a journaled vote");
             self.await_decision_now(txn, coordinator);
             adopted.push(txn);
         }
@@ -237,7 +252,12 @@ impl<R: Resource> Participant<R> {
                     coordinator: coordinator.to_owned(),
                 };
                 crate::crash_point!("participant::before_prepared_record");
-                self.journal.put_forced(txn, &local, now, false).await?;
+                if self.resource.prepares_durably() && coordinator == self.config.coordinator_url {
+                    // A lost record is found again by adopting what the resource holds.
+                    self.journal.put(txn, &local, now)?;
+                } else {
+                    self.journal.put_forced(txn, &local, now, false).await?;
+                }
                 crate::crash_point!("participant::after_prepared_record");
                 self.await_decision(txn, coordinator);
             }
@@ -286,11 +306,15 @@ impl<R: Resource> Participant<R> {
                 crate::crash_point!("participant::before_commit_applied");
                 self.resource.commit(txn).await?;
                 crate::crash_point!("participant::after_commit_applied");
-                // Forced before the acknowledgement, but no one waits on it: let it share
-                // the next prepare's flush rather than delay it.
-                self.journal
-                    .put_forced(txn, &Local::Committed, now, true)
-                    .await?;
+                if self.resource.prepares_durably() {
+                    self.journal.put(txn, &Local::Committed, now)?;
+                } else {
+                    // Forced before the acknowledgement, but no one waits on it: let it share
+                    // the next prepare's flush rather than delay it.
+                    self.journal
+                        .put_forced(txn, &Local::Committed, now, true)
+                        .await?;
+                }
             }
             (Outcome::Committed, Some(Local::Committed | Local::ReadOnly)) => {}
             (Outcome::Committed, None) => {
@@ -415,8 +439,9 @@ impl<R: Resource> Participant<R> {
 /// How often transactions in doubt are looked at.
 const RESOLVE_TICK: Duration = Duration::from_millis(50);
 
-/// How often the resource's prepared transactions are checked against the journal.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often a journal that no one waits for is written out (see
+/// [`Resource::prepares_durably`]).
+const JOURNAL_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// How often final journal entries past retention are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);

@@ -30,6 +30,8 @@ pub struct ParticipantOptions {
     /// The name it enlists under; empty means KIND@ + the bound address.
     pub name: String,
     pub quiet_period: Duration,
+    /// How often the resource's prepared transactions are checked against the journal.
+    pub sweep_every: Duration,
     pub log_sync: LogSync,
 }
 
@@ -73,6 +75,7 @@ pub async fn run<R: Resource>(
     let config = ParticipantConfig {
         coordinator_url: options.coordinator_url.clone(),
         quiet_period: options.quiet_period,
+        sweep_every: options.sweep_every,
         ..ParticipantConfig::default()
     };
     let participant = Participant::start(resource, Journal::open(db.clone())?, config).await?;

@@ -4,9 +4,11 @@
 //! A transfer's changes are staged in memory (a retried `Apply` replaces its change rather than
 //! adding to it) and become one `UPDATE` per account at prepare, in account order so two
 //! transactions never take the same rows' locks in opposite orders. What prepared
-//! transactions hold back is counted from the ones this process prepared.
+//! transactions hold back is counted from the ones this process prepared. Accounts are never
+//! closed, so the ones seen to exist are remembered and `Apply` checks them without a query.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
 use deadpool_postgres::Object;
 use tokio::time::Instant;
@@ -14,10 +16,14 @@ use tokio::time::Instant;
 use super::pool::PgOptions;
 use super::resource::{describe, PgResource, Refusal, Work};
 use crate::bank::{Accounts, BankError};
-use crate::core::TxnId;
+use crate::core::{TxnId, Vote};
+use crate::participant::{Resource, ResourceError};
 
-/// A PostgreSQL bank.
-pub type PgBank = PgResource<Changes>;
+/// A PostgreSQL bank: the accounts' resource, and the accounts known to exist.
+pub struct PgBank {
+    resource: PgResource<Changes>,
+    known: Mutex<HashSet<String>>,
+}
 
 /// One transaction's changes: account → delta.
 #[derive(Debug, Default)]
@@ -50,13 +56,26 @@ pub async fn open(options: &PgOptions, name: &str) -> anyhow::Result<PgBank> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the accounts table: {}", describe(&e)))?;
     drop(db);
-    PgBank::new(pool, name).map_err(anyhow::Error::msg)
+    Ok(PgBank {
+        resource: PgResource::new(pool, name).map_err(anyhow::Error::msg)?,
+        known: Mutex::new(HashSet::new()),
+    })
 }
 
-async fn connection(bank: &PgBank) -> Result<Object, BankError> {
-    super::pool::get(bank.pool())
-        .await
-        .map_err(BankError::Database)
+impl PgBank {
+    async fn connection(&self) -> Result<Object, BankError> {
+        super::pool::get(self.resource.pool())
+            .await
+            .map_err(BankError::Database)
+    }
+
+    fn is_known(&self, account: &str) -> bool {
+        self.known.lock().expect("lock").contains(account)
+    }
+
+    fn remember(&self, account: &str) {
+        self.known.lock().expect("lock").insert(account.to_owned());
+    }
 }
 
 fn query_failed(e: tokio_postgres::Error) -> BankError {
@@ -65,7 +84,7 @@ fn query_failed(e: tokio_postgres::Error) -> BankError {
 
 impl Accounts for PgBank {
     async fn open_account(&self, account: &str, balance: i64) -> Result<(), BankError> {
-        let db = connection(self).await?;
+        let db = self.connection().await?;
         let inserted = db
             .execute(
                 "INSERT INTO verdict_accounts (id, balance) VALUES ($1, $2) \
@@ -74,6 +93,7 @@ impl Accounts for PgBank {
             )
             .await
             .map_err(query_failed)?;
+        self.remember(account);
         match inserted {
             0 => Err(BankError::AccountExists(account.into())),
             _ => Ok(()),
@@ -81,7 +101,7 @@ impl Accounts for PgBank {
     }
 
     async fn balance(&self, account: &str) -> Result<(i64, i64), BankError> {
-        let db = connection(self).await?;
+        let db = self.connection().await?;
         let select = db
             .prepare_cached("SELECT balance FROM verdict_accounts WHERE id = $1")
             .await
@@ -91,7 +111,8 @@ impl Accounts for PgBank {
             .await
             .map_err(query_failed)?
             .ok_or_else(|| BankError::NoSuchAccount(account.into()))?;
-        let held = self.fold_prepared(0, |held, changes| {
+        self.remember(account);
+        let held = self.resource.fold_prepared(0, |held, changes| {
             held + changes.0.get(account).map_or(0, |delta| (-delta).max(0))
         });
         Ok((row.get(0), held))
@@ -104,13 +125,43 @@ impl Accounts for PgBank {
         delta: i64,
         expires: Instant,
     ) -> Result<(), BankError> {
-        PgResource::stage(self, txn, expires, |changes| {
-            changes.0.insert(account.to_owned(), delta);
-        })
-        .map_err(|_| BankError::AlreadyPrepared(txn))
+        self.resource
+            .stage(txn, expires, |changes| {
+                changes.0.insert(account.to_owned(), delta);
+            })
+            .map_err(|_| BankError::AlreadyPrepared(txn))
+    }
+
+    async fn exists(&self, account: &str) -> Result<(), BankError> {
+        match self.is_known(account) {
+            true => Ok(()),
+            false => self.balance(account).await.map(drop),
+        }
     }
 
     fn discard_expired(&self, now: Instant) -> usize {
-        PgResource::discard_expired(self, now)
+        self.resource.discard_expired(now)
+    }
+}
+
+impl Resource for PgBank {
+    async fn prepare(&self, txn: TxnId) -> Result<Vote, ResourceError> {
+        self.resource.prepare(txn).await
+    }
+
+    async fn commit(&self, txn: TxnId) -> Result<(), ResourceError> {
+        self.resource.commit(txn).await
+    }
+
+    async fn abort(&self, txn: TxnId) -> Result<(), ResourceError> {
+        self.resource.abort(txn).await
+    }
+
+    async fn prepared(&self) -> Result<Vec<TxnId>, ResourceError> {
+        self.resource.prepared().await
+    }
+
+    fn prepares_durably(&self) -> bool {
+        self.resource.prepares_durably()
     }
 }

@@ -250,6 +250,12 @@ impl<W: Work> Resource for PgResource<W> {
         }
     }
 
+    /// `PREPARE TRANSACTION` and `COMMIT PREPARED` are on PostgreSQL's disk when they return,
+    /// and `pg_prepared_xacts` lists what is prepared.
+    fn prepares_durably(&self) -> bool {
+        true
+    }
+
     async fn prepared(&self) -> Result<Vec<TxnId>, ResourceError> {
         let db = self.connection().await.map_err(ResourceError)?;
         let rows = db
