@@ -6,9 +6,11 @@
 //! With a coordinator URL and participant URLs it drives a running deployment instead.
 //!
 //! - [`baseline`]: bare RPC round trip and throughput, fsync latency.
+//! - [`pg_direct`]: with PostgreSQL banks, the same transfers without Verdict.
 //! - [`report`]: the table, JSON and SVG.
 
 pub mod baseline;
+pub mod pg_direct;
 pub mod report;
 
 use std::io::IsTerminal;
@@ -64,6 +66,8 @@ pub struct BenchOptions {
     pub worker_threads: Option<u16>,
     /// Draw a progress line on stderr (when it is a terminal).
     pub progress: bool,
+    /// The PostgreSQL banks' databases: also measure the transfers driven directly on them.
+    pub pg_direct: Vec<String>,
 }
 
 /// The processes of a deployment started for the run.
@@ -171,9 +175,14 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         .as_ref()
         .map_or_else(std::env::temp_dir, |d| d.dir.clone());
     let baseline = measure_baseline(options, &participants[0], &fsync_dir).await?;
-    let report = drive(options, &coordinator, &participants, baseline).await;
+    let mut report = drive(options, &coordinator, &participants, baseline).await;
     if let Some(deployment) = deployment {
         deployment.stop().await?;
+    }
+    if let (Ok(report), false) = (&mut report, options.pg_direct.is_empty()) {
+        let (concurrency, duration) = (options.concurrency, options.duration);
+        report.pg_direct =
+            Some(pg_direct::measure(&options.pg_direct, concurrency, duration).await?);
     }
     report
 }
@@ -216,7 +225,7 @@ struct Shape {
 }
 
 /// Accounts per bank in the bank workload, and their opening balance.
-const BANK_ACCOUNTS: usize = 1000;
+pub(crate) const BANK_ACCOUNTS: usize = 1000;
 const OPENING: i64 = 1_000_000_000;
 
 impl Shape {
@@ -429,6 +438,7 @@ async fn drive(
         throughput,
         throughput_ratio: throughput / (baseline.rpc_per_sec / rpcs_per_txn as f64),
         latency_ratio: commit_latency.p50 / floor,
+        pg_direct: None,
         commit_latency_ms: commit_latency,
         rpcs_per_txn,
         baseline,

@@ -39,6 +39,17 @@ pub struct Baseline {
     pub fsync_ms: Percentiles,
 }
 
+/// The bank workload's transfers driven straight through PostgreSQL's two-phase commit.
+#[derive(Clone, Debug, Serialize)]
+pub struct PgDirect {
+    pub committed: u64,
+    pub failed: u64,
+    /// Committed transfers per second.
+    pub throughput: f64,
+    /// Latency of a whole transfer.
+    pub latency_ms: Percentiles,
+}
+
 /// One benchmark run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -60,6 +71,8 @@ pub struct Report {
     pub throughput_ratio: f64,
     /// commit p50 ÷ (bare round trip p50 + 2 × fsync p50).
     pub latency_ratio: f64,
+    /// With PostgreSQL banks: the same transfers without Verdict, at the same concurrency.
+    pub pg_direct: Option<PgDirect>,
     /// Committed transactions in each second of the run.
     pub committed_per_second: Vec<u64>,
     /// (percentile, latency ms) points of the commit latency distribution.
@@ -147,6 +160,26 @@ impl Report {
             self.latency_ratio,
             b.rpc_round_trip_ms.p50 + 2.0 * b.fsync_ms.p50
         );
+        if let Some(direct) = &self.pg_direct {
+            let _ = writeln!(
+                out,
+                "PostgreSQL two-phase commit driven by the client, no coordinator, concurrency {}",
+                self.concurrency
+            );
+            let _ = writeln!(
+                out,
+                "  committed        {:>10}  ({} txn/s), failed {}",
+                thousands(direct.committed as f64),
+                thousands(direct.throughput),
+                direct.failed
+            );
+            let _ = writeln!(out, "  transfer latency {}", row(&direct.latency_ms));
+            let _ = writeln!(
+                out,
+                "  Verdict throughput / direct throughput         {:.2}",
+                self.throughput / direct.throughput
+            );
+        }
         out
     }
 

@@ -42,6 +42,11 @@ pub struct BenchArgs {
     /// "off" runs the started deployment without waiting for the disk: for comparison only.
     #[arg(long, value_enum, default_value = "fsync")]
     log_sync: LogSync,
+    /// The databases of the two PostgreSQL banks given with --participant (bank workload):
+    /// also measure the same transfers driven straight through PostgreSQL's two-phase commit,
+    /// with no coordinator, at the same concurrency and for the same duration.
+    #[arg(long, num_args = 2, value_names = ["DSN_A", "DSN_B"], requires = "coordinator")]
+    pg_direct: Vec<String>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -58,6 +63,10 @@ pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result
     anyhow::ensure!(
         args.workload == Workload::Noop || args.participants == 2,
         "the bank workload transfers between 2 participants: use --participants 2"
+    );
+    anyhow::ensure!(
+        args.pg_direct.is_empty() || args.workload == Workload::Bank,
+        "--pg-direct compares bank transfers: add --workload bank"
     );
     if let Some(url) = &args.coordinator {
         validate::url("--coordinator", url)?;
@@ -79,6 +88,7 @@ pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result
         log_sync: args.log_sync,
         worker_threads,
         progress: !args.json,
+        pg_direct: args.pg_direct,
     };
     let report = verdict::bench::run(&options).await?;
     if let Some(path) = &args.plot {

@@ -1,0 +1,149 @@
+//! The reference for the bank workload on PostgreSQL banks: the same transfers driven by the
+//! client itself straight through PostgreSQL's two-phase commit across the two databases — no
+//! coordinator, no decision log, no participant processes — measured in the same run.
+//!
+//! Each transfer: on both databases at once, `BEGIN`, `UPDATE` the account, `PREPARE
+//! TRANSACTION`; then `COMMIT PREPARED` on both at once. It uses the accounts the bank workload
+//! opened in the banks' `verdict_accounts` tables.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use rand::Rng;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::baseline::{histogram, micros};
+use super::report::{Percentiles, PgDirect};
+use super::BANK_ACCOUNTS;
+use crate::postgres::describe;
+
+const UPDATE: &str = "UPDATE verdict_accounts SET balance = balance + $2 WHERE id = $1";
+
+struct Database {
+    client: Client,
+    update: Statement,
+}
+
+impl Database {
+    async fn connect(dsn: &str) -> anyhow::Result<Self> {
+        let (client, connection) = tokio_postgres::connect(dsn, NoTls)
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {dsn:?}"))?;
+        tokio::spawn(connection);
+        let update = client.prepare(UPDATE).await?;
+        Ok(Database { client, update })
+    }
+
+    async fn prepare(&self, gid: &str, account: &str, delta: i64) -> Result<(), String> {
+        let run = async {
+            self.client.batch_execute("BEGIN").await?;
+            self.client
+                .execute(&self.update, &[&account, &delta])
+                .await?;
+            self.client
+                .batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
+                .await
+        };
+        run.await.map_err(|e| describe(&e))
+    }
+
+    async fn finish(&self, verb: &str, gid: &str) -> Result<(), String> {
+        let sql = format!("{verb} PREPARED '{gid}'");
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| describe(&e))
+    }
+
+    /// Puts the connection back in a usable state after a failed transfer.
+    async fn clean_up(&self, gid: &str) {
+        let _ = self.client.batch_execute("ROLLBACK").await;
+        let _ = self.finish("ROLLBACK", gid).await;
+    }
+}
+
+/// One transfer between random accounts of the two databases; its latency if it committed.
+async fn transfer(from: &Database, to: &Database) -> Result<Duration, String> {
+    let (payer, payee, amount) = {
+        let mut rng = rand::rng();
+        let account =
+            |rng: &mut rand::rngs::ThreadRng| format!("a{}", rng.random_range(0..BANK_ACCOUNTS));
+        (
+            account(&mut rng),
+            account(&mut rng),
+            rng.random_range(1..100),
+        )
+    };
+    // Global ids are unique per server, not per database.
+    let id = uuid::Uuid::now_v7();
+    let gids = [0, 1].map(|side| format!("verdict-bench-direct:{id}:{side}"));
+    let started = Instant::now();
+    let prepared = tokio::join!(
+        from.prepare(&gids[0], &payer, -amount),
+        to.prepare(&gids[1], &payee, amount)
+    );
+    if let (Ok(()), Ok(())) = prepared {
+        let committed = tokio::join!(
+            from.finish("COMMIT", &gids[0]),
+            to.finish("COMMIT", &gids[1])
+        );
+        committed.0.and(committed.1)?;
+        return Ok(started.elapsed());
+    }
+    tokio::join!(from.clean_up(&gids[0]), to.clean_up(&gids[1]));
+    prepared.0.and(prepared.1).map(|()| started.elapsed())
+}
+
+/// Runs the direct transfers at `concurrency` for `duration` on the databases `dsns` (two).
+pub async fn measure(
+    dsns: &[String],
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<PgDirect> {
+    anyhow::ensure!(
+        dsns.len() == 2,
+        "the PostgreSQL reference needs the two banks' databases"
+    );
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (from, to) = (
+            Database::connect(&dsns[0]).await?,
+            Database::connect(&dsns[1]).await?,
+        );
+        workers.spawn(async move {
+            let mut latencies = histogram();
+            let mut failures = Vec::new();
+            while started.elapsed() < duration {
+                match transfer(&from, &to).await {
+                    Ok(latency) => latencies.record(micros(latency)).expect("in bounds"),
+                    Err(error) => failures.push(error),
+                }
+            }
+            (latencies, failures)
+        });
+    }
+    let mut latencies: Histogram<u64> = histogram();
+    let mut failures = Vec::new();
+    for (worker, worker_failures) in workers.join_all().await {
+        latencies.add(worker)?;
+        failures.extend(worker_failures);
+    }
+    let failed = failures.len() as u64;
+    if let Some(error) = failures.first() {
+        tracing::warn!(failed, first = %error, "direct PostgreSQL transfers failed");
+    }
+    anyhow::ensure!(
+        !latencies.is_empty(),
+        "no direct PostgreSQL transfer committed; the first failure: {}",
+        failures.first().map_or("none", String::as_str)
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(PgDirect {
+        committed: latencies.len(),
+        failed,
+        throughput: latencies.len() as f64 / elapsed,
+        latency_ms: Percentiles::of(&latencies),
+    })
+}
