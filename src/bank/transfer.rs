@@ -45,7 +45,7 @@ pub async fn transfer(
     Ok((txn, outcome, reason))
 }
 
-/// The transfer in a transaction already begun: stages both changes and commits. If staging
+/// The transfer in a transaction already begun: stages both changes (at once) and commits. If staging
 /// fails the transaction is aborted (best effort) and the error returned.
 pub async fn transfer_in(
     coordinator: &Client,
@@ -54,11 +54,8 @@ pub async fn transfer_in(
     to: &AccountAt,
     amount: i64,
 ) -> Result<(Outcome, String), Status> {
-    let staged = async {
-        from.apply(txn, -amount).await?;
-        to.apply(txn, amount).await
-    };
-    if let Err(status) = staged.await {
+    let staged = tokio::try_join!(from.apply(txn, -amount), to.apply(txn, amount));
+    if let Err(status) = staged {
         let _ = coordinator
             .abort(txn, &format!("staging failed: {}", status.message()))
             .await;
