@@ -114,31 +114,6 @@ impl KvBank {
         Ok(bank)
     }
 
-    /// Opens an account, durably.
-    pub async fn open_account(&self, account: &str, balance: i64) -> Result<(), BankError> {
-        let created = self.accounts.compare_and_swap(
-            account.as_bytes(),
-            None as Option<&[u8]>,
-            Some(&balance.to_be_bytes()[..]),
-        )?;
-        if created.is_err() {
-            return Err(BankError::AccountExists(account.into()));
-        }
-        self.db.flush().await?;
-        Ok(())
-    }
-
-    /// The committed balance of an account and what prepared transactions hold of it.
-    pub fn balance(&self, account: &str) -> Result<(i64, i64), BankError> {
-        let books = self.books.lock().expect("lock");
-        let balance = self
-            .accounts
-            .get(account.as_bytes())?
-            .map(|v| balance_of(&v))
-            .ok_or_else(|| BankError::NoSuchAccount(account.into()))?;
-        Ok((balance, books.held.get(account).copied().unwrap_or(0)))
-    }
-
     /// Every account and its committed balance.
     pub fn accounts(&self) -> Result<Vec<(String, i64)>, BankError> {
         self.accounts
@@ -151,39 +126,6 @@ impl KvBank {
                 ))
             })
             .collect()
-    }
-
-    /// Stages `delta` as the change `txn` makes to `account` (replacing an earlier one), to be
-    /// discarded at `expires` unless prepared by then.
-    pub fn stage(
-        &self,
-        txn: TxnId,
-        account: &str,
-        delta: i64,
-        expires: Instant,
-    ) -> Result<(), BankError> {
-        let mut books = self.books.lock().expect("lock");
-        if books.prepared.contains_key(&txn) {
-            return Err(BankError::AlreadyPrepared(txn));
-        }
-        if !self.accounts.contains_key(account.as_bytes())? {
-            return Err(BankError::NoSuchAccount(account.into()));
-        }
-        let staged = books.staged.entry(txn).or_insert_with(|| Staged {
-            changes: Changes::new(),
-            expires,
-        });
-        staged.changes.insert(account.into(), delta);
-        staged.expires = staged.expires.max(expires);
-        Ok(())
-    }
-
-    /// Discards staged work whose transaction's deadline has passed; returns how many.
-    pub fn discard_expired(&self, now: Instant) -> usize {
-        let mut books = self.books.lock().expect("lock");
-        let before = books.staged.len();
-        books.staged.retain(|_, staged| staged.expires > now);
-        before - books.staged.len()
     }
 
     fn check_funds(&self, books: &Books, changes: &Changes) -> Result<Option<String>, BankError> {
@@ -290,11 +232,26 @@ impl Resource for KvBank {
 
 impl Accounts for KvBank {
     async fn open_account(&self, account: &str, balance: i64) -> Result<(), BankError> {
-        KvBank::open_account(self, account, balance).await
+        let created = self.accounts.compare_and_swap(
+            account.as_bytes(),
+            None as Option<&[u8]>,
+            Some(&balance.to_be_bytes()[..]),
+        )?;
+        if created.is_err() {
+            return Err(BankError::AccountExists(account.into()));
+        }
+        self.db.flush().await?;
+        Ok(())
     }
 
     async fn balance(&self, account: &str) -> Result<(i64, i64), BankError> {
-        KvBank::balance(self, account)
+        let books = self.books.lock().expect("lock");
+        let balance = self
+            .accounts
+            .get(account.as_bytes())?
+            .map(|v| balance_of(&v))
+            .ok_or_else(|| BankError::NoSuchAccount(account.into()))?;
+        Ok((balance, books.held.get(account).copied().unwrap_or(0)))
     }
 
     async fn stage(
@@ -304,11 +261,27 @@ impl Accounts for KvBank {
         delta: i64,
         expires: Instant,
     ) -> Result<(), BankError> {
-        KvBank::stage(self, txn, account, delta, expires)
+        let mut books = self.books.lock().expect("lock");
+        if books.prepared.contains_key(&txn) {
+            return Err(BankError::AlreadyPrepared(txn));
+        }
+        if !self.accounts.contains_key(account.as_bytes())? {
+            return Err(BankError::NoSuchAccount(account.into()));
+        }
+        let staged = books.staged.entry(txn).or_insert_with(|| Staged {
+            changes: Changes::new(),
+            expires,
+        });
+        staged.changes.insert(account.into(), delta);
+        staged.expires = staged.expires.max(expires);
+        Ok(())
     }
 
     fn discard_expired(&self, now: Instant) -> usize {
-        KvBank::discard_expired(self, now)
+        let mut books = self.books.lock().expect("lock");
+        let before = books.staged.len();
+        books.staged.retain(|_, staged| staged.expires > now);
+        before - books.staged.len()
     }
 }
 

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::bank::Accounts;
 use crate::durable::LogSync;
 
 fn bank() -> (tempfile::TempDir, Arc<DurableDb>, KvBank) {
@@ -26,25 +27,25 @@ async fn with_accounts(bank: &KvBank) {
 async fn a_committed_transfer_moves_the_money() {
     let (_dir, _db, bank) = bank();
     with_accounts(&bank).await;
-    bank.stage(txn(1), "alice", -30, later()).unwrap();
-    bank.stage(txn(1), "bob", 30, later()).unwrap();
+    bank.stage(txn(1), "alice", -30, later()).await.unwrap();
+    bank.stage(txn(1), "bob", 30, later()).await.unwrap();
     assert_eq!(bank.prepare(txn(1)).await, Ok(Vote::Yes));
     assert_eq!(
-        bank.balance("alice").unwrap(),
+        bank.balance("alice").await.unwrap(),
         (100, 30),
         "held, not yet taken"
     );
     bank.commit(txn(1)).await.unwrap();
     bank.commit(txn(1)).await.unwrap();
-    assert_eq!(bank.balance("alice").unwrap(), (70, 0));
-    assert_eq!(bank.balance("bob").unwrap(), (40, 0));
+    assert_eq!(bank.balance("alice").await.unwrap(), (70, 0));
+    assert_eq!(bank.balance("bob").await.unwrap(), (40, 0));
 }
 
 #[tokio::test]
 async fn an_overdraft_votes_no_and_changes_nothing() {
     let (_dir, _db, bank) = bank();
     with_accounts(&bank).await;
-    bank.stage(txn(1), "bob", -11, later()).unwrap();
+    bank.stage(txn(1), "bob", -11, later()).await.unwrap();
     let Vote::No(reason) = bank.prepare(txn(1)).await.unwrap() else {
         panic!("an overdraft must vote no");
     };
@@ -52,7 +53,7 @@ async fn an_overdraft_votes_no_and_changes_nothing() {
         reason.contains("insufficient funds in account \"bob\""),
         "{reason}"
     );
-    assert_eq!(bank.balance("bob").unwrap(), (10, 0));
+    assert_eq!(bank.balance("bob").await.unwrap(), (10, 0));
 }
 
 #[tokio::test]
@@ -60,7 +61,7 @@ async fn prepared_withdrawals_hold_money_from_later_ones() {
     let (_dir, _db, bank) = bank();
     with_accounts(&bank).await;
     for n in 1..=3 {
-        bank.stage(txn(n), "alice", -40, later()).unwrap();
+        bank.stage(txn(n), "alice", -40, later()).await.unwrap();
     }
     assert_eq!(bank.prepare(txn(1)).await, Ok(Vote::Yes));
     assert_eq!(bank.prepare(txn(2)).await, Ok(Vote::Yes));
@@ -70,7 +71,7 @@ async fn prepared_withdrawals_hold_money_from_later_ones() {
     );
     bank.abort(txn(2)).await.unwrap();
     assert_eq!(
-        bank.balance("alice").unwrap(),
+        bank.balance("alice").await.unwrap(),
         (100, 40),
         "abort releases its hold"
     );
@@ -86,14 +87,14 @@ async fn nothing_staged_votes_no() {
 async fn a_prepared_transaction_cannot_change() {
     let (_dir, _db, bank) = bank();
     with_accounts(&bank).await;
-    bank.stage(txn(1), "alice", -1, later()).unwrap();
+    bank.stage(txn(1), "alice", -1, later()).await.unwrap();
     bank.prepare(txn(1)).await.unwrap();
     assert!(matches!(
-        bank.stage(txn(1), "alice", -50, later()),
+        bank.stage(txn(1), "alice", -50, later()).await,
         Err(BankError::AlreadyPrepared(_))
     ));
     assert!(matches!(
-        bank.stage(txn(2), "carol", 5, later()),
+        bank.stage(txn(2), "carol", 5, later()).await,
         Err(BankError::NoSuchAccount(_))
     ));
 }
@@ -102,7 +103,7 @@ async fn a_prepared_transaction_cannot_change() {
 async fn prepared_changes_and_holds_survive_reopening() {
     let (dir, db, bank) = bank();
     with_accounts(&bank).await;
-    bank.stage(txn(1), "alice", -60, later()).unwrap();
+    bank.stage(txn(1), "alice", -60, later()).await.unwrap();
     bank.prepare(txn(1)).await.unwrap();
     db.flush().await.unwrap();
     drop(bank);
@@ -110,9 +111,9 @@ async fn prepared_changes_and_holds_survive_reopening() {
     let db = Arc::new(DurableDb::open(dir.path(), LogSync::Fsync).unwrap());
     let bank = KvBank::open(db).unwrap();
     assert_eq!(bank.prepared().await.unwrap(), vec![txn(1)]);
-    assert_eq!(bank.balance("alice").unwrap(), (100, 60));
+    assert_eq!(bank.balance("alice").await.unwrap(), (100, 60));
     bank.commit(txn(1)).await.unwrap();
-    assert_eq!(bank.balance("alice").unwrap(), (40, 0));
+    assert_eq!(bank.balance("alice").await.unwrap(), (40, 0));
 }
 
 #[tokio::test]
@@ -120,7 +121,7 @@ async fn staged_work_expires_at_the_deadline() {
     let (_dir, _db, bank) = bank();
     with_accounts(&bank).await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    bank.stage(txn(1), "alice", -5, deadline).unwrap();
+    bank.stage(txn(1), "alice", -5, deadline).await.unwrap();
     assert_eq!(bank.discard_expired(deadline - Duration::from_secs(1)), 0);
     assert_eq!(bank.discard_expired(deadline), 1);
     assert!(matches!(bank.prepare(txn(1)).await, Ok(Vote::No(_))));
@@ -134,5 +135,5 @@ async fn an_account_opens_once() {
         bank.open_account("alice", 7).await,
         Err(BankError::AccountExists(_))
     ));
-    assert_eq!(bank.balance("alice").unwrap(), (5, 0));
+    assert_eq!(bank.balance("alice").await.unwrap(), (5, 0));
 }
