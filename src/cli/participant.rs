@@ -60,7 +60,7 @@ pub struct ParticipantArgs {
     #[arg(long, env = "VERDICT_KV_ADVERTISE_URL")]
     advertise_url: Option<String>,
     /// The name it enlists under; default KIND@LISTEN. A PostgreSQL participant's global ids
-    /// carry it: keep it stable across restarts and unique per database.
+    /// carry it: keep it stable across restarts and unique per PostgreSQL server.
     #[arg(long, env = "VERDICT_KV_NAME")]
     name: Option<String>,
     /// How long a prepared transaction may go without a decision before asking Resolve.

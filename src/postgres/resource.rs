@@ -83,8 +83,9 @@ pub struct PgResource<W> {
 
 impl<W: Work> PgResource<W> {
     /// A resource for participant `name` (at most [`MAX_NAME_BYTES`], no quotes or control
-    /// characters; keep it stable across restarts and unique among participants sharing a
-    /// database, since it prefixes the global ids recovery looks for).
+    /// characters; keep it stable across restarts, since it prefixes the global ids recovery
+    /// looks for, and unique among the participants of one PostgreSQL server, whose global ids
+    /// share one namespace).
     pub fn new(pool: Pool, name: &str) -> Result<Self, String> {
         let usable = !name.is_empty()
             && name.len() <= MAX_NAME_BYTES
