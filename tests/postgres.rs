@@ -2,8 +2,9 @@
 //! participants as real processes killed at named protocol points.
 //!
 //! The server is named by `VERDICT_TEST_PG` (a libpq DSN whose user may create databases);
-//! each test makes its own databases. `.ci/run` starts one with `.ci/postgres start`. Without
-//! it every test here is reported as ignored, with a line saying how to run them.
+//! each test makes its own databases. One test also needs `VERDICT_TEST_PG_NO_2PC`, a server
+//! with `max_prepared_transactions = 0`. `.ci/run` starts both with `.ci/postgres start`.
+//! Without them the tests here are reported as ignored, with a line saying how to run them.
 
 mod support;
 
@@ -43,6 +44,7 @@ const TESTS: &[(&str, Test)] = tests![
     a_prepared_transaction_nobody_voted_for_is_found_and_rolled_back,
     transfers_between_kv_and_postgres_conserve_the_total,
     a_bad_dsn_or_an_unreachable_server_is_a_clear_error,
+    a_server_that_cannot_prepare_transactions_is_refused_with_the_fix,
 ];
 
 fn main() {
@@ -54,10 +56,15 @@ fn main() {
              with: eval \"$(.ci/postgres start)\" && cargo test --all-features --test postgres"
         );
     }
+    let without_2pc = std::env::var("VERDICT_TEST_PG_NO_2PC").ok();
     let trials = TESTS
         .iter()
         .map(|&(name, test)| {
-            let server = server.clone();
+            // One test needs the second server, without prepared transactions.
+            let server = match name.contains("cannot_prepare") {
+                true => without_2pc.clone().filter(|_| server.is_some()),
+                false => server.clone(),
+            };
             let missing = server.is_none();
             Trial::test(name, move || run(test, server.unwrap_or_default()))
                 .with_ignored_flag(missing)
@@ -491,6 +498,21 @@ async fn transfers_between_kv_and_postgres_conserve_the_total(server: String) {
     db.drop_it().await;
 }
 
+/// Starts `verdict participant postgres` on `dsn`, expecting it to refuse: its stderr.
+fn refused_start(dsn: &str) -> String {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(exe())
+        .args(["participant", "postgres", "--listen", "127.0.0.1:0"])
+        .args(["--dsn", dsn, "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
 async fn a_bad_dsn_or_an_unreachable_server_is_a_clear_error(_server: String) {
     let unreachable = {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -503,16 +525,16 @@ async fn a_bad_dsn_or_an_unreachable_server_is_a_clear_error(_server: String) {
         ("not a dsn", "the PostgreSQL DSN is not valid"),
         (unreachable.as_str(), "cannot connect to PostgreSQL"),
     ] {
-        let data = tempfile::tempdir().expect("tempdir");
-        let output = std::process::Command::new(exe())
-            .args(["participant", "postgres", "--listen", "127.0.0.1:0"])
-            .args(["--dsn", dsn, "--data-dir"])
-            .arg(data.path())
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{stderr}");
+        let stderr = refused_start(dsn);
         assert!(stderr.contains(says), "{dsn:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+async fn a_server_that_cannot_prepare_transactions_is_refused_with_the_fix(server: String) {
+    let stderr = refused_start(&server);
+    assert!(
+        stderr.contains("max_prepared_transactions = 0")
+            && stderr.contains("set max_prepared_transactions in postgresql.conf"),
+        "{stderr}"
+    );
 }
