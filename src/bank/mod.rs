@@ -1,7 +1,8 @@
 //! The reference participant: a bank of accounts on embedded sled, reached by applications
 //! through `verdict.v1.Bank` and by the coordinator through `verdict.v1.Participant`.
 //!
-//! - [`accounts`]: what any bank keeps, as a participant [`Resource`](crate::participant::Resource).
+//! - [`accounts`]: what any bank keeps, as a participant
+//!   [`Resource`](crate::participant::Resource).
 //! - [`store`]: the embedded bank: accounts on sled.
 //! - [`service`]: `verdict.v1.Bank` over gRPC; `Apply` enlists the bank in the transaction.
 //! - [`server`]: `verdict participant kv`.

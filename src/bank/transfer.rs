@@ -45,8 +45,8 @@ pub async fn transfer(
     Ok((txn, outcome, reason))
 }
 
-/// The transfer in a transaction already begun: stages both changes (at once) and commits. If staging
-/// fails the transaction is aborted (best effort) and the error returned.
+/// The transfer in a transaction already begun: stages both changes (at once) and commits.
+/// If staging fails the transaction is aborted (best effort) and the error returned.
 pub async fn transfer_in(
     coordinator: &Client,
     txn: TxnId,

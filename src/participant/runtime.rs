@@ -18,8 +18,8 @@
 //! A transaction prepared here that hears no decision for the quiet period is resolved with
 //! the coordinator's `Resolve`, with backoff, until COMMITTED or ABORTED. On start, everything
 //! the journal holds prepared is resolved the same way at once. What the resource holds prepared
-//! without a journaled YES (checked at start and every `sweep_every`) is taken in and resolved with the
-//! configured coordinator too, so nothing stays prepared unnoticed.
+//! without a journaled YES (checked at start and every `sweep_every`) is taken in and resolved
+//! with the configured coordinator too, so nothing stays prepared unnoticed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -203,7 +203,7 @@ impl<R: Resource> Participant<R> {
                 coordinator: coordinator.clone(),
             };
             self.journal.put(txn, &local, now_unix_ms())?;
-            tracing::info!(txn_id = %txn, %coordinator, "adopted a transaction the resource holds prepared without a journaled vote");
+            tracing::info!(txn_id = %txn, %coordinator, "adopted a prepared transaction with no vote journaled");
             self.await_decision_now(txn, coordinator);
             adopted.push(txn);
         }
