@@ -34,6 +34,7 @@ macro_rules! tests {
     };
 }
 
+/// Tests on the server of `VERDICT_TEST_PG`.
 const TESTS: &[(&str, Test)] = tests![
     a_transfer_commits_across_two_databases,
     an_aborted_transfer_changes_neither_database,
@@ -44,8 +45,11 @@ const TESTS: &[(&str, Test)] = tests![
     a_prepared_transaction_nobody_voted_for_is_found_and_rolled_back,
     transfers_between_kv_and_postgres_conserve_the_total,
     a_bad_dsn_or_an_unreachable_server_is_a_clear_error,
-    a_server_that_cannot_prepare_transactions_is_refused_with_the_fix,
 ];
+
+/// Tests on the server of `VERDICT_TEST_PG_NO_2PC`, which cannot prepare transactions.
+const TESTS_WITHOUT_2PC: &[(&str, Test)] =
+    tests![a_server_that_cannot_prepare_transactions_is_refused_with_the_fix];
 
 fn main() {
     let arguments = Arguments::from_args();
@@ -57,20 +61,20 @@ fn main() {
         );
     }
     let without_2pc = std::env::var("VERDICT_TEST_PG_NO_2PC").ok();
-    let trials = TESTS
-        .iter()
-        .map(|&(name, test)| {
-            // One test needs the second server, without prepared transactions.
-            let server = match name.contains("cannot_prepare") {
-                true => without_2pc.clone().filter(|_| server.is_some()),
-                false => server.clone(),
-            };
-            let missing = server.is_none();
-            Trial::test(name, move || run(test, server.unwrap_or_default()))
-                .with_ignored_flag(missing)
-        })
-        .collect();
-    libtest_mimic::run(&arguments, trials).exit();
+    let trials = |tests: &[(&'static str, Test)], server: Option<String>| {
+        tests
+            .iter()
+            .map(|&(name, test)| {
+                let server = server.clone();
+                let missing = server.is_none();
+                Trial::test(name, move || run(test, server.unwrap_or_default()))
+                    .with_ignored_flag(missing)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut all = trials(TESTS, server);
+    all.extend(trials(TESTS_WITHOUT_2PC, without_2pc));
+    libtest_mimic::run(&arguments, all).exit();
 }
 
 fn run(test: Test, server: String) -> Result<(), Failed> {
