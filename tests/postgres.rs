@@ -44,7 +44,7 @@ const TESTS: &[(&str, Test)] = tests![
     a_coordinator_killed_after_its_decision_commits_both_databases_on_restart,
     a_prepared_transaction_nobody_voted_for_is_found_and_rolled_back,
     transfers_between_kv_and_postgres_conserve_the_total,
-    a_bad_dsn_or_an_unreachable_server_is_a_clear_error,
+    a_bad_dsn_an_unreachable_server_or_tls_is_a_clear_error,
 ];
 
 /// Tests on the server of `VERDICT_TEST_PG_NO_2PC`, which cannot prepare transactions.
@@ -517,7 +517,7 @@ fn refused_start(dsn: &str) -> String {
     stderr
 }
 
-async fn a_bad_dsn_or_an_unreachable_server_is_a_clear_error(_server: String) {
+async fn a_bad_dsn_an_unreachable_server_or_tls_is_a_clear_error(_server: String) {
     let unreachable = {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -528,6 +528,7 @@ async fn a_bad_dsn_or_an_unreachable_server_is_a_clear_error(_server: String) {
     for (dsn, says) in [
         ("not a dsn", "the PostgreSQL DSN is not valid"),
         (unreachable.as_str(), "cannot connect to PostgreSQL"),
+        ("host=127.0.0.1 sslmode=require", "does not speak TLS"),
     ] {
         let stderr = refused_start(dsn);
         assert!(stderr.contains(says), "{dsn:?}: {stderr}");

@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
 
 use super::resource::describe;
@@ -35,6 +36,13 @@ pub async fn connect(options: &PgOptions) -> anyhow::Result<Pool> {
              dbname=DB\" or postgres://USER@HOST:PORT/DB"
         )
     })?;
+    if config.get_ssl_mode() == SslMode::Require {
+        bail!(
+            "the PostgreSQL DSN asks for sslmode=require, but this participant does not speak TLS \
+             to PostgreSQL yet: connect with sslmode=disable or prefer (on a trusted network, or \
+             through a TLS-terminating proxy such as pgbouncer)"
+        );
+    }
     let options_flag = format!(
         "{} -c lock_timeout={}",
         config.get_options().unwrap_or_default(),
