@@ -34,7 +34,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS verdict_accounts (
     balance bigint NOT NULL CHECK (balance >= 0)
 )";
 
-const UPDATE: &str = "UPDATE verdict_accounts SET balance = balance + $2 WHERE id = $1";
+/// Adds `$2` to account `$1`'s balance.
+pub const UPDATE: &str = "UPDATE verdict_accounts SET balance = balance + $2 WHERE id = $1";
 
 impl Work for Changes {
     async fn run(&self, db: &Object) -> Result<(), Refusal> {
