@@ -266,6 +266,13 @@ impl Drop for Deployment {
     }
 }
 
+/// Restarts `node` with crash point `point` armed.
+async fn restart_armed(node: &mut Node, point: &str) {
+    node.arm(point);
+    node.kill().await.expect("kill");
+    node.start().await.expect("armed start");
+}
+
 /// Waits until a participant reports SERVING: everything it found prepared is resolved.
 async fn wait_serving(channel: Channel) {
     use tonic_health::pb::health_check_response::ServingStatus;
@@ -366,9 +373,11 @@ async fn an_overdraft_fails_its_check_constraint_and_votes_no(server: String) {
 
 async fn killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart(server: String) {
     let (mut deployment, dbs) = two_databases(&server).await;
-    deployment.banks[0].arm("participant::before_prepared_record");
-    deployment.banks[0].kill().await.expect("kill");
-    deployment.banks[0].start().await.expect("armed start");
+    restart_armed(
+        &mut deployment.banks[0],
+        "participant::before_prepared_record",
+    )
+    .await;
     let (outcome, _) = alice_to_bob(&deployment, 30).await;
     assert_eq!(outcome, Outcome::Aborted, "its vote never arrived");
     assert!(deployment.banks[0].exits_within(PATIENCE).await);
@@ -385,9 +394,11 @@ async fn killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart(se
 
 async fn killed_after_voting_yes_the_adapter_commits_on_restart(server: String) {
     let (mut deployment, dbs) = two_databases(&server).await;
-    deployment.banks[0].arm("participant::before_commit_applied");
-    deployment.banks[0].kill().await.expect("kill");
-    deployment.banks[0].start().await.expect("armed start");
+    restart_armed(
+        &mut deployment.banks[0],
+        "participant::before_commit_applied",
+    )
+    .await;
     let (outcome, _) = alice_to_bob(&deployment, 30).await;
     assert_eq!(outcome, Outcome::Committed);
     assert!(deployment.banks[0].exits_within(PATIENCE).await);
@@ -402,11 +413,11 @@ async fn killed_after_voting_yes_the_adapter_commits_on_restart(server: String) 
 
 async fn a_coordinator_killed_after_its_decision_commits_both_databases_on_restart(server: String) {
     let (mut deployment, dbs) = two_databases(&server).await;
-    deployment
-        .coordinator
-        .arm("coordinator::after_decision_durable");
-    deployment.coordinator.kill().await.expect("kill");
-    deployment.coordinator.start().await.expect("armed start");
+    restart_armed(
+        &mut deployment.coordinator,
+        "coordinator::after_decision_durable",
+    )
+    .await;
     let (alice, bob) = (deployment.account(0, "alice"), deployment.account(1, "bob"));
     let answer = transfer(&deployment.client, &alice, &bob, 30).await;
     assert!(answer.is_err(), "the coordinator died before answering");
