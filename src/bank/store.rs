@@ -12,13 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 use tokio::time::Instant;
 
 use super::accounts::{Accounts, BankError};
 use crate::core::{TxnId, Vote};
-use crate::durable::{DurableDb, StorageError};
+use crate::durable::{DurableDb, StorageError, Tree};
 use crate::frame;
 use crate::participant::{Resource, ResourceError};
 
@@ -55,8 +53,8 @@ impl Books {
 /// The bank: accounts, staged and prepared changes.
 pub struct KvBank {
     db: Arc<DurableDb>,
-    accounts: sled::Tree,
-    prepared: sled::Tree,
+    accounts: Tree,
+    prepared: Tree,
     books: Mutex<Books>,
 }
 
@@ -159,7 +157,6 @@ impl KvBank {
         }
         self.prepared
             .insert(txn.to_bytes(), encode(&staged.changes))?;
-        self.db.written();
         books.hold(&staged.changes, 1);
         books.prepared.insert(txn, staged.changes);
         Ok(Vote::Yes)
@@ -170,20 +167,21 @@ impl KvBank {
         let Some(changes) = books.prepared.get(&txn).cloned() else {
             return Ok(());
         };
-        let applied = (&self.accounts, &self.prepared).transaction(|(accounts, prepared)| {
+        self.db.write(|w| {
             for (account, delta) in &changes {
-                let balance = accounts
+                let balance = self
+                    .accounts
                     .get(account.as_bytes())?
                     .map_or(0, |v| balance_of(&v));
-                accounts.insert(account.as_bytes(), &(balance + delta).to_be_bytes()[..])?;
+                w.insert(
+                    &self.accounts,
+                    account.as_bytes(),
+                    (balance + delta).to_be_bytes(),
+                );
             }
-            prepared.remove(&txn.to_bytes()[..])?;
-            Ok::<_, ConflictableTransactionError<()>>(())
-        });
-        if let Err(TransactionError::Storage(e)) = applied {
-            return Err(e.into());
-        }
-        self.db.written();
+            w.remove(&self.prepared, txn.to_bytes());
+            Ok::<_, StorageError>(())
+        })?;
         books.hold(&changes, -1);
         books.prepared.remove(&txn);
         Ok(())
@@ -194,7 +192,6 @@ impl KvBank {
         books.staged.remove(&txn);
         if let Some(changes) = books.prepared.remove(&txn) {
             self.prepared.remove(txn.to_bytes())?;
-            self.db.written();
             books.hold(&changes, -1);
         }
         Ok(())
@@ -232,14 +229,13 @@ impl Resource for KvBank {
 
 impl Accounts for KvBank {
     async fn open_account(&self, account: &str, balance: i64) -> Result<(), BankError> {
-        let created = self.accounts.compare_and_swap(
-            account.as_bytes(),
-            None as Option<&[u8]>,
-            Some(&balance.to_be_bytes()[..]),
-        )?;
-        if created.is_err() {
-            return Err(BankError::AccountExists(account.into()));
-        }
+        self.db.write(|w| {
+            if self.accounts.contains_key(account.as_bytes())? {
+                return Err(BankError::AccountExists(account.into()));
+            }
+            w.insert(&self.accounts, account.as_bytes(), balance.to_be_bytes());
+            Ok(())
+        })?;
         self.db.flush().await?;
         Ok(())
     }

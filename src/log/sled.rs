@@ -9,14 +9,14 @@ use std::path::Path;
 
 use super::{decode, encode, DecisionLog, LogError, Status, TxnRecord};
 use crate::core::TxnId;
-use crate::durable::{DurableDb, FlushStats, LogSync, StorageError};
+use crate::durable::{DurableDb, FlushStats, LogSync, StorageError, Tree};
 
 /// The sled-backed [`DecisionLog`].
 pub struct SledLog {
     db: DurableDb,
-    open: sled::Tree,
-    finished: sled::Tree,
-    finished_at: sled::Tree,
+    open: Tree,
+    finished: Tree,
+    finished_at: Tree,
 }
 
 fn io_error(e: impl std::fmt::Display) -> LogError {
@@ -60,18 +60,16 @@ impl SledLog {
     fn store(&self, record: &TxnRecord) -> Result<(), LogError> {
         let key = Self::key(record.txn_id);
         let frame = encode(record);
-        if let Status::Finished(_) = record.status {
-            // Finished before open is removed: a crash between leaves both, and recovery drops
-            // the open one.
-            self.finished.insert(key, frame).map_err(io_error)?;
-            self.finished_at
-                .insert(Self::finished_key(record), &[])
-                .map_err(io_error)?;
-            self.open.remove(key).map_err(io_error)?;
-        } else {
-            self.open.insert(key, frame).map_err(io_error)?;
-        }
-        self.db.written();
+        self.db.write(|w| {
+            if let Status::Finished(_) = record.status {
+                w.insert(&self.finished, key, frame);
+                w.insert(&self.finished_at, Self::finished_key(record), []);
+                w.remove(&self.open, key);
+            } else {
+                w.insert(&self.open, key, frame);
+            }
+            Ok::<_, StorageError>(())
+        })?;
         Ok(())
     }
 
@@ -149,12 +147,12 @@ impl DecisionLog for SledLog {
             .range(..before_unix_ms.to_be_bytes().to_vec())
         {
             let (key, _) = entry.map_err(io_error)?;
-            self.finished.remove(&key[8..]).map_err(io_error)?;
-            self.finished_at.remove(&key).map_err(io_error)?;
+            self.db.write(|w| {
+                w.remove(&self.finished, &key[8..]);
+                w.remove(&self.finished_at, &key);
+                Ok::<_, StorageError>(())
+            })?;
             collected += 1;
-        }
-        if collected > 0 {
-            self.db.written();
         }
         Ok(collected)
     }

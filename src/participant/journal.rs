@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prost::Message;
 
 use crate::core::TxnId;
-use crate::durable::{DurableDb, StorageError};
+use crate::durable::{DurableDb, StorageError, Tree};
 use crate::frame;
 
 const MAGIC: &[u8; 2] = b"VJ";
@@ -82,8 +82,8 @@ fn decode(txn: TxnId, value: &[u8]) -> Result<Local, StorageError> {
 /// The journal, in trees of a [`DurableDb`] it may share with the resource.
 pub struct Journal {
     db: Arc<DurableDb>,
-    entries: sled::Tree,
-    finished_at: sled::Tree,
+    entries: Tree,
+    finished_at: Tree,
 }
 
 impl Journal {
@@ -104,15 +104,15 @@ impl Journal {
 
     /// Records `local` without forcing it.
     pub fn put(&self, txn: TxnId, local: &Local, now_unix_ms: u64) -> Result<(), StorageError> {
-        self.entries
-            .insert(txn.to_bytes(), encode(local, now_unix_ms))?;
-        if !matches!(local, Local::Prepared { .. }) {
-            let mut key = now_unix_ms.to_be_bytes().to_vec();
-            key.extend_from_slice(&txn.to_bytes());
-            self.finished_at.insert(key, &[])?;
-        }
-        self.db.written();
-        Ok(())
+        self.db.write(|w| {
+            w.insert(&self.entries, txn.to_bytes(), encode(local, now_unix_ms));
+            if !matches!(local, Local::Prepared { .. }) {
+                let mut key = now_unix_ms.to_be_bytes().to_vec();
+                key.extend_from_slice(&txn.to_bytes());
+                w.insert(&self.finished_at, key, []);
+            }
+            Ok(())
+        })
     }
 
     /// Records `local` and waits until it (and every write before it) is durable. A `lazy`
@@ -161,8 +161,11 @@ impl Journal {
             .range(..before_unix_ms.to_be_bytes().to_vec())
         {
             let (key, _) = entry?;
-            self.entries.remove(&key[8..])?;
-            self.finished_at.remove(&key)?;
+            self.db.write(|w| {
+                w.remove(&self.entries, &key[8..]);
+                w.remove(&self.finished_at, &key);
+                Ok::<_, StorageError>(())
+            })?;
             collected += 1;
         }
         Ok(collected)
