@@ -122,10 +122,13 @@ impl Flusher {
         }
     }
 
+    /// Notes that sled holds every frame up to `lsn`, durably, as recovery left it.
+    pub fn recovered(&mut self, lsn: u64) {
+        self.appended_lsn = lsn;
+        self.checkpointed_lsn = lsn;
+    }
+
     pub fn run(mut self, mut redo: RedoLog, requests: mpsc::Receiver<Request>) {
-        let next = self.shared.pending.lock().expect("lock").next_lsn;
-        self.appended_lsn = next - 1;
-        self.checkpointed_lsn = next - 1;
         let mut batch = Batch::default();
         let mut last_urgent = 0;
         loop {

@@ -28,6 +28,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
 use tokio::sync::oneshot;
 
 use flusher::{Flusher, Request};
@@ -91,16 +95,42 @@ struct Shared {
 }
 
 impl Shared {
-    /// Applies `ops` (one frame, `lsn`) to sled, then records `lsn` as applied.
+    /// Applies `ops` (one frame, `lsn`) to sled and records `lsn` as applied, all in one sled
+    /// transaction when there are several, so that a crash keeps all or none of them. (A lone
+    /// write kept without its lsn is harmless: it is whole, and no frame claims it.)
     fn apply(&self, lsn: u64, ops: &[(sled::Tree, Op)]) -> Result<(), StorageError> {
-        for (tree, op) in ops {
-            match op {
-                Op::Insert { key, value, .. } => tree.insert(key.as_slice(), value.as_slice())?,
-                Op::Remove { key, .. } => tree.remove(key.as_slice())?,
-            };
+        let lsn = lsn.to_be_bytes();
+        if let [(tree, op)] = ops {
+            apply_op(tree, op)?;
+            self.applied.insert(APPLIED_KEY, &lsn)?;
+            return Ok(());
         }
-        self.applied.insert(APPLIED_KEY, &lsn.to_be_bytes())?;
-        Ok(())
+        let mut trees = vec![self.applied.clone()];
+        let mut names = vec![APPLIED_TREE];
+        let indices: Vec<usize> = ops
+            .iter()
+            .map(|(tree, op)| {
+                let name = op.tree();
+                names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                    names.push(name);
+                    trees.push(tree.clone());
+                    trees.len() - 1
+                })
+            })
+            .collect();
+        trees
+            .as_slice()
+            .transaction(|view| {
+                for ((_, op), &i) in ops.iter().zip(&indices) {
+                    apply_op(&view[i], op)?;
+                }
+                view[0].insert(APPLIED_KEY, &lsn)?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => e.into(),
+                TransactionError::Abort(()) => StorageError("a sled transaction aborted".into()),
+            })
     }
 
     fn applied_lsn(&self) -> Result<u64, StorageError> {
@@ -158,6 +188,41 @@ impl Writes {
             key: key.as_ref().to_vec(),
         };
         self.ops.push((tree.tree.clone(), op));
+    }
+}
+
+/// Applies one write to a tree, or to a tree inside a sled transaction.
+fn apply_op<T: TreeWrites>(tree: &T, op: &Op) -> Result<(), T::Error> {
+    match op {
+        Op::Insert { key, value, .. } => tree.put(key, value),
+        Op::Remove { key, .. } => tree.delete(key),
+    }
+}
+
+/// What sled's trees and transactional trees both do.
+trait TreeWrites {
+    type Error;
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
+    fn delete(&self, key: &[u8]) -> Result<(), Self::Error>;
+}
+
+impl TreeWrites for sled::Tree {
+    type Error = sled::Error;
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), sled::Error> {
+        self.insert(key, value).map(drop)
+    }
+    fn delete(&self, key: &[u8]) -> Result<(), sled::Error> {
+        self.remove(key).map(drop)
+    }
+}
+
+impl TreeWrites for TransactionalTree {
+    type Error = UnabortableTransactionError;
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error> {
+        self.insert(key, value).map(drop)
+    }
+    fn delete(&self, key: &[u8]) -> Result<(), Self::Error> {
+        self.remove(key).map(drop)
     }
 }
 
@@ -222,11 +287,7 @@ impl DurableDb {
             StorageError(format!("cannot {what} {}: {e}", dir.display()))
         };
         std::fs::create_dir_all(dir).map_err(|e| context("create", &e))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| context("open a database in", &e))?;
+        let db = open_sled(dir).map_err(|e| context("open a database in", &e))?;
         let shared = Arc::new(Shared {
             applied: db.open_tree(APPLIED_TREE)?,
             db,
@@ -339,6 +400,27 @@ impl Drop for DurableDb {
     }
 }
 
+/// Opens sled in `dir`. A database just closed in this process may hold its file lock for a
+/// moment longer (sled's I/O threads let go of it last), so a held lock is retried for a second
+/// before it is reported.
+fn open_sled(dir: &Path) -> Result<sled::Db, String> {
+    let started = std::time::Instant::now();
+    loop {
+        let error = match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => e,
+            Err(e) => return Err(e.to_string()),
+        };
+        if started.elapsed() > std::time::Duration::from_secs(1) {
+            return Err(format!(
+                "{error}: another process is using this data directory; stop it or choose \
+                 another --data-dir"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Applies the redo frames sled has not applied, checkpoints, and returns the redo log ready
 /// for writing.
 fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog, StorageError> {
@@ -356,8 +438,7 @@ fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog
         }
         let mut ops = Vec::with_capacity(frame.ops.len());
         for op in frame.ops {
-            let (Op::Insert { tree, .. } | Op::Remove { tree, .. }) = &op;
-            ops.push((shared.db.open_tree(tree)?, op));
+            ops.push((shared.db.open_tree(op.tree())?, op));
         }
         shared.apply(frame.lsn, &ops)?;
         last = frame.lsn;
@@ -365,7 +446,11 @@ fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog
     // Whatever sled read at open may so far be only in the page cache (after a kill): make it
     // durable before the redo log that also holds it is overwritten.
     flusher.flush_sled()?;
+    flusher.recovered(last);
     shared.pending.lock().expect("lock").next_lsn = last + 1;
     redo.restart(last + 1)?;
     Ok(redo)
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,6 +46,14 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The name of the tree written.
+    pub fn tree(&self) -> &str {
+        let (Op::Insert { tree, .. } | Op::Remove { tree, .. }) = self;
+        tree
+    }
+}
+
 /// A batch of writes applied together, with its place in the sequence.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
