@@ -167,7 +167,9 @@ impl KvBank {
         let Some(changes) = books.prepared.get(&txn).cloned() else {
             return Ok(());
         };
-        self.db.write(|w| {
+        // Atomic: were the prepared entry kept without a balance (or the reverse), recovery would
+        // apply the changes twice (or never).
+        self.db.write_atomically(|w| {
             for (account, delta) in &changes {
                 let balance = self
                     .accounts

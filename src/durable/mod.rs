@@ -95,13 +95,16 @@ struct Shared {
 }
 
 impl Shared {
-    /// Applies `ops` (one frame, `lsn`) to sled and records `lsn` as applied, all in one sled
-    /// transaction when there are several, so that a crash keeps all or none of them. (A lone
-    /// write kept without its lsn is harmless: it is whole, and no frame claims it.)
-    fn apply(&self, lsn: u64, ops: &[(sled::Tree, Op)]) -> Result<(), StorageError> {
+    /// Applies `ops` (one frame, `lsn`) to sled, then records `lsn` as applied. If sled keeps
+    /// only some of them through a crash and the frame never reached the redo log, the kept ones
+    /// are a prefix, in order, so the caller orders its writes to make any prefix safe; or asks
+    /// for `atomic`: one sled transaction (several times the cost).
+    fn apply(&self, lsn: u64, ops: &[(sled::Tree, Op)], atomic: bool) -> Result<(), StorageError> {
         let lsn = lsn.to_be_bytes();
-        if let [(tree, op)] = ops {
-            apply_op(tree, op)?;
+        if !atomic || ops.len() == 1 {
+            for (tree, op) in ops {
+                apply_op(tree, op)?;
+            }
             self.applied.insert(APPLIED_KEY, &lsn)?;
             return Ok(());
         }
@@ -141,11 +144,11 @@ impl Shared {
             .map_or(0, u64::from_be_bytes))
     }
 
-    /// Runs `f` under the write lock and applies the writes it stages, all or none of them
-    /// across a crash. Reads inside `f` see every write made before, and no other write until
-    /// `f` returns.
+    /// Runs `f` under the write lock and applies the writes it stages (see
+    /// [`DurableDb::write`]).
     fn write<T, E: From<StorageError>>(
         &self,
+        atomic: bool,
         f: impl FnOnce(&mut Writes) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut pending = self.pending.lock().expect("lock");
@@ -155,7 +158,7 @@ impl Shared {
             return Ok(value);
         }
         let lsn = pending.next_lsn;
-        self.apply(lsn, &writes.ops)?;
+        self.apply(lsn, &writes.ops, atomic)?;
         let mut payload = Vec::new();
         for (_, op) in &writes.ops {
             encode_op(&mut payload, op);
@@ -256,14 +259,14 @@ impl Tree {
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<(), StorageError> {
-        self.shared.write(|w| {
+        self.shared.write(false, |w| {
             w.insert(self, key, value);
             Ok::<_, StorageError>(())
         })
     }
 
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StorageError> {
-        self.shared.write(|w| {
+        self.shared.write(false, |w| {
             w.remove(self, key);
             Ok::<_, StorageError>(())
         })
@@ -326,14 +329,24 @@ impl DurableDb {
         })
     }
 
-    /// Runs `f` under the write lock and applies the writes it stages together: all or none of
-    /// them survive a crash. Reads inside `f` see every earlier write and no concurrent one.
-    /// Nothing is written if `f` fails.
+    /// Runs `f` under the write lock and applies the writes it stages, in order. Reads inside
+    /// `f` see every earlier write and no concurrent one; nothing is written if `f` fails. Once
+    /// the writes are durable (a flush), all of them survive a crash; before that, a crash may
+    /// keep none, all, or only the first few: order them so that any such prefix is safe, or
+    /// use [`DurableDb::write_atomically`].
     pub fn write<T, E: From<StorageError>>(
         &self,
         f: impl FnOnce(&mut Writes) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.shared.write(f)
+        self.shared.write(false, f)
+    }
+
+    /// As [`DurableDb::write`], but a crash keeps all of the writes or none, durable or not.
+    pub fn write_atomically<T, E: From<StorageError>>(
+        &self,
+        f: impl FnOnce(&mut Writes) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.shared.write(true, f)
     }
 
     /// Resolves once every write made before this call is durable. Concurrent calls share one
@@ -440,7 +453,8 @@ fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog
         for op in frame.ops {
             ops.push((shared.db.open_tree(op.tree())?, op));
         }
-        shared.apply(frame.lsn, &ops)?;
+        // Not atomic: a crash part-way leaves the frame in the redo log, applied again next time.
+        shared.apply(frame.lsn, &ops, false)?;
         last = frame.lsn;
     }
     // Whatever sled read at open may so far be only in the page cache (after a kill): make it

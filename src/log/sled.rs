@@ -62,6 +62,8 @@ impl SledLog {
         let frame = encode(record);
         self.db.write(|w| {
             if let Status::Finished(_) = record.status {
+                // In this order: should a crash keep only the first writes, open and finished
+                // are both there and recovery drops the open one.
                 w.insert(&self.finished, key, frame);
                 w.insert(&self.finished_at, Self::finished_key(record), []);
                 w.remove(&self.open, key);

@@ -104,6 +104,8 @@ impl Journal {
 
     /// Records `local` without forcing it.
     pub fn put(&self, txn: TxnId, local: &Local, now_unix_ms: u64) -> Result<(), StorageError> {
+        // The entry first: should a crash keep only it, it is never collected; the index entry
+        // kept alone would have collection delete the entry it replaced.
         self.db.write(|w| {
             w.insert(&self.entries, txn.to_bytes(), encode(local, now_unix_ms));
             if !matches!(local, Local::Prepared { .. }) {
