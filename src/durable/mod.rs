@@ -19,7 +19,10 @@
 //! flusher is off.
 
 mod flusher;
-pub mod redo;
+mod redo;
+mod tree;
+
+pub use tree::{Tree, Writes};
 
 use std::fs::File;
 use std::future::Future;
@@ -28,14 +31,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::oneshot;
 
 use flusher::{Flusher, Request};
 use redo::{encode_frame, encode_op, Op, RedoLog};
+use tree::apply_op;
 
 /// The tree recording the lsn of the last redo frame applied to sled.
 const APPLIED_TREE: &str = "verdict_redo";
@@ -166,110 +168,6 @@ impl Shared {
         encode_frame(&mut pending.frames, lsn, &payload);
         pending.next_lsn += 1;
         Ok(value)
-    }
-}
-
-/// Writes staged inside [`DurableDb::write`], applied together when it returns.
-#[derive(Default)]
-pub struct Writes {
-    ops: Vec<(sled::Tree, Op)>,
-}
-
-impl Writes {
-    pub fn insert(&mut self, tree: &Tree, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let op = Op::Insert {
-            tree: tree.name.to_string(),
-            key: key.as_ref().to_vec(),
-            value: value.as_ref().to_vec(),
-        };
-        self.ops.push((tree.tree.clone(), op));
-    }
-
-    pub fn remove(&mut self, tree: &Tree, key: impl AsRef<[u8]>) {
-        let op = Op::Remove {
-            tree: tree.name.to_string(),
-            key: key.as_ref().to_vec(),
-        };
-        self.ops.push((tree.tree.clone(), op));
-    }
-}
-
-/// Applies one write to a tree, or to a tree inside a sled transaction.
-fn apply_op<T: TreeWrites>(tree: &T, op: &Op) -> Result<(), T::Error> {
-    match op {
-        Op::Insert { key, value, .. } => tree.put(key, value),
-        Op::Remove { key, .. } => tree.delete(key),
-    }
-}
-
-/// What sled's trees and transactional trees both do.
-trait TreeWrites {
-    type Error;
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
-    fn delete(&self, key: &[u8]) -> Result<(), Self::Error>;
-}
-
-impl TreeWrites for sled::Tree {
-    type Error = sled::Error;
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), sled::Error> {
-        self.insert(key, value).map(drop)
-    }
-    fn delete(&self, key: &[u8]) -> Result<(), sled::Error> {
-        self.remove(key).map(drop)
-    }
-}
-
-impl TreeWrites for TransactionalTree {
-    type Error = UnabortableTransactionError;
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error> {
-        self.insert(key, value).map(drop)
-    }
-    fn delete(&self, key: &[u8]) -> Result<(), Self::Error> {
-        self.remove(key).map(drop)
-    }
-}
-
-/// A named tree: reads go straight to sled, writes through the redo log.
-#[derive(Clone)]
-pub struct Tree {
-    name: Arc<str>,
-    tree: sled::Tree,
-    shared: Arc<Shared>,
-}
-
-impl Tree {
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<sled::IVec>, StorageError> {
-        Ok(self.tree.get(key)?)
-    }
-
-    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool, StorageError> {
-        Ok(self.tree.contains_key(key)?)
-    }
-
-    pub fn iter(&self) -> sled::Iter {
-        self.tree.iter()
-    }
-
-    pub fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(&self, range: R) -> sled::Iter {
-        self.tree.range(range)
-    }
-
-    pub fn insert(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl AsRef<[u8]>,
-    ) -> Result<(), StorageError> {
-        self.shared.write(false, |w| {
-            w.insert(self, key, value);
-            Ok::<_, StorageError>(())
-        })
-    }
-
-    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StorageError> {
-        self.shared.write(false, |w| {
-            w.remove(self, key);
-            Ok::<_, StorageError>(())
-        })
     }
 }
 
