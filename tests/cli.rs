@@ -41,6 +41,27 @@ fn the_demo_runs_transfers_aborts_the_overdraft_and_stops_cleanly() {
 }
 
 #[tokio::test]
+async fn a_second_server_on_a_data_directory_in_use_is_refused_with_a_clear_error() {
+    let first = Server::start(&[]).await;
+    let data_dir = first.data_path();
+    let second = verdict(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another process is using this data directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    first.wait_serving("verdict.v1.Coordinator").await;
+}
+
+#[tokio::test]
 async fn bank_subcommands_open_read_and_transfer() {
     let coordinator = Server::start(&[]).await;
     let a = Server::start_bank(&coordinator, "bank-a", &[]).await;

@@ -319,7 +319,8 @@ fn open_sled(dir: &Path) -> Result<sled::Db, String> {
     loop {
         let error = match sled::Config::new().path(dir).flush_every_ms(None).open() {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => e,
+            // sled reports a held lock as an `Other` I/O error, told apart only by its text.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => e,
             Err(e) => return Err(e.to_string()),
         };
         if started.elapsed() > std::time::Duration::from_secs(1) {

@@ -120,6 +120,11 @@ impl Server {
         );
     }
 
+    /// The coordinator's (or bank's) data directory.
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.path().join("server.log")
     }

@@ -56,8 +56,9 @@ async fn concurrent_forces_share_flushes() {
         batches < 64,
         "64 concurrent forced writes took {batches} flushes"
     );
-    // One fdatasync per batch (background flushes may add more; no blobs at this size).
-    assert!(syncs >= batches);
+    // At most one fdatasync per batch (none when an earlier one already covered its writes),
+    // besides background flushes.
+    assert!((1..64).contains(&syncs), "{syncs} fdatasyncs");
     assert_eq!(log.unfinished().unwrap().len(), 64);
 }
 
