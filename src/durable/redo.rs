@@ -21,6 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::StorageError;
 
@@ -36,12 +37,12 @@ const FILE_LEN: u64 = 4 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     Insert {
-        tree: String,
+        tree: Arc<str>,
         key: Vec<u8>,
         value: Vec<u8>,
     },
     Remove {
-        tree: String,
+        tree: Arc<str>,
         key: Vec<u8>,
     },
 }
@@ -121,7 +122,7 @@ fn decode_ops(payload: &[u8]) -> Option<Vec<Op>> {
     while !r.0.is_empty() {
         let kind = r.u8()?;
         let name_len = r.u8()? as usize;
-        let tree = String::from_utf8(r.take(name_len)?.to_vec()).ok()?;
+        let tree = Arc::from(std::str::from_utf8(r.take(name_len)?).ok()?);
         let key = r.bytes()?;
         ops.push(match kind {
             1 => Op::Insert {

@@ -17,7 +17,7 @@ pub struct Writes {
 impl Writes {
     pub fn insert(&mut self, tree: &Tree, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let op = Op::Insert {
-            tree: tree.name.to_string(),
+            tree: tree.name.clone(),
             key: key.as_ref().to_vec(),
             value: value.as_ref().to_vec(),
         };
@@ -26,7 +26,7 @@ impl Writes {
 
     pub fn remove(&mut self, tree: &Tree, key: impl AsRef<[u8]>) {
         let op = Op::Remove {
-            tree: tree.name.to_string(),
+            tree: tree.name.clone(),
             key: key.as_ref().to_vec(),
         };
         self.ops.push((tree.tree.clone(), op));
