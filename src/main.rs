@@ -66,6 +66,13 @@ fn main() -> std::process::ExitCode {
     if let Some(threads) = cli.worker_threads {
         runtime.worker_threads(threads as usize);
     }
+    // A task woken by another on the same worker runs right after it (the LIFO slot). When a
+    // group-commit flush answers many handlers at once, each then drags its connection's task
+    // in behind it, and every response goes out in a write of its own; without the slot they
+    // run in order and each connection writes them together. Measured with `verdict bench` at
+    // concurrency 64: 11 socket writes per transaction → 1.5, throughput +6–8 %.
+    #[cfg(tokio_unstable)]
+    runtime.disable_lifo_slot();
     match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(start(cli)),
         Err(error) => {
