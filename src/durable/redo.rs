@@ -226,6 +226,8 @@ impl RedoLog {
     /// Appends encoded frames (not yet durable). The rest of the last block written is zeroed,
     /// which ends the file's frames there.
     pub fn append(&mut self, frames: &[u8]) -> Result<(), StorageError> {
+        // Rewriting the tail is safe even if this write tears: its bytes do not change, and a
+        // disk writes each sector whole, old or new.
         let start = self.offset - self.tail.len() as u64;
         let used = self.tail.len() + frames.len();
         let blocks = aligned(&mut self.buffer, used.next_multiple_of(BLOCK));
