@@ -36,7 +36,7 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use flusher::{Flusher, Request};
-use redo::{encode_frame, encode_op, Op, RedoLog};
+use redo::{encode_frame, Op, RedoLog};
 use tree::apply_op;
 
 /// The tree recording the lsn of the last redo frame applied to sled.
@@ -161,11 +161,11 @@ impl Shared {
         }
         let lsn = pending.next_lsn;
         self.apply(lsn, &writes.ops, atomic)?;
-        let mut payload = Vec::new();
-        for (_, op) in &writes.ops {
-            encode_op(&mut payload, op);
-        }
-        encode_frame(&mut pending.frames, lsn, &payload);
+        encode_frame(
+            &mut pending.frames,
+            lsn,
+            writes.ops.iter().map(|(_, op)| op),
+        );
         pending.next_lsn += 1;
         Ok(value)
     }

@@ -36,6 +36,8 @@ const VERSION: u32 = 1;
 const BLOCK: usize = 4096;
 /// The header takes a whole block, so frames never share a block with it.
 const HEADER_LEN: u64 = BLOCK as u64;
+/// A frame's bytes before its payload: length, CRC, lsn.
+const FRAME_HEADER_LEN: usize = 16;
 /// Each file's preallocated size. Writing past it still works (the file grows), but a checkpoint
 /// is due long before: see [`RedoLog::wants_checkpoint`].
 const FILE_LEN: u64 = 4 << 20;
@@ -69,30 +71,36 @@ pub struct Frame {
     pub ops: Vec<Op>,
 }
 
-/// Appends `op` to a frame payload.
-pub fn encode_op(payload: &mut Vec<u8>, op: &Op) {
+/// Appends a frame of `ops` with sequence number `lsn` to `out`. The ops are encoded in place,
+/// then the length and checksum in front of them are filled in: no payload copy per write.
+pub fn encode_frame<'a>(out: &mut Vec<u8>, lsn: u64, ops: impl IntoIterator<Item = &'a Op>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]); // payload length and CRC, filled in below
+    out.extend_from_slice(&lsn.to_le_bytes());
+    for op in ops {
+        encode_op(out, op);
+    }
+    let payload_len = (out.len() - start - FRAME_HEADER_LEN) as u32;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + 8..]);
+    let crc = crc.finalize();
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends `op` to a frame's payload.
+fn encode_op(out: &mut Vec<u8>, op: &Op) {
     let (kind, tree, key, value) = match op {
         Op::Insert { tree, key, value } => (1u8, tree, key, Some(value)),
         Op::Remove { tree, key } => (2u8, tree, key, None),
     };
-    payload.push(kind);
-    payload.push(tree.len() as u8);
-    payload.extend_from_slice(tree.as_bytes());
+    out.push(kind);
+    out.push(tree.len() as u8);
+    out.extend_from_slice(tree.as_bytes());
     for bytes in std::iter::once(key).chain(value) {
-        payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        payload.extend_from_slice(bytes);
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
     }
-}
-
-/// Appends a frame of `payload` (encoded ops) with sequence number `lsn` to `out`.
-pub fn encode_frame(out: &mut Vec<u8>, lsn: u64, payload: &[u8]) {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&lsn.to_le_bytes());
-    crc.update(payload);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(payload);
 }
 
 /// Reads bytes off the front of a slice.
@@ -329,12 +337,8 @@ mod tests {
     }
 
     fn frame_bytes(lsn: u64, ops: &[Op]) -> Vec<u8> {
-        let mut payload = Vec::new();
-        for op in ops {
-            encode_op(&mut payload, op);
-        }
         let mut out = Vec::new();
-        encode_frame(&mut out, lsn, &payload);
+        encode_frame(&mut out, lsn, ops);
         out
     }
 

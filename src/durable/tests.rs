@@ -1,4 +1,4 @@
-use super::redo::{encode_frame, encode_op, Op, RedoLog};
+use super::redo::{encode_frame, Op, RedoLog};
 use super::*;
 use std::sync::atomic::Ordering;
 
@@ -17,11 +17,7 @@ fn leave_in_redo_log(dir: &Path, first_lsn: u64, frames: &[Vec<Op>]) {
     redo.restart(first_lsn).unwrap();
     let mut bytes = Vec::new();
     for (lsn, ops) in (first_lsn..).zip(frames) {
-        let mut payload = Vec::new();
-        for op in ops {
-            encode_op(&mut payload, op);
-        }
-        encode_frame(&mut bytes, lsn, &payload);
+        encode_frame(&mut bytes, lsn, ops);
     }
     redo.append(&bytes).unwrap();
     redo.sync().unwrap();
