@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "proto/verdict/v1/participant.proto",
 ];
 
+const INTERNAL: &str = "proto/verdict/internal/raft.proto";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(PROTOS, ["proto"])?;
@@ -19,5 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Traffic among cluster nodes: generated the same way, but kept out of reflection.
+    tonic_prost_build::configure().compile_fds(protox::compile([INTERNAL], ["proto"])?)?;
     Ok(())
 }

@@ -1,22 +1,87 @@
 //! A small client for applications: begin, enlist, commit and abort global transactions.
 //!
 //! Every call is idempotent on the coordinator, so a caller may retry any of them after a
-//! timeout or `UNAVAILABLE`; a retried `commit` returns the true outcome.
+//! timeout or `UNAVAILABLE`; a retried `commit` returns the true outcome. Given the nodes of a
+//! cluster, the client follows the leader: a node that does not lead answers `UNAVAILABLE`
+//! naming the leader (`verdict-leader`), and one that is down is skipped; the call is retried
+//! on the next node until it is answered or its timeout passes.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
+
+use crate::coordinator::service::LEADER_METADATA;
 
 use crate::core::{Outcome, TxnId};
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, *};
 
-/// A connection to a Verdict coordinator.
+/// A connection to a Verdict coordinator, or to the nodes of a cluster.
 #[derive(Clone)]
 pub struct Client {
-    coordinator: CoordinatorClient<Channel>,
+    nodes: Arc<Nodes>,
     timeout: Duration,
+}
+
+/// The coordinator nodes known, and which one is believed to lead.
+struct Nodes {
+    nodes: Mutex<Vec<(String, CoordinatorClient<Channel>)>>,
+    leader: AtomicUsize,
+}
+
+/// The pause before trying the nodes again once each has refused (an election takes a few
+/// hundred milliseconds).
+const ALL_REFUSED_PAUSE: Duration = Duration::from_millis(50);
+
+fn connect(url: &str, timeout: Duration) -> Result<CoordinatorClient<Channel>, Status> {
+    let channel = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Status::invalid_argument(format!("coordinator URL {url:?}: {e}")))?
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(CoordinatorClient::new(channel))
+}
+
+impl Nodes {
+    fn current(&self) -> (usize, CoordinatorClient<Channel>) {
+        let nodes = self.nodes.lock().expect("lock");
+        let i = self.leader.load(Ordering::Relaxed) % nodes.len();
+        (i, nodes[i].1.clone())
+    }
+
+    /// After node `failed` refused: move to the leader it named, or else to the next node.
+    fn follow(&self, failed: usize, status: &Status, timeout: Duration) {
+        let named = status
+            .metadata()
+            .get(LEADER_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut nodes = self.nodes.lock().expect("lock");
+        let next = match named {
+            Some(url) => match nodes.iter().position(|(u, _)| *u == url) {
+                Some(i) => i,
+                None => match connect(&url, timeout) {
+                    Ok(client) => {
+                        nodes.push((url, client));
+                        nodes.len() - 1
+                    }
+                    Err(_) => (failed + 1) % nodes.len(),
+                },
+            },
+            None => (failed + 1) % nodes.len(),
+        };
+        let _ = self
+            .leader
+            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// Whether a failed call may go to another node: the node does not lead, or cannot be reached.
+fn try_elsewhere(status: &Status) -> bool {
+    status.code() == tonic::Code::Unavailable
 }
 
 /// A transaction just begun.
@@ -27,24 +92,59 @@ pub struct Begun {
 }
 
 impl Client {
-    /// A client of the coordinator at `url` (connected on first use); each call may take up to
-    /// `timeout` (a commit waits for the votes and the forced decision).
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, Status> {
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| Status::invalid_argument(format!("coordinator URL {url:?}: {e}")))?
-            .connect_timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+    /// A client of the coordinator at `urls` — one URL, or a cluster's nodes comma-separated
+    /// (connected on first use); each call may take up to `timeout` (a commit waits for the
+    /// votes and the forced decision), retries on other nodes included.
+    pub fn new(urls: &str, timeout: Duration) -> Result<Self, Status> {
+        let nodes = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| Ok((url.to_owned(), connect(url, timeout)?)))
+            .collect::<Result<Vec<_>, Status>>()?;
+        if nodes.is_empty() {
+            return Err(Status::invalid_argument(
+                "no coordinator URL given: name one, or a cluster's nodes comma-separated",
+            ));
+        }
         Ok(Client {
-            coordinator: CoordinatorClient::new(channel),
+            nodes: Arc::new(Nodes {
+                nodes: Mutex::new(nodes),
+                leader: AtomicUsize::new(0),
+            }),
             timeout,
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(self.timeout);
-        request
+    /// Sends `message` with `call` to the leader, following redirects and skipping nodes that
+    /// are down, until it is answered or the timeout passes.
+    async fn call<T: Clone, R, Fut>(
+        &self,
+        message: T,
+        call: impl Fn(CoordinatorClient<Channel>, tonic::Request<T>) -> Fut,
+    ) -> Result<R, Status>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut refusals = 0;
+        loop {
+            let (node, client) = self.nodes.current();
+            let mut request = tonic::Request::new(message.clone());
+            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+            let status = match call(client, request).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            if !try_elsewhere(&status) || Instant::now() >= deadline {
+                return Err(status);
+            }
+            self.nodes.follow(node, &status, self.timeout);
+            refusals += 1;
+            if refusals % self.nodes.nodes.lock().expect("lock").len() == 0 {
+                tokio::time::sleep(ALL_REFUSED_PAUSE).await;
+            }
+        }
     }
 
     /// Begins a transaction; `timeout` is its deadline (the coordinator's default if `None`).
@@ -58,8 +158,9 @@ impl Client {
 
     /// Begins a transaction as `request` says (deadline, participants enlisted at once).
     pub async fn begin_with(&self, request: BeginRequest) -> Result<Begun, Status> {
-        let request = self.request(request);
-        let response = self.coordinator.clone().begin(request).await?.into_inner();
+        let response = self
+            .call(request, |mut c, r| async move { c.begin(r).await })
+            .await?;
         let txn_id = response
             .txn_id
             .parse()
@@ -77,14 +178,15 @@ impl Client {
         name: &str,
         endpoint: &str,
     ) -> Result<EnlistResponse, Status> {
-        let request = self.request(EnlistRequest {
+        let request = EnlistRequest {
             txn_id: txn.to_string(),
             participant: Some(ParticipantRef {
                 name: name.into(),
                 endpoint: endpoint.into(),
             }),
-        });
-        Ok(self.coordinator.clone().enlist(request).await?.into_inner())
+        };
+        self.call(request, |mut c, r| async move { c.enlist(r).await })
+            .await
     }
 
     /// Commits; returns the outcome (as soon as the decision is durable) and, for an abort,
@@ -103,11 +205,13 @@ impl Client {
         txn: TxnId,
         wait_for_acks: bool,
     ) -> Result<(Outcome, String), Status> {
-        let request = self.request(CommitRequest {
+        let request = CommitRequest {
             txn_id: txn.to_string(),
             wait_for_acks,
-        });
-        let response = self.coordinator.clone().commit(request).await?.into_inner();
+        };
+        let response = self
+            .call(request, |mut c, r| async move { c.commit(r).await })
+            .await?;
         let outcome = match response.outcome() {
             proto::Outcome::Committed => Outcome::Committed,
             proto::Outcome::Aborted => Outcome::Aborted,
@@ -122,23 +226,26 @@ impl Client {
 
     /// Aborts a transaction that is not decided yet.
     pub async fn abort(&self, txn: TxnId, reason: &str) -> Result<(), Status> {
-        let request = self.request(AbortRequest {
+        let request = AbortRequest {
             txn_id: txn.to_string(),
             reason: reason.into(),
-        });
-        self.coordinator.clone().abort(request).await?;
+        };
+        self.call(request, |mut c, r| async move { c.abort(r).await })
+            .await?;
         Ok(())
     }
 
     /// The coordinator's view of a transaction.
     pub async fn get(&self, txn: TxnId) -> Result<proto::Transaction, Status> {
-        let request = self.request(GetTransactionRequest {
+        let request = GetTransactionRequest {
             txn_id: txn.to_string(),
-        });
-        let response = self.coordinator.clone().get_transaction(request).await?;
-        response
-            .into_inner()
-            .transaction
-            .ok_or_else(|| Status::internal("the coordinator answered without a transaction"))
+        };
+        self.call(
+            request,
+            |mut c, r| async move { c.get_transaction(r).await },
+        )
+        .await?
+        .transaction
+        .ok_or_else(|| Status::internal("the coordinator answered without a transaction"))
     }
 }

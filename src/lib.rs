@@ -18,6 +18,7 @@ pub mod bank;
 pub mod bench;
 pub mod chaos;
 pub mod client;
+pub mod cluster;
 pub mod coordinator;
 pub mod core;
 pub mod demo;

@@ -1,5 +1,7 @@
 //! `verdict serve`: binds the listener, opens the log, recovers, and serves
-//! `verdict.v1.Coordinator`, `grpc.health.v1.Health` and server reflection until shutdown.
+//! `verdict.v1.Coordinator`, `grpc.health.v1.Health` and server reflection until shutdown —
+//! as a single node on its own sled log, or as a cluster node (with `verdict.internal.Raft`
+//! beside them) on the replicated log.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,10 +12,13 @@ use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use crate::cluster::network::RaftService;
+use crate::cluster::{ClusterNode, ClusterOptions, NodeId, Peers};
 use crate::coordinator::service::CoordinatorService;
 use crate::coordinator::{Config, Engine};
 use crate::log::{LogSync, SledLog};
 use crate::proto;
+use crate::proto::coordinator_server::CoordinatorServer;
 
 /// Where and how to serve.
 #[derive(Clone, Debug)]
@@ -23,6 +28,17 @@ pub struct ServeOptions {
     pub log_sync: LogSync,
     /// The engine's configuration. An empty `advertise_url` means `http://` + the bound address.
     pub engine: Config,
+    /// Cluster mode, when given `--peers`.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// A cluster node's settings (`--node-id`, `--peers`, …).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub node_id: NodeId,
+    pub peers: Peers,
+    pub join: bool,
+    pub snapshot_every: u64,
 }
 
 /// Runs the coordinator until `shutdown` completes, then drains requests and closes the log.
@@ -31,6 +47,20 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
+    if options.log_sync == LogSync::Off {
+        tracing::warn!("--log-sync off: commit decisions are NOT durable; use only to compare");
+    }
+    match options.cluster.clone() {
+        None => run_single(options, listener, shutdown).await,
+        Some(cluster) => run_node(options, cluster, listener, shutdown).await,
+    }
+}
+
+async fn run_single(
+    options: ServeOptions,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let log = SledLog::open(&options.data_dir, options.log_sync).with_context(|| {
         format!(
@@ -38,28 +68,61 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
             options.data_dir.display()
         )
     })?;
-    if options.log_sync == LogSync::Off {
-        tracing::warn!("--log-sync off: commit decisions are NOT durable; use only to compare");
-    }
     let mut config = options.engine;
     if config.advertise_url.is_empty() {
         config.advertise_url = format!("http://{local}");
     }
     let engine = Engine::start(log, config)?;
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<proto::coordinator_server::CoordinatorServer<CoordinatorService<SledLog>>>()
-        .await;
-    let router = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection()?)
+    let router = base_router()
+        .await?
         .add_service(CoordinatorService::new(engine.clone()).into_server());
     tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
     serve(router, listener, shutdown).await?;
     tracing::info!("shut down; closing the decision log");
     engine.close();
     Ok(())
+}
+
+async fn run_node(
+    options: ServeOptions,
+    cluster: ClusterSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    let node = ClusterNode::start(ClusterOptions {
+        node_id: cluster.node_id,
+        peers: cluster.peers,
+        join: cluster.join,
+        data_dir: options.data_dir.clone(),
+        log_sync: options.log_sync,
+        snapshot_every: cluster.snapshot_every,
+        engine: options.engine,
+    })
+    .await?;
+    let router = base_router()
+        .await?
+        .add_service(CoordinatorService::new(node.clone()).into_server())
+        .add_service(RaftService::new(node.clone()));
+    tracing::info!(%local, node_id = node.id(), data_dir = %options.data_dir.display(), "serving as a cluster node");
+    serve(router, listener, shutdown).await?;
+    tracing::info!("shut down; stopping Raft and closing the log");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Health (SERVING for `verdict.v1.Coordinator`) and reflection, which every node serves.
+async fn base_router() -> anyhow::Result<Router> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(
+            <CoordinatorServer<()> as tonic::server::NamedService>::NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    Ok(Server::builder()
+        .add_service(health_service)
+        .add_service(reflection()?))
 }
 
 /// Server reflection for every Verdict service and health.

@@ -11,8 +11,11 @@ pub enum LogFormat {
 
 /// Installs the global subscriber, writing to stderr.
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // openraft narrates every vote and heartbeat at info; its warnings still show. A filter
+        // naming openraft itself (e.g. "info,openraft=info") overrides this.
+        EnvFilter::new(format!("openraft=warn,{default_level}"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -351,6 +351,7 @@ async fn every_participant_rpc_is_idempotent() {
     let prepare = |txn: TxnId| PrepareRequest {
         txn_id: txn.to_string(),
         coordinator_endpoint: coordinator.url(),
+        coordinator_endpoints: vec![],
         timeout_ms: 1000,
     };
     let commit = |txn: TxnId| ParticipantCommitRequest {
@@ -437,6 +438,15 @@ async fn every_participant_rpc_is_idempotent() {
         .await
         .unwrap_err();
     assert_eq!(no_coordinator.code(), Code::InvalidArgument);
+    let bad_cluster_node = participant
+        .prepare(PrepareRequest {
+            coordinator_endpoints: vec![coordinator.url(), "not a url".into()],
+            ..prepare(never)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_cluster_node.code(), Code::InvalidArgument);
+    assert!(bad_cluster_node.message().contains("coordinator_endpoints"));
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ pub enum BankCommand {
     },
     /// Move money between accounts (possibly on two banks) in one Verdict transaction.
     Transfer {
-        /// The coordinator's URL.
+        /// The coordinator's URL, or every node of a cluster, comma-separated.
         #[arg(long, default_value = "http://127.0.0.1:7400")]
         coordinator: String,
         /// The paying bank's URL.

@@ -69,7 +69,7 @@ pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result
         "--pg-direct compares bank transfers: add --workload bank"
     );
     if let Some(url) = &args.coordinator {
-        validate::url("--coordinator", url)?;
+        validate::urls("--coordinator", url)?;
     }
     for url in &args.participant {
         validate::url("--participant", url)?;

@@ -49,7 +49,7 @@ pub struct ParticipantArgs {
     /// missing); default ./verdict-KIND-data.
     #[arg(long, env = "VERDICT_KV_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The coordinator's URL.
+    /// The coordinator's URL, or every node of a cluster, comma-separated.
     #[arg(
         long,
         env = "VERDICT_COORDINATOR",
@@ -77,7 +77,7 @@ pub struct ParticipantArgs {
 
 impl ParticipantArgs {
     fn into_options(self, kind: &str) -> anyhow::Result<ParticipantOptions> {
-        validate::url("--coordinator", &self.coordinator)?;
+        validate::urls("--coordinator", &self.coordinator)?;
         if let Some(url) = &self.advertise_url {
             validate::url("--advertise-url", url)?;
         }

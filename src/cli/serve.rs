@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use verdict::cluster::{NodeId, Peers};
 use verdict::coordinator::{validate, Config};
 use verdict::core::{Backoff, Policy};
 use verdict::log::LogSync;
-use verdict::server::{self, ServeOptions};
+use verdict::server::{self, ClusterSettings, ServeOptions};
 
 use super::duration;
 
@@ -59,6 +60,20 @@ pub struct ServeArgs {
     /// Whether commit decisions wait for the disk. "off" is NOT durable: comparison runs only.
     #[arg(long, env = "VERDICT_LOG_SYNC", value_enum, default_value = "fsync")]
     log_sync: LogSync,
+    /// Cluster mode: this node's id among --peers.
+    #[arg(long, env = "VERDICT_NODE_ID", requires = "peers")]
+    node_id: Option<NodeId>,
+    /// Cluster mode: every node as ID=URL, comma-separated, the same on every node
+    /// (e.g. 1=http://10.0.0.1:7400,2=http://10.0.0.2:7400,3=http://10.0.0.3:7400).
+    #[arg(long, env = "VERDICT_PEERS", requires = "node_id")]
+    peers: Option<Peers>,
+    /// Cluster mode: start as a new node that waits for `verdict cluster add-node` instead of
+    /// forming a cluster from --peers (which then needs to name only this node).
+    #[arg(long, env = "VERDICT_JOIN", requires = "peers")]
+    join: bool,
+    /// Cluster mode: Raft log entries between snapshots (the log is purged behind each).
+    #[arg(long, env = "VERDICT_SNAPSHOT_EVERY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: u64,
 }
 
 impl ServeArgs {
@@ -80,12 +95,15 @@ impl ServeArgs {
         if let Some(url) = &self.advertise_url {
             validate::url("--advertise-url", url)?;
         }
+        let cluster = self.cluster()?;
         Ok(ServeOptions {
             listen: self.listen,
             data_dir: self.data_dir,
             log_sync: self.log_sync,
+            cluster,
             engine: Config {
                 advertise_url: self.advertise_url.unwrap_or_default(),
+                cluster_urls: Vec::new(),
                 default_txn_timeout: self.txn_timeout,
                 max_txn_timeout: self.max_txn_timeout,
                 prepare_timeout: self.prepare_timeout,
@@ -103,6 +121,28 @@ impl ServeArgs {
                 gc_interval: self.gc_interval,
             },
         })
+    }
+}
+
+impl ServeArgs {
+    fn cluster(&self) -> anyhow::Result<Option<ClusterSettings>> {
+        let (Some(node_id), Some(peers)) = (self.node_id, self.peers.clone()) else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            peers.get(node_id).is_some(),
+            "--node-id {node_id} is not in --peers ({peers}): list every node, this one too"
+        );
+        anyhow::ensure!(
+            self.advertise_url.is_none(),
+            "--advertise-url does not apply to a cluster node: its URL is its entry in --peers"
+        );
+        Ok(Some(ClusterSettings {
+            node_id,
+            peers,
+            join: self.join,
+            snapshot_every: self.snapshot_every,
+        }))
     }
 }
 

@@ -15,6 +15,15 @@ use crate::proto::{self, ParticipantAbortRequest, ParticipantCommitRequest, Prep
 /// How long establishing a connection to a participant may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where participants reach this coordinator, as sent with every Prepare.
+#[derive(Clone, Debug, Default)]
+pub struct Coordinator {
+    /// This node's URL (the leader's, in a cluster).
+    pub url: String,
+    /// Every node of the cluster; empty on a single node.
+    pub cluster_urls: Vec<String>,
+}
+
 /// Pooled gRPC channels to participants, one per endpoint, shared by every transaction.
 #[derive(Default)]
 pub struct ParticipantClients {
@@ -46,13 +55,14 @@ impl ParticipantClients {
         &self,
         endpoint: &str,
         txn_id: TxnId,
-        coordinator_url: &str,
+        coordinator: &Coordinator,
         timeout: Duration,
     ) -> Result<Vote, String> {
         let mut client = self.client(endpoint)?;
         let request = PrepareRequest {
             txn_id: txn_id.to_string(),
-            coordinator_endpoint: coordinator_url.to_owned(),
+            coordinator_endpoint: coordinator.url.clone(),
+            coordinator_endpoints: coordinator.cluster_urls.clone(),
             timeout_ms: timeout.as_millis() as u64,
         };
         let response = call(timeout, client.prepare(with_timeout(request, timeout))).await?;

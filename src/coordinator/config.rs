@@ -9,6 +9,8 @@ use crate::core::{Backoff, Policy};
 pub struct Config {
     /// This coordinator's URL as participants reach it (sent with Prepare, for Resolve).
     pub advertise_url: String,
+    /// Every node's URL in cluster mode (sent with Prepare too); empty on a single node.
+    pub cluster_urls: Vec<String>,
     /// A transaction's deadline when Begin gives none.
     pub default_txn_timeout: Duration,
     /// The longest deadline Begin may ask for.
@@ -34,6 +36,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             advertise_url: "http://127.0.0.1:7400".into(),
+            cluster_urls: Vec::new(),
             default_txn_timeout: Duration::from_secs(30),
             max_txn_timeout: Duration::from_secs(3600),
             prepare_timeout: Duration::from_secs(5),

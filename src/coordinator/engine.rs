@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use super::clients::ParticipantClients;
+use super::clients::{Coordinator, ParticipantClients};
 use super::view::{State, TxnView};
 use super::{Config, EngineError};
 use crate::core::{Action, Event, Outcome, Phase, Rejection, Transaction, TxnId};
@@ -67,9 +67,17 @@ pub struct Engine<L> {
     log: L,
     txns: Mutex<HashMap<TxnId, Arc<Entry>>>,
     clients: ParticipantClients,
+    /// How participants reach this coordinator.
+    coordinator: Coordinator,
     /// Transactions whose record failed its checks at start: their outcome is unknown.
     corrupt: HashSet<TxnId>,
+    /// Set once the engine stops (its log took no more writes): nothing more is sent or
+    /// written, and waiting callers are answered UNAVAILABLE.
+    stopped: watch::Sender<bool>,
 }
+
+/// What callers of a stopped engine are told.
+const STOPPED: &str = "this coordinator stopped running transactions (in a cluster: it is no                        longer the leader); retry the call: it is idempotent, and the client                        follows the leader";
 
 fn now_unix_ms() -> u64 {
     SystemTime::now()
@@ -100,12 +108,18 @@ impl<L: DecisionLog> Engine<L> {
                 Err(e) => return Err(e),
             }
         }
+        let coordinator = Coordinator {
+            url: config.advertise_url.clone(),
+            cluster_urls: config.cluster_urls.clone(),
+        };
         let engine = Arc::new(Engine {
+            coordinator,
             config,
             log,
             txns: Mutex::new(HashMap::new()),
             clients: ParticipantClients::new(),
             corrupt,
+            stopped: watch::Sender::new(false),
         });
         engine.recover(recovered);
         let gc_interval = engine.config.gc_interval;
@@ -113,7 +127,7 @@ impl<L: DecisionLog> Engine<L> {
             gc_interval,
             Arc::downgrade(&engine),
             |engine| async move {
-                engine.collect_finished();
+                engine.collect_finished().await;
             },
         ));
         Ok(engine)
@@ -182,10 +196,29 @@ impl<L: DecisionLog> Engine<L> {
         self.log.close();
     }
 
+    /// Stops running transactions: nothing more is sent to participants or written to the log,
+    /// and callers waiting on an outcome are answered UNAVAILABLE. What is in flight is left to
+    /// whoever recovers the log next (in a cluster, the new leader).
+    pub fn stop(&self) {
+        if !self.stopped.send_replace(true) {
+            tracing::info!(
+                in_flight = self.txns.lock().expect("lock").len(),
+                "engine stopped"
+            );
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
     /// Deletes finished transactions past the retention period from the log.
-    fn collect_finished(&self) {
+    async fn collect_finished(&self) {
+        if self.is_stopped() {
+            return;
+        }
         let cutoff = now_unix_ms().saturating_sub(self.config.retention.as_millis() as u64);
-        match self.log.collect_finished(cutoff) {
+        match self.log.collect_finished(cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 collected = n,
@@ -284,17 +317,21 @@ impl<L: DecisionLog> Engine<L> {
             return Ok((outcome, record.reason));
         };
         let mut phase = entry.phase.subscribe();
+        let mut stopped = self.stopped.subscribe();
         self.apply(&entry, |txn| txn.handle(Event::Commit))?;
         let done = |p: &Phase| match wait_for_acks {
             true => p.is_finished(),
             false => p.outcome().is_some(),
         };
-        let outcome = phase
-            .wait_for(done)
-            .await
-            .ok()
-            .and_then(|p| p.outcome())
-            .expect("the entry, and so the sender, outlives this wait");
+        let outcome = tokio::select! {
+            phase = phase.wait_for(done) => phase
+                .ok()
+                .and_then(|p| p.outcome())
+                .expect("the entry, and so the sender, outlives this wait"),
+            _ = stopped.wait_for(|stopped| *stopped) => {
+                return Err(EngineError::Unavailable(STOPPED.into()));
+            }
+        };
         let reason = entry.txn.lock().expect("lock").reason().map(str::to_owned);
         Ok((outcome, reason))
     }
@@ -423,6 +460,9 @@ impl<L: DecisionLog> Engine<L> {
         change: impl FnOnce(&mut Transaction) -> Result<Vec<Action>, Rejection>,
     ) -> Result<(), EngineError> {
         let mut txn = entry.txn.lock().expect("lock");
+        if self.is_stopped() {
+            return Err(EngineError::Unavailable(STOPPED.into()));
+        }
         let actions = change(&mut txn).map_err(|r| EngineError::Rejected(entry.id, r))?;
         if actions.contains(&Action::Persist) {
             crate::crash_point!("coordinator::after_all_votes");
@@ -503,11 +543,25 @@ impl<L: DecisionLog> Engine<L> {
 
     fn write(&self, record: &TxnRecord) {
         if let Err(e) = self.log.write(record) {
-            fail_stop(&e);
+            self.log_failed(&e);
+        }
+    }
+
+    /// A log that takes no more writes here stops the engine; one that failed stops the process.
+    fn log_failed(&self, error: &LogError) {
+        match error {
+            LogError::Unavailable(why) => {
+                tracing::warn!(%why, "the decision log takes no more writes here");
+                self.stop();
+            }
+            _ => fail_stop(error),
         }
     }
 
     async fn perform(self: Arc<Self>, entry: Arc<Entry>, io: Io) {
+        if self.is_stopped() {
+            return;
+        }
         let id = entry.id;
         let event = match io {
             Io::Prepare {
@@ -518,7 +572,7 @@ impl<L: DecisionLog> Engine<L> {
                 crate::crash_point!("coordinator::before_prepare_send");
                 let vote = self
                     .clients
-                    .prepare(&endpoint, id, &self.config.advertise_url, timeout)
+                    .prepare(&endpoint, id, &self.coordinator, timeout)
                     .await;
                 crate::crash_point!("coordinator::after_prepare_send");
                 tracing::debug!(participant = %endpoint, ?vote, "vote");
@@ -529,7 +583,7 @@ impl<L: DecisionLog> Engine<L> {
                     crate::crash_point!("coordinator::after_decision_durable");
                     Event::Persisted
                 }
-                Err(e) => fail_stop(&e),
+                Err(e) => return self.log_failed(&e),
             },
             Io::Deliver {
                 participant,
@@ -539,6 +593,9 @@ impl<L: DecisionLog> Engine<L> {
             } => {
                 let delay = self.config.backoff.delay(attempt, rand::random());
                 tokio::time::sleep(delay).await;
+                if self.is_stopped() {
+                    return;
+                }
                 let timeout = self.config.decision_timeout;
                 crate::crash_point!("coordinator::before_phase2_send");
                 let result = self.clients.deliver(&endpoint, id, outcome, timeout).await;

@@ -28,6 +28,9 @@ pub enum EngineError {
         "transaction {0}: its record in the decision log is corrupt; an operator must inspect it"
     )]
     Corrupt(TxnId),
+    /// This engine no longer runs transactions (in a cluster: its node stopped leading).
+    #[error("{0}")]
+    Unavailable(String),
     /// The log failed.
     #[error(transparent)]
     Log(#[from] LogError),

@@ -5,12 +5,15 @@
 //!   collects finished transactions after the retention period.
 //! - [`clients`]: the one pooled client layer through which participants are reached.
 //! - [`service`]: `verdict.v1.Coordinator` over gRPC: validation and the mapping of errors to
-//!   status codes.
+//!   status codes; on a cluster node that does not lead, writes are redirected to the leader
+//!   and reads forwarded to it.
+//! - [`leadership`]: which engine serves this node's requests (single node: always its own).
 
 pub mod clients;
 mod config;
 mod engine;
 mod error;
+pub mod leadership;
 pub mod service;
 pub mod validate;
 mod view;
@@ -18,4 +21,5 @@ mod view;
 pub use config::Config;
 pub use engine::{Begun, Engine, NewParticipant};
 pub use error::EngineError;
+pub use leadership::{Leadership, NotLeader};
 pub use view::{State, TxnView};

@@ -1,31 +1,114 @@
 //! `verdict.v1.Coordinator` over gRPC: arguments are validated, the engine is called, and its
 //! errors become status codes here and nowhere else.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::view::{State, TxnView};
-use super::{validate, Engine, EngineError};
+use super::{validate, Engine, EngineError, Leadership, NotLeader};
 use crate::core::{Outcome, Participant, Vote};
-use crate::log::DecisionLog;
+use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, coordinator_server};
 
-/// The gRPC face of an [`Engine`].
-pub struct CoordinatorService<L> {
-    engine: Arc<Engine<L>>,
+/// The trailing metadata key that names the leader's URL in an `UNAVAILABLE` answer.
+pub const LEADER_METADATA: &str = "verdict-leader";
+
+/// Marks a read forwarded by a node that does not lead, so it is forwarded at most once.
+const FORWARDED_METADATA: &str = "verdict-forwarded";
+
+/// The gRPC face of a node: its engine while it leads; otherwise writes are refused with the
+/// leader's URL and reads are forwarded to the leader.
+pub struct CoordinatorService<N> {
+    node: N,
+    /// Channels to leaders, for forwarded reads.
+    leaders: Mutex<HashMap<String, CoordinatorClient<Channel>>>,
 }
 
-impl<L: DecisionLog> CoordinatorService<L> {
-    pub fn new(engine: Arc<Engine<L>>) -> Self {
-        CoordinatorService { engine }
+impl<N: Leadership> CoordinatorService<N> {
+    pub fn new(node: N) -> Self {
+        CoordinatorService {
+            node,
+            leaders: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The tonic server for this service.
     pub fn into_server(self) -> coordinator_server::CoordinatorServer<Self> {
         coordinator_server::CoordinatorServer::new(self)
     }
+
+    /// The engine that runs transactions here, or `UNAVAILABLE` naming the leader.
+    fn engine(&self) -> Result<Arc<Engine<N::Log>>, Status> {
+        self.node.engine().map_err(not_leader)
+    }
+
+    fn leader_client(&self, url: &str) -> Result<CoordinatorClient<Channel>, Status> {
+        let mut leaders = self.leaders.lock().expect("lock");
+        if let Some(client) = leaders.get(url) {
+            return Ok(client.clone());
+        }
+        let channel = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Status::internal(format!("the leader's URL {url:?} is unusable: {e}")))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let client = CoordinatorClient::new(channel);
+        leaders.insert(url.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Answers a read here if this node leads (confirmed by a quorum, so never from stale
+    /// state), or forwards it once to the leader.
+    async fn read<Req, Resp, Fut>(
+        &self,
+        request: Request<Req>,
+        local: impl FnOnce(&Engine<N::Log>) -> Result<Resp, EngineError>,
+        forward: impl FnOnce(CoordinatorClient<Channel>, Request<Req>) -> Fut,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let forwarded = request.metadata().contains_key(FORWARDED_METADATA);
+        match self.node.confirmed().await {
+            Ok(engine) => Ok(Response::new(local(&engine)?)),
+            Err(NotLeader {
+                leader_url: Some(url),
+                ..
+            }) if !forwarded => {
+                let client = self.leader_client(&url)?;
+                let mut onward = Request::new(request.into_inner());
+                onward.metadata_mut().insert(
+                    FORWARDED_METADATA,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                forward(client, onward).await
+            }
+            Err(not) => Err(not_leader(not)),
+        }
+    }
+}
+
+/// `UNAVAILABLE`, with the leader's URL in the message and the `verdict-leader` metadata.
+fn not_leader(not: NotLeader) -> Status {
+    let message = match &not.leader_url {
+        Some(url) => format!(
+            "{}; the leader is {url} (see the {LEADER_METADATA} metadata)",
+            not.why
+        ),
+        None => format!(
+            "{}; no leader is known yet (an election may be under way): retry shortly",
+            not.why
+        ),
+    };
+    let mut status = Status::unavailable(message);
+    if let Some(url) = not.leader_url.and_then(|url| url.parse().ok()) {
+        status.metadata_mut().insert(LEADER_METADATA, url);
+    }
+    status
 }
 
 impl From<EngineError> for Status {
@@ -37,6 +120,7 @@ impl From<EngineError> for Status {
             EngineError::Rejected(..) => Status::failed_precondition(message),
             EngineError::Overloaded(_) => Status::resource_exhausted(message),
             EngineError::Corrupt(_) => Status::data_loss(message),
+            EngineError::Unavailable(_) => Status::unavailable(message),
             EngineError::Log(e) => {
                 tracing::error!(error = %e, "request failed in the decision log");
                 Status::internal(
@@ -104,15 +188,16 @@ fn span(method: &'static str, txn_id: &str) -> tracing::Span {
 }
 
 #[tonic::async_trait]
-impl<L: DecisionLog> coordinator_server::Coordinator for CoordinatorService<L> {
+impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
     async fn begin(
         &self,
         request: Request<proto::BeginRequest>,
     ) -> Result<Response<proto::BeginResponse>, Status> {
         let request = request.into_inner();
-        let timeout = validate::txn_timeout(request.timeout_ms, self.engine.max_txn_timeout())?;
+        let engine = self.engine()?;
+        let timeout = validate::txn_timeout(request.timeout_ms, engine.max_txn_timeout())?;
         let participants = validate::participants(request.participants)?;
-        let begun = self.engine.begin(timeout, participants)?;
+        let begun = engine.begin(timeout, participants)?;
         Ok(Response::new(proto::BeginResponse {
             txn_id: begun.txn_id.to_string(),
             deadline_unix_ms: begun.deadline_unix_ms,
@@ -127,7 +212,7 @@ impl<L: DecisionLog> coordinator_server::Coordinator for CoordinatorService<L> {
         let _span = span("Enlist", &request.txn_id).entered();
         let id = validate::txn_id(&request.txn_id)?;
         let participant = validate::participant(request.participant)?;
-        let (newly_enlisted, deadline_unix_ms) = self.engine.enlist(id, participant)?;
+        let (newly_enlisted, deadline_unix_ms) = self.engine()?.enlist(id, participant)?;
         Ok(Response::new(proto::EnlistResponse {
             newly_enlisted,
             deadline_unix_ms,
@@ -141,7 +226,7 @@ impl<L: DecisionLog> coordinator_server::Coordinator for CoordinatorService<L> {
         let request = request.into_inner();
         let id = validate::txn_id(&request.txn_id)?;
         let (outcome, reason) = self
-            .engine
+            .engine()?
             .commit(id, request.wait_for_acks)
             .instrument(span("Commit", &request.txn_id))
             .await?;
@@ -162,7 +247,7 @@ impl<L: DecisionLog> coordinator_server::Coordinator for CoordinatorService<L> {
         if reason.is_empty() {
             reason = "aborted by request".into();
         }
-        self.engine.abort(id, reason)?;
+        self.engine()?.abort(id, reason)?;
         Ok(Response::new(proto::AbortResponse {}))
     }
 
@@ -171,29 +256,40 @@ impl<L: DecisionLog> coordinator_server::Coordinator for CoordinatorService<L> {
         request: Request<proto::GetTransactionRequest>,
     ) -> Result<Response<proto::GetTransactionResponse>, Status> {
         let id = validate::txn_id(&request.get_ref().txn_id)?;
-        let view = self.engine.get(id)?;
-        Ok(Response::new(proto::GetTransactionResponse {
-            transaction: Some(wire_transaction(view)),
-        }))
+        let local = |engine: &Engine<N::Log>| {
+            Ok(proto::GetTransactionResponse {
+                transaction: Some(wire_transaction(engine.get(id)?)),
+            })
+        };
+        self.read(request, local, |mut leader, request| async move {
+            leader.get_transaction(request).await
+        })
+        .await
     }
 
     async fn list_transactions(
         &self,
         request: Request<proto::ListTransactionsRequest>,
     ) -> Result<Response<proto::ListTransactionsResponse>, Status> {
-        let request = request.into_inner();
-        let state = validate::state_filter(request.state)?;
-        let limit = validate::page_size(request.page_size)?;
-        let after = validate::page_token(&request.page_token)?;
-        let (views, more) = self.engine.list(state, after, limit)?;
-        let next_page_token = match (more, views.last()) {
-            (true, Some(last)) => last.txn_id.to_string(),
-            _ => String::new(),
+        let args = request.get_ref();
+        let state = validate::state_filter(args.state)?;
+        let limit = validate::page_size(args.page_size)?;
+        let after = validate::page_token(&args.page_token)?;
+        let local = |engine: &Engine<N::Log>| {
+            let (views, more) = engine.list(state, after, limit)?;
+            let next_page_token = match (more, views.last()) {
+                (true, Some(last)) => last.txn_id.to_string(),
+                _ => String::new(),
+            };
+            Ok(proto::ListTransactionsResponse {
+                transactions: views.into_iter().map(wire_transaction).collect(),
+                next_page_token,
+            })
         };
-        Ok(Response::new(proto::ListTransactionsResponse {
-            transactions: views.into_iter().map(wire_transaction).collect(),
-            next_page_token,
-        }))
+        self.read(request, local, |mut leader, request| async move {
+            leader.list_transactions(request).await
+        })
+        .await
     }
 
     async fn resolve(
@@ -201,9 +297,14 @@ impl<L: DecisionLog> coordinator_server::Coordinator for CoordinatorService<L> {
         request: Request<proto::ResolveRequest>,
     ) -> Result<Response<proto::ResolveResponse>, Status> {
         let id = validate::txn_id(&request.get_ref().txn_id)?;
-        let outcome = self.engine.resolve(id)?;
-        Ok(Response::new(proto::ResolveResponse {
-            outcome: wire_outcome(outcome).into(),
-        }))
+        let local = |engine: &Engine<N::Log>| {
+            Ok(proto::ResolveResponse {
+                outcome: wire_outcome(engine.resolve(id)?).into(),
+            })
+        };
+        self.read(request, local, |mut leader, request| async move {
+            leader.resolve(request).await
+        })
+        .await
     }
 }

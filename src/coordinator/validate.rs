@@ -79,6 +79,12 @@ pub fn url(what: &str, text: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// `text`, named `what` in errors, is one coordinator URL or a cluster's nodes comma-separated.
+pub fn urls(what: &str, text: &str) -> Result<(), EngineError> {
+    text.split(',')
+        .try_for_each(|url| self::url(what, url.trim()))
+}
+
 pub fn participants(list: Vec<proto::ParticipantRef>) -> Result<Vec<NewParticipant>, EngineError> {
     list.into_iter().map(|p| participant(Some(p))).collect()
 }

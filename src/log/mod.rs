@@ -66,6 +66,10 @@ pub struct TxnRecord {
 /// A failure of the log.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LogError {
+    /// The log takes no writes here now (in a cluster: this node no longer leads). Nothing is
+    /// known to be lost; the engine writing here must stop and let the leader's take over.
+    #[error("the decision log is unavailable here: {0}")]
+    Unavailable(String),
     /// The storage failed; the log can no longer be trusted to have written anything.
     #[error("decision log I/O failed: {0}")]
     Io(String),
@@ -100,8 +104,11 @@ pub trait DecisionLog: Send + Sync + 'static {
         after: Option<TxnId>,
     ) -> Box<dyn Iterator<Item = Result<TxnRecord, LogError>> + '_>;
 
-    /// Deletes finished records that finished before `before_unix_ms`; returns how many.
-    fn collect_finished(&self, before_unix_ms: u64) -> Result<usize, LogError>;
+    /// Deletes finished records that finished before `before_unix_ms`; resolves to how many.
+    fn collect_finished(
+        &self,
+        before_unix_ms: u64,
+    ) -> impl Future<Output = Result<usize, LogError>> + Send + use<Self>;
 
     /// Makes every write so far durable and stops background work; at shutdown.
     fn close(&self);

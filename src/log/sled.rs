@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{decode, encode, DecisionLog, LogError, Status, TxnRecord};
 use crate::core::TxnId;
@@ -13,7 +14,7 @@ use crate::durable::{DurableDb, FlushStats, LogSync, StorageError, Tree};
 
 /// The sled-backed [`DecisionLog`].
 pub struct SledLog {
-    db: DurableDb,
+    db: Arc<DurableDb>,
     open: Tree,
     finished: Tree,
     finished_at: Tree,
@@ -32,7 +33,12 @@ impl From<StorageError> for LogError {
 impl SledLog {
     /// Opens (or creates) the log in `dir` and starts its flusher.
     pub fn open(dir: &Path, sync: LogSync) -> Result<Self, LogError> {
-        let db = DurableDb::open(dir, sync)?;
+        Self::in_db(Arc::new(DurableDb::open(dir, sync)?))
+    }
+
+    /// The log's trees in `db`, which others may share (the cluster's state machine keeps its
+    /// records here, beside the Raft log).
+    pub fn in_db(db: Arc<DurableDb>) -> Result<Self, LogError> {
         Ok(SledLog {
             open: db.tree("open")?,
             finished: db.tree("finished")?,
@@ -57,7 +63,8 @@ impl SledLog {
         key
     }
 
-    fn store(&self, record: &TxnRecord) -> Result<(), LogError> {
+    /// Writes `record` in place of the transaction's previous one; durable with the next flush.
+    pub fn store(&self, record: &TxnRecord) -> Result<(), LogError> {
         let key = Self::key(record.txn_id);
         let frame = encode(record);
         self.db.write(|w| {
@@ -72,6 +79,53 @@ impl SledLog {
             }
             Ok::<_, StorageError>(())
         })?;
+        Ok(())
+    }
+
+    /// Deletes finished records that finished before `before_unix_ms`; returns how many.
+    pub fn collect(&self, before_unix_ms: u64) -> Result<usize, LogError> {
+        let mut collected = 0;
+        for entry in self
+            .finished_at
+            .range(..before_unix_ms.to_be_bytes().to_vec())
+        {
+            let (key, _) = entry.map_err(io_error)?;
+            self.db.write(|w| {
+                w.remove(&self.finished, &key[8..]);
+                w.remove(&self.finished_at, &key);
+                Ok::<_, StorageError>(())
+            })?;
+            collected += 1;
+        }
+        Ok(collected)
+    }
+
+    /// Every record's frame, unfinished and finished (for a snapshot).
+    pub fn frames(&self) -> Result<Vec<Vec<u8>>, LogError> {
+        let mut frames = Vec::new();
+        for tree in [&self.open, &self.finished] {
+            for value in tree.iter().values() {
+                frames.push(value.map_err(io_error)?.to_vec());
+            }
+        }
+        Ok(frames)
+    }
+
+    /// Deletes every record (before a snapshot is installed in their place).
+    pub fn clear(&self) -> Result<(), LogError> {
+        for tree in [&self.open, &self.finished, &self.finished_at] {
+            let keys: Vec<sled::IVec> = tree
+                .iter()
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(io_error)?;
+            self.db.write(|w| {
+                for key in &keys {
+                    w.remove(tree, key);
+                }
+                Ok::<_, StorageError>(())
+            })?;
+        }
         Ok(())
     }
 
@@ -142,21 +196,11 @@ impl DecisionLog for SledLog {
         )
     }
 
-    fn collect_finished(&self, before_unix_ms: u64) -> Result<usize, LogError> {
-        let mut collected = 0;
-        for entry in self
-            .finished_at
-            .range(..before_unix_ms.to_be_bytes().to_vec())
-        {
-            let (key, _) = entry.map_err(io_error)?;
-            self.db.write(|w| {
-                w.remove(&self.finished, &key[8..]);
-                w.remove(&self.finished_at, &key);
-                Ok::<_, StorageError>(())
-            })?;
-            collected += 1;
-        }
-        Ok(collected)
+    fn collect_finished(
+        &self,
+        before_unix_ms: u64,
+    ) -> impl Future<Output = Result<usize, LogError>> + Send + use<> {
+        std::future::ready(self.collect(before_unix_ms))
     }
 }
 

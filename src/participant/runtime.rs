@@ -407,7 +407,24 @@ impl<R: Resource> Participant<R> {
         }
     }
 
+    /// Asks the coordinator, or each node of a coordinator cluster in turn (`coordinator` is
+    /// then their comma-separated URLs), until one answers.
     async fn ask_resolve(&self, txn: TxnId, coordinator: &str) -> Result<proto::Outcome, String> {
+        let mut errors = Vec::new();
+        for url in coordinator.split(',') {
+            match self.ask_resolve_one(txn, url).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(error) => errors.push(format!("{url}: {error}")),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    async fn ask_resolve_one(
+        &self,
+        txn: TxnId,
+        coordinator: &str,
+    ) -> Result<proto::Outcome, String> {
         let mut client = self.coordinator(coordinator)?;
         let mut request = tonic::Request::new(ResolveRequest {
             txn_id: txn.to_string(),

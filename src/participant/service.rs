@@ -62,6 +62,20 @@ impl<R: Resource> ParticipantService<R> {
     }
 }
 
+/// Where to Resolve: the coordinator, or every node of its cluster with the leader first, as
+/// the comma-separated list the runtime keeps.
+fn coordinators(leader: String, nodes: Vec<String>) -> Result<String, Status> {
+    validate::url("coordinator_endpoint", &leader)?;
+    let mut urls = vec![leader];
+    for url in nodes {
+        validate::url("coordinator_endpoints", &url)?;
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    Ok(urls.join(","))
+}
+
 #[tonic::async_trait]
 impl<R: Resource> participant_server::Participant for ParticipantService<R> {
     async fn prepare(
@@ -70,9 +84,9 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
     ) -> Result<Response<proto::PrepareResponse>, Status> {
         let request = request.into_inner();
         let txn = txn_id(&request.txn_id)?;
-        validate::url("coordinator_endpoint", &request.coordinator_endpoint)?;
+        let coordinator =
+            coordinators(request.coordinator_endpoint, request.coordinator_endpoints)?;
         let participant = self.participant.clone();
-        let coordinator = request.coordinator_endpoint;
         let vote =
             to_completion(async move { participant.prepare(txn, &coordinator).await }).await?;
         crate::crash_point!("participant::before_vote_sent");

@@ -42,15 +42,24 @@ impl Server {
 
     /// `verdict participant kv` named `name`, enlisting with `coordinator`, with `args` added.
     pub async fn start_bank(coordinator: &Server, name: &str, args: &[&str]) -> Self {
-        let url = coordinator.url();
-        let base = ["participant", "kv", "--coordinator", &url, "--name", name];
+        Self::start_bank_at(&coordinator.url(), name, args).await
+    }
+
+    /// `verdict participant kv` named `name`, enlisting with the coordinator at `urls` (one
+    /// URL, or a cluster's nodes comma-separated), with `args` added.
+    pub async fn start_bank_at(urls: &str, name: &str, args: &[&str]) -> Self {
+        let base = ["participant", "kv", "--coordinator", urls, "--name", name];
         Self::start_with(base.iter().chain(args)).await
     }
 
     async fn start_with<'a>(args: impl Iterator<Item = &'a &'a str>) -> Self {
+        Self::start_at("127.0.0.1:0", args).await
+    }
+
+    async fn start_at<'a>(listen: &str, args: impl Iterator<Item = &'a &'a str>) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = args.map(|a| a.to_string()).collect();
-        let child = spawn(data_dir.path(), "127.0.0.1:0", &args).await;
+        let child = spawn(data_dir.path(), listen, &args).await;
         Server {
             addr: child.addr(),
             child: Some(child),
@@ -156,6 +165,88 @@ async fn spawn(data_dir: &Path, listen: &str, args: &[String]) -> ChildServer {
     )
     .await
     .expect("verdict started")
+}
+
+/// Free loopback ports: bound, read and released, for servers whose addresses must be known
+/// before they start (cluster nodes name each other in `--peers`).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+/// A cluster of `verdict serve` nodes as child processes, each on its own port and data
+/// directory (node ids 1, 2, …).
+pub struct TestCluster {
+    pub nodes: Vec<Server>,
+    pub peers: String,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes with `args` added to each.
+    pub async fn start(n: usize, args: &[&str]) -> Self {
+        let ports = free_ports(n);
+        let peers: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}=http://127.0.0.1:{port}", i + 1))
+            .collect();
+        let peers = peers.join(",");
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let id = (i + 1).to_string();
+            let base = ["serve", "--node-id", &id, "--peers", &peers];
+            let listen = format!("127.0.0.1:{port}");
+            nodes.push(Server::start_at(&listen, base.iter().chain(args)).await);
+        }
+        TestCluster { nodes, peers }
+    }
+
+    /// Every node's URL, comma-separated (for `--coordinator` and the client).
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(Server::url).collect();
+        urls.join(",")
+    }
+
+    /// A node's view of the cluster, or `None` if it does not answer.
+    pub async fn status(&self, node: usize) -> Option<serde_json::Value> {
+        let mut client =
+            verdict::proto::internal::raft_client::RaftClient::new(self.nodes[node].channel());
+        let request = verdict::proto::internal::StatusRequest {};
+        let response = tokio::time::timeout(Duration::from_secs(1), client.status(request))
+            .await
+            .ok()?
+            .ok()?;
+        serde_json::from_str(&response.into_inner().json).ok()
+    }
+
+    /// Waits until one of the nodes in `among` leads and runs transactions; returns its index.
+    pub async fn leader_among(&self, among: &[usize]) -> usize {
+        let found = tokio::time::timeout(PATIENCE, async {
+            loop {
+                for &i in among {
+                    if let Some(status) = self.status(i).await {
+                        if status["running_transactions"] == true {
+                            return i;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        found.expect("no node took the lead in time")
+    }
+
+    /// Waits until some node leads and runs transactions; returns its index.
+    pub async fn leader(&self) -> usize {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.leader_among(&all).await
+    }
 }
 
 /// What a participant double was asked.

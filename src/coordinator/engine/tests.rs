@@ -58,8 +58,11 @@ impl DecisionLog for GatedLog {
         Box::new(std::iter::empty())
     }
 
-    fn collect_finished(&self, _before_unix_ms: u64) -> Result<usize, LogError> {
-        Ok(0)
+    fn collect_finished(
+        &self,
+        _before_unix_ms: u64,
+    ) -> impl std::future::Future<Output = Result<usize, LogError>> + Send + use<> {
+        std::future::ready(Ok(0))
     }
 
     fn close(&self) {}

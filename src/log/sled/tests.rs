@@ -120,11 +120,11 @@ fn collection_deletes_only_records_finished_before_the_cutoff() {
     log.write(&finished(1, 100)).unwrap();
     log.write(&finished(2, 200)).unwrap();
     log.write(&finished(3, 300)).unwrap();
-    assert_eq!(log.collect_finished(250), Ok(2));
+    assert_eq!(log.collect(250), Ok(2));
     assert_eq!(log.read(TxnId::from_bytes([1; 16])), Ok(None));
     assert_eq!(log.read(TxnId::from_bytes([2; 16])), Ok(None));
     assert!(log.read(TxnId::from_bytes([3; 16])).unwrap().is_some());
-    assert_eq!(log.collect_finished(250), Ok(0));
+    assert_eq!(log.collect(250), Ok(0));
 }
 
 #[test]

@@ -1,0 +1,207 @@
+//! [`ReplicatedLog`]: the decision log as the leader's engine sees it. Writes become commands
+//! of a Raft entry; reads come from this node's state machine.
+//!
+//! Group commit carries over from the single-node log: one proposer task per node takes every
+//! write queued while the previous entry was replicating and proposes them as one entry, so
+//! many decisions share one append and one flush on each node. A forced write resolves once its
+//! entry is committed (a majority has it on disk) and applied here; an unforced one is not
+//! waited for, but travels in the same order. Until its entry is applied, a written record is
+//! read from a small overlay, so the engine reads what it wrote.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::state::StateMachine;
+use super::types::{Applied, Batch, Command, Leader};
+use super::Raft;
+use crate::core::TxnId;
+use crate::log::{encode, DecisionLog, LogError, TxnRecord};
+
+/// Most commands in one entry.
+const MAX_BATCH: usize = 2048;
+
+/// Who hears how a write's entry ended.
+type Done = Box<dyn FnOnce(&Result<Applied, LogError>) + Send>;
+
+/// One queued write and who hears how it ended.
+pub struct Proposal {
+    leader: Leader,
+    command: Command,
+    done: Done,
+}
+
+/// Queues proposals for the node's proposer task.
+pub type Proposals = mpsc::UnboundedSender<Proposal>;
+
+/// Runs the node's proposer until every sender is gone: one entry at a time, each carrying
+/// everything queued meanwhile.
+pub async fn propose(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+    let mut next = None;
+    loop {
+        let Some(first) = next.take().or(queue.recv().await) else {
+            return;
+        };
+        let leader = first.leader;
+        let mut group = vec![first];
+        while group.len() < MAX_BATCH {
+            match queue.try_recv() {
+                // Writes of another engine go in an entry of their own.
+                Ok(p) if p.leader != leader => {
+                    next = Some(p);
+                    break;
+                }
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let (commands, dones): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|p| (p.command, p.done)).unzip();
+        let answer = write(&raft, Batch { leader, commands }).await;
+        for done in dones {
+            done(&answer);
+        }
+    }
+}
+
+async fn write(raft: &Raft, batch: Batch) -> Result<Applied, LogError> {
+    let leader = batch.leader;
+    match raft.client_write(batch).await {
+        Ok(response) if response.data.accepted => Ok(response.data),
+        Ok(_) => Err(LogError::Unavailable(format!(
+            "writes of the leader of term {} were committed in a later term and dropped",
+            leader.term
+        ))),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(
+            LogError::Unavailable("this node is no longer the leader".into()),
+        ),
+        Err(e) => Err(LogError::Unavailable(format!("the Raft log failed: {e}"))),
+    }
+}
+
+/// Records written but not yet applied here, each with the sequence number of its write.
+type Overlay = Mutex<HashMap<TxnId, (u64, TxnRecord)>>;
+
+/// The decision log of the engine that leads as `leader`.
+pub struct ReplicatedLog {
+    leader: Leader,
+    proposals: Proposals,
+    state: StateMachine,
+    overlay: Arc<Overlay>,
+    next_seq: AtomicU64,
+}
+
+impl ReplicatedLog {
+    pub fn new(leader: Leader, proposals: Proposals, state: StateMachine) -> Self {
+        ReplicatedLog {
+            leader,
+            proposals,
+            state,
+            overlay: Arc::default(),
+            next_seq: AtomicU64::new(0),
+        }
+    }
+
+    fn send(&self, command: Command, done: Done) -> Result<(), LogError> {
+        let proposal = Proposal {
+            leader: self.leader,
+            command,
+            done,
+        };
+        self.proposals
+            .send(proposal)
+            .map_err(|_| LogError::Unavailable("the node is shutting down".into()))
+    }
+
+    /// Queues `record`; `then` hears how its entry ended, after the overlay forgets it.
+    fn put(
+        &self,
+        record: &TxnRecord,
+        then: impl FnOnce(&Result<Applied, LogError>) + Send + 'static,
+    ) -> Result<(), LogError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let id = record.txn_id;
+        let overlay = self.overlay.clone();
+        overlay
+            .lock()
+            .expect("lock")
+            .insert(id, (seq, record.clone()));
+        let done = move |answer: &Result<Applied, LogError>| {
+            let mut pending = overlay.lock().expect("lock");
+            if pending.get(&id).is_some_and(|(s, _)| *s == seq) {
+                pending.remove(&id);
+            }
+            drop(pending);
+            then(answer);
+        };
+        self.send(Command::Put(encode(record)), Box::new(done))
+    }
+}
+
+/// A completion that passes the entry's answer on, and the future that waits for it.
+fn waiter() -> (Done, impl Future<Output = Result<Applied, LogError>> + Send) {
+    let (tx, rx) = oneshot::channel();
+    let done: Done = Box::new(move |answer: &Result<Applied, LogError>| {
+        let _ = tx.send(answer.clone());
+    });
+    let answer = async move {
+        rx.await
+            .map_err(|_| LogError::Unavailable("the node is shutting down".into()))?
+    };
+    (done, answer)
+}
+
+impl DecisionLog for ReplicatedLog {
+    fn write(&self, record: &TxnRecord) -> Result<(), LogError> {
+        self.put(record, |_| {})
+    }
+
+    fn force(
+        &self,
+        record: &TxnRecord,
+    ) -> impl Future<Output = Result<(), LogError>> + Send + use<> {
+        let (done, applied) = waiter();
+        let queued = self.put(record, done);
+        async move {
+            queued?;
+            applied.await.map(|_| ())
+        }
+    }
+
+    fn read(&self, txn_id: TxnId) -> Result<Option<TxnRecord>, LogError> {
+        if let Some((_, record)) = self.overlay.lock().expect("lock").get(&txn_id) {
+            return Ok(Some(record.clone()));
+        }
+        self.state.records().read(txn_id)
+    }
+
+    fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError> {
+        self.state.records().unfinished()
+    }
+
+    fn finished(
+        &self,
+        after: Option<TxnId>,
+    ) -> Box<dyn Iterator<Item = Result<TxnRecord, LogError>> + '_> {
+        self.state.records().finished(after)
+    }
+
+    fn collect_finished(
+        &self,
+        before_unix_ms: u64,
+    ) -> impl Future<Output = Result<usize, LogError>> + Send + use<> {
+        let (done, applied) = waiter();
+        let queued = self.send(Command::Collect { before_unix_ms }, done);
+        async move {
+            queued?;
+            applied.await.map(|a| a.collected)
+        }
+    }
+
+    /// The node closes the storage it shares among its engines.
+    fn close(&self) {}
+}

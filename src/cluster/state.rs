@@ -1,0 +1,316 @@
+//! The replicated state machine: the decision log's records, kept by the same [`SledLog`] store
+//! the single-node server uses (in the node's shared database), plus the last applied log id
+//! and membership in `raft_sm`.
+//!
+//! Applying is not forced: the Raft log is what survives a crash, and the state machine's
+//! writes reach the redo log in order, so after a crash it holds a prefix of them with an
+//! applied id no later than what it holds; openraft applies the rest again, and replaying
+//! whole-record writes in order ends in the same state. Snapshots are every record's frame,
+//! written to `snapshot.bin` (forced, then renamed into place) before openraft purges the log.
+
+// openraft's traits return its StorageError and RPCError, large by design; the helpers here
+// return what the traits do.
+#![allow(clippy::result_large_err)]
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::store::{failed, from_bytes, to_bytes};
+use super::types::{Applied, Batch, Command, Leader};
+use super::{NodeId, TypeConfig};
+use crate::durable::{self, DurableDb, Tree};
+use crate::log::{decode, SledLog};
+
+const APPLIED: &[u8] = b"applied";
+const MEMBERSHIP: &[u8] = b"membership";
+const INSTALLING: &[u8] = b"installing";
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// The last applied log id and the membership it left.
+type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
+
+/// What `snapshot.bin` holds.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+struct Inner {
+    records: SledLog,
+    meta: Tree,
+    dir: PathBuf,
+    /// Held while applying and while a snapshot reads the records, so a snapshot is the state
+    /// at exactly its last applied id.
+    applying: Mutex<()>,
+}
+
+/// The state machine of one node; clones share it.
+#[derive(Clone)]
+pub struct StateMachine {
+    inner: Arc<Inner>,
+}
+
+fn storage(verb: ErrorVerb) -> impl Fn(crate::log::LogError) -> StorageError<NodeId> {
+    move |e| failed(verb, e)
+}
+
+impl StateMachine {
+    /// Opens the state machine in `db`, finishing a snapshot install a crash interrupted.
+    pub fn open(db: Arc<DurableDb>, dir: &Path) -> Result<Self, durable::StorageError> {
+        let records = SledLog::in_db(db.clone()).map_err(durable::StorageError::from_display)?;
+        let state = StateMachine {
+            inner: Arc::new(Inner {
+                records,
+                meta: db.tree("raft_sm")?,
+                dir: dir.to_owned(),
+                applying: Mutex::new(()),
+            }),
+        };
+        state
+            .finish_install()
+            .map_err(durable::StorageError::from_display)?;
+        Ok(state)
+    }
+
+    fn finish_install(&self) -> Result<(), StorageError<NodeId>> {
+        if self.meta::<bool>(INSTALLING)? != Some(true) {
+            return Ok(());
+        }
+        let file = self.read_snapshot()?.ok_or_else(|| {
+            failed(
+                ErrorVerb::Read,
+                "a snapshot install was interrupted and its file is gone",
+            )
+        })?;
+        tracing::warn!("finishing a snapshot install a crash interrupted");
+        self.install(&file)
+    }
+
+    /// The records, for the engine's reads.
+    pub fn records(&self) -> &SledLog {
+        &self.inner.records
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError<NodeId>> {
+        match self
+            .inner
+            .meta
+            .get(key)
+            .map_err(|e| failed(ErrorVerb::Read, e))?
+        {
+            Some(bytes) => from_bytes(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn set_meta(&self, key: &[u8], value: &impl Serialize) -> Result<(), StorageError<NodeId>> {
+        self.inner
+            .meta
+            .insert(key, to_bytes(value)?)
+            .map_err(|e| failed(ErrorVerb::Write, e))
+    }
+
+    fn applied(&self) -> Result<AppliedState, StorageError<NodeId>> {
+        Ok((
+            self.meta::<Option<LogId<NodeId>>>(APPLIED)?.flatten(),
+            self.meta(MEMBERSHIP)?.unwrap_or_default(),
+        ))
+    }
+
+    /// Applies one batch if it was committed in its proposer's term.
+    fn apply_batch(
+        &self,
+        log_id: &LogId<NodeId>,
+        batch: Batch,
+    ) -> Result<Applied, StorageError<NodeId>> {
+        let committed_by = Leader {
+            term: log_id.leader_id.term,
+            node_id: log_id.leader_id.node_id,
+        };
+        if batch.leader != committed_by {
+            tracing::info!(proposed_by = ?batch.leader, ?committed_by, "dropped a batch of a deposed leader");
+            return Ok(Applied::default());
+        }
+        let mut applied = Applied {
+            accepted: true,
+            collected: 0,
+        };
+        for command in batch.commands {
+            match command {
+                Command::Put(frame) => match decode(&frame, None) {
+                    Ok(record) => self
+                        .inner
+                        .records
+                        .store(&record)
+                        .map_err(storage(ErrorVerb::Write))?,
+                    // Every node holds the same bytes, so every node skips the same record.
+                    Err(error) => tracing::error!(%error, %log_id, "skipped a corrupt record"),
+                },
+                Command::Collect { before_unix_ms } => {
+                    applied.collected += self
+                        .inner
+                        .records
+                        .collect(before_unix_ms)
+                        .map_err(storage(ErrorVerb::Write))?;
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Replaces every record with the snapshot's. A marker set first and cleared last makes a
+    /// crash part-way finish the install at the next open, from the file already saved.
+    fn install(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
+        let frames: Vec<Vec<u8>> = from_bytes(&file.data)?;
+        let _applying = self.inner.applying.lock().expect("lock");
+        self.set_meta(INSTALLING, &true)?;
+        let records = &self.inner.records;
+        records.clear().map_err(storage(ErrorVerb::Write))?;
+        for frame in &frames {
+            let record = decode(frame, None).map_err(storage(ErrorVerb::Read))?;
+            records.store(&record).map_err(storage(ErrorVerb::Write))?;
+        }
+        self.set_meta(MEMBERSHIP, &file.meta.last_membership)?;
+        self.set_meta(APPLIED, &file.meta.last_log_id)?;
+        self.set_meta(INSTALLING, &false)?;
+        tracing::info!(records = frames.len(), last = ?file.meta.last_log_id, "installed a snapshot");
+        Ok(())
+    }
+
+    fn read_snapshot(&self) -> Result<Option<SnapshotFile>, StorageError<NodeId>> {
+        match std::fs::read(self.snapshot_path()) {
+            Ok(bytes) => from_bytes(&bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(failed(ErrorVerb::Read, format!("snapshot: {e}"))),
+        }
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.inner.dir.join(SNAPSHOT_FILE)
+    }
+
+    /// Writes the snapshot file durably: a crash leaves the old file or the new one.
+    fn save_snapshot(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
+        let bytes = to_bytes(file)?;
+        let write = || -> std::io::Result<()> {
+            let tmp = self.inner.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+            let mut out = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut out, &bytes)?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, self.snapshot_path())?;
+            std::fs::File::open(&self.inner.dir)?.sync_all()
+        };
+        write().map_err(|e| failed(ErrorVerb::Write, format!("snapshot: {e}")))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (frames, (last_log_id, last_membership)) = {
+            let _applying = self.inner.applying.lock().expect("lock");
+            let frames = self
+                .inner
+                .records
+                .frames()
+                .map_err(storage(ErrorVerb::Read))?;
+            (frames, self.applied()?)
+        };
+        let data = to_bytes(&frames)?;
+        let snapshot_id = match &last_log_id {
+            Some(id) => format!("{}-{}", id.leader_id, id.index),
+            None => "empty".into(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        let file = SnapshotFile { meta, data };
+        self.save_snapshot(&file)?;
+        tracing::info!(records = frames.len(), bytes = file.data.len(), last = ?file.meta.last_log_id, "built a snapshot");
+        Ok(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError<NodeId>> {
+        self.applied()
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let _applying = self.inner.applying.lock().expect("lock");
+        let mut answers = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            let answer = match entry.payload {
+                EntryPayload::Blank => Applied::default(),
+                EntryPayload::Normal(batch) => self.apply_batch(&entry.log_id, batch)?,
+                EntryPayload::Membership(membership) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), membership);
+                    self.set_meta(MEMBERSHIP, &stored)?;
+                    Applied::default()
+                }
+            };
+            answers.push(answer);
+            last = Some(entry.log_id);
+        }
+        if let Some(last) = last {
+            // After the records: a crash keeps a prefix, so the id never runs ahead of them.
+            self.set_meta(APPLIED, &Some(last))?;
+        }
+        Ok(answers)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: snapshot.into_inner(),
+        };
+        self.save_snapshot(&file)?;
+        self.install(&file)
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.read_snapshot()?.map(|file| Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        }))
+    }
+}
