@@ -5,6 +5,7 @@ mod cli;
 use clap::{Parser, Subcommand};
 use cli::bank::BankCommand;
 use cli::bench::BenchArgs;
+use cli::cluster::ClusterCommand;
 use cli::nemesis::NemesisArgs;
 use cli::participant::ParticipantCommand;
 use cli::serve::ServeArgs;
@@ -40,8 +41,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the coordinator (single node, embedded sled log).
+    /// Run the coordinator: a single node on its embedded log, or with --peers a cluster node.
     Serve(ServeArgs),
+    /// Look at a coordinator cluster and change its members.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run a participant.
     #[command(subcommand)]
     Participant(ParticipantCommand),
@@ -98,6 +102,7 @@ async fn start(cli: Cli) -> std::process::ExitCode {
 async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => cli::serve::run(args).await,
+        Command::Cluster(command) => cli::cluster::run(command).await,
         Command::Participant(command) => cli::participant::run(command).await,
         Command::Bank(command) => cli::bank::run(command).await,
         Command::Demo => demo::run().await,

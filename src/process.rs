@@ -15,6 +15,18 @@ use tokio::process::{Child, Command};
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Free loopback ports: bound, read and released, for servers whose addresses must be known
+/// before they start (cluster nodes name each other in `--peers`).
+pub fn free_local_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
 /// A running `verdict` server process.
 pub struct ChildServer {
     child: Child,

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -205,4 +207,96 @@ async fn without_a_majority_nothing_commits_and_service_resumes_when_one_returns
     })
     .await;
     assert!(settled.is_ok(), "money was created or lost");
+}
+
+/// Runs `verdict ARGS…` to completion; returns its stdout, failing the test if it failed.
+async fn verdict(args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .output()
+        .await
+        .expect("verdict ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "verdict {args:?} failed: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn cluster_status(urls: &str) -> serde_json::Value {
+    let json = verdict(&["cluster", "status", "--coordinator", urls, "--json"]).await;
+    serde_json::from_str(&json).expect("one JSON object")
+}
+
+fn voters(status: &serde_json::Value) -> Vec<u64> {
+    let members = status["members"].as_array().unwrap();
+    let voters = members.iter().filter(|m| m["voter"] == true);
+    voters.map(|m| m["id"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn cluster_status_names_the_leader_its_term_and_members() {
+    let cluster = TestCluster::start(3, NODE_ARGS).await;
+    let leader = cluster.leader().await;
+    let status = cluster_status(&cluster.urls()).await;
+    assert_eq!(
+        status["leader"].as_u64(),
+        Some(leader as u64 + 1),
+        "{status}"
+    );
+    assert!(status["term"].as_u64().unwrap() >= 1);
+    assert_eq!(voters(&status), vec![1, 2, 3]);
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+    let table = verdict(&["cluster", "status", "--coordinator", &cluster.urls()]).await;
+    assert!(
+        table.contains("Leader") && table.contains("Follower"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn nodes_are_added_and_removed_while_transfers_run() {
+    let (mut cluster, a, b) = cluster_with_banks().await;
+    let client = Client::new(&cluster.urls(), PATIENCE).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (client, stop) = (client.clone(), stop.clone());
+        let (from, to) = (at(&a, "alice"), at(&b, "bob"));
+        async move {
+            let mut committed = 0;
+            while !stop.load(Ordering::Relaxed) && committed < 500 {
+                let (_, outcome, reason) =
+                    transfer(&client, &from, &to, 1).await.expect("transfer");
+                assert_eq!(outcome, Decision::Committed, "{reason}");
+                committed += 1;
+            }
+            committed
+        }
+    });
+
+    let new_url = cluster.start_joining(4, NODE_ARGS).await;
+    let urls = cluster.urls();
+    verdict(&[
+        "cluster",
+        "add-node",
+        &format!("4={new_url}"),
+        "--coordinator",
+        &urls,
+    ])
+    .await;
+    assert_eq!(voters(&cluster_status(&urls).await), vec![1, 2, 3, 4]);
+
+    let leader = cluster.leader().await;
+    let leaving = (0..3).find(|&i| i != leader).unwrap();
+    let id = (leaving + 1).to_string();
+    verdict(&["cluster", "remove-node", &id, "--coordinator", &urls]).await;
+    let remaining: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&n| n != leaving as u64 + 1)
+        .collect();
+    assert_eq!(voters(&cluster_status(&urls).await), remaining);
+
+    stop.store(true, Ordering::Relaxed);
+    let committed = load.await.unwrap();
+    assert!(committed > 0, "no transfer ran during the changes");
+    await_balance(&a, "alice", 1000 - committed).await;
+    await_balance(&b, "bob", committed).await;
 }

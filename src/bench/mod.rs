@@ -68,6 +68,9 @@ pub struct BenchOptions {
     pub progress: bool,
     /// The PostgreSQL banks' databases: also measure the transfers driven directly on them.
     pub pg_direct: Vec<String>,
+    /// Coordinator nodes: of the deployment it starts (1 is a single node, more a cluster), or
+    /// named in `coordinator`.
+    pub nodes: usize,
 }
 
 /// The processes of a deployment started for the run.
@@ -85,34 +88,48 @@ impl Deployment {
             LogSync::Fsync => "fsync",
             LogSync::Off => "off",
         };
-        let spawn = |args: Vec<String>, data: PathBuf| {
+        let spawn = |args: Vec<String>, listen: String, data: PathBuf| {
             let mut args = args;
             if let Some(threads) = options.worker_threads {
                 args.extend(["--worker-threads".into(), threads.to_string()]);
             }
-            args.extend(
-                [
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--log-level",
-                    "warn",
-                    "--log-sync",
-                    sync,
-                ]
-                .map(String::from),
-            );
+            args.extend(["--listen".into(), listen]);
+            args.extend(["--log-level", "warn", "--log-sync", sync].map(String::from));
             args.push("--data-dir".into());
             args.push(data.display().to_string());
             let exe = options.exe.clone();
             async move { ChildServer::spawn(&exe, args, Stdio::inherit()).await }
         };
-        let coordinator = spawn(vec!["serve".into()], dir.join("coordinator")).await?;
-        let coordinator_url = coordinator.url();
+        let mut processes = Vec::new();
+        if options.nodes == 1 {
+            let any_port = "127.0.0.1:0".to_string();
+            processes.push(spawn(vec!["serve".into()], any_port, dir.join("coordinator")).await?);
+        } else {
+            let ports = crate::process::free_local_ports(options.nodes)?;
+            let peers: Vec<String> = (1..)
+                .zip(&ports)
+                .map(|(id, port)| format!("{id}=http://127.0.0.1:{port}"))
+                .collect();
+            for (id, port) in (1..).zip(&ports) {
+                let args = [
+                    "serve",
+                    "--node-id",
+                    &id.to_string(),
+                    "--peers",
+                    &peers.join(","),
+                ]
+                .map(String::from)
+                .to_vec();
+                let data = dir.join(format!("node-{id}"));
+                processes.push(spawn(args, format!("127.0.0.1:{port}"), data).await?);
+            }
+        }
+        let urls: Vec<String> = processes.iter().map(ChildServer::url).collect();
+        let coordinator_url = urls.join(",");
         let kind = match options.workload {
             Workload::Noop => "noop",
             Workload::Bank => "kv",
         };
-        let mut processes = vec![coordinator];
         let mut participants = Vec::new();
         for i in 0..options.participants {
             let args = [
@@ -126,7 +143,8 @@ impl Deployment {
             .into_iter()
             .chain([format!("p{i}")])
             .collect();
-            let process = spawn(args, dir.join(format!("participant-{i}"))).await?;
+            let listen = "127.0.0.1:0".to_string();
+            let process = spawn(args, listen, dir.join(format!("participant-{i}"))).await?;
             participants.push(process.url());
             processes.push(process);
         }
@@ -428,6 +446,7 @@ async fn drive(
         .collect();
     Ok(Report {
         workload: format!("{:?}", options.workload).to_lowercase(),
+        coordinator_nodes: options.nodes,
         participants_per_txn: options.participants,
         concurrency: options.concurrency,
         log_sync: format!("{:?}", options.log_sync).to_lowercase(),

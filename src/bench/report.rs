@@ -54,6 +54,8 @@ pub struct PgDirect {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub workload: String,
+    /// Coordinator nodes of the deployment the bench started (1: a single node).
+    pub coordinator_nodes: usize,
     pub participants_per_txn: usize,
     pub concurrency: usize,
     pub log_sync: String,
@@ -105,8 +107,12 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "verdict bench: {} workload, {} participants/txn, concurrency {}, {:.1} s, log sync {}",
+            "verdict bench: {} workload, {}, {} participants/txn, concurrency {}, {:.1} s, log sync {}",
             self.workload,
+            match self.coordinator_nodes {
+                1 => "single-node coordinator".to_string(),
+                n => format!("{n}-node cluster"),
+            },
             self.participants_per_txn,
             self.concurrency,
             self.duration_secs,

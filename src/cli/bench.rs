@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// with no coordinator, at the same concurrency and for the same duration.
     #[arg(long, num_args = 2, value_names = ["DSN_A", "DSN_B"], requires = "coordinator")]
     pg_direct: Vec<String>,
+    /// Start a cluster of this many coordinator nodes instead of a single node.
+    #[arg(long, conflicts_with = "coordinator", value_parser = clap::value_parser!(u64).range(1..=7))]
+    cluster: Option<u64>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -74,6 +77,10 @@ pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result
     for url in &args.participant {
         validate::url("--participant", url)?;
     }
+    let nodes = match (&args.coordinator, args.cluster) {
+        (Some(urls), _) => urls.split(',').count(),
+        (None, cluster) => cluster.unwrap_or(1) as usize,
+    };
     let options = BenchOptions {
         exe: std::env::current_exe()?,
         coordinator: args.coordinator,
@@ -89,6 +96,7 @@ pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result
         worker_threads,
         progress: !args.json,
         pg_direct: args.pg_direct,
+        nodes,
     };
     let report = verdict::bench::run(&options).await?;
     if let Some(path) = &args.plot {

@@ -2,6 +2,7 @@
 
 pub mod bank;
 pub mod bench;
+pub mod cluster;
 pub mod nemesis;
 pub mod participant;
 pub mod serve;

@@ -10,6 +10,7 @@
 //! - [`log`]: [`ReplicatedLog`], the [`DecisionLog`](crate::log::DecisionLog) the leader's
 //!   engine writes through: writes are grouped into one Raft entry per round, a forced write
 //!   resolves once a majority has it on disk.
+//! - [`admin`]: each node's view of the cluster, membership changes (`verdict cluster`).
 //! - [`node`]: one node — storage, Raft, forming the cluster from `--peers`, and the engine
 //!   that runs only while this node leads.
 //!
@@ -18,6 +19,7 @@
 //! and a new leader starts its engine only after its own term's first entry is applied, so the
 //! engine recovers every decision a majority ever held.
 
+pub mod admin;
 pub mod log;
 pub mod network;
 pub mod node;

@@ -167,18 +167,6 @@ async fn spawn(data_dir: &Path, listen: &str, args: &[String]) -> ChildServer {
     .expect("verdict started")
 }
 
-/// Free loopback ports: bound, read and released, for servers whose addresses must be known
-/// before they start (cluster nodes name each other in `--peers`).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
-}
-
 /// A cluster of `verdict serve` nodes as child processes, each on its own port and data
 /// directory (node ids 1, 2, …).
 pub struct TestCluster {
@@ -189,7 +177,7 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes with `args` added to each.
     pub async fn start(n: usize, args: &[&str]) -> Self {
-        let ports = free_ports(n);
+        let ports = verdict::process::free_local_ports(n).expect("free ports");
         let peers: Vec<String> = ports
             .iter()
             .enumerate()
@@ -206,6 +194,18 @@ impl TestCluster {
         TestCluster { nodes, peers }
     }
 
+    /// Starts one more node, id `id`, with `--join`: it waits for `verdict cluster add-node`.
+    pub async fn start_joining(&mut self, id: u64, args: &[&str]) -> String {
+        let port = verdict::process::free_local_ports(1).expect("free port")[0];
+        let url = format!("http://127.0.0.1:{port}");
+        let (id, peers) = (id.to_string(), format!("{id}={url}"));
+        let base = ["serve", "--node-id", &id, "--peers", &peers, "--join"];
+        let listen = format!("127.0.0.1:{port}");
+        self.nodes
+            .push(Server::start_at(&listen, base.iter().chain(args)).await);
+        url
+    }
+
     /// Every node's URL, comma-separated (for `--coordinator` and the client).
     pub fn urls(&self) -> String {
         let urls: Vec<String> = self.nodes.iter().map(Server::url).collect();
@@ -214,14 +214,9 @@ impl TestCluster {
 
     /// A node's view of the cluster, or `None` if it does not answer.
     pub async fn status(&self, node: usize) -> Option<serde_json::Value> {
-        let mut client =
-            verdict::proto::internal::raft_client::RaftClient::new(self.nodes[node].channel());
-        let request = verdict::proto::internal::StatusRequest {};
-        let response = tokio::time::timeout(Duration::from_secs(1), client.status(request))
+        verdict::cluster::admin::status(&self.nodes[node].url())
             .await
-            .ok()?
-            .ok()?;
-        serde_json::from_str(&response.into_inner().json).ok()
+            .ok()
     }
 
     /// Waits until one of the nodes in `among` leads and runs transactions; returns its index.

@@ -1,0 +1,76 @@
+//! Talking to a cluster as an operator: each node's view of it, and membership changes sent to
+//! the leader. Used by `verdict cluster` and the tests.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tonic::Status;
+
+use super::network::client;
+use crate::proto::internal::{AddNodeRequest, RemoveNodeRequest, StatusRequest};
+
+/// How long one node may take to answer a status request.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The node at `url`'s view of the cluster (see [`ClusterNode::status`](super::ClusterNode::status)).
+pub async fn status(url: &str) -> Result<Value, Status> {
+    let mut node = client(url).map_err(Status::invalid_argument)?;
+    let mut request = tonic::Request::new(StatusRequest {});
+    request.set_timeout(STATUS_TIMEOUT);
+    let answer = tokio::time::timeout(STATUS_TIMEOUT, node.status(request))
+        .await
+        .map_err(|_| Status::deadline_exceeded(format!("{url} did not answer in time")))??;
+    serde_json::from_str(&answer.into_inner().json)
+        .map_err(|e| Status::internal(format!("{url} answered an unreadable status: {e}")))
+}
+
+/// What the nodes at `urls` say, each in turn.
+pub async fn views(urls: &[String]) -> Vec<(String, Result<Value, Status>)> {
+    let mut views = Vec::new();
+    for url in urls {
+        views.push((url.clone(), status(url).await));
+    }
+    views
+}
+
+/// The URL of the leader, as the first node that knows one says.
+pub async fn leader_url(urls: &[String]) -> Result<String, Status> {
+    for (url, view) in views(urls).await {
+        match view {
+            Ok(view) if view["state"] == "Leader" => return Ok(url),
+            Ok(view) => {
+                if let Some(leader) = view["leader_url"].as_str() {
+                    return Ok(leader.to_owned());
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(Status::unavailable(format!(
+        "no node among {} knows a leader: is a majority of the cluster up?",
+        urls.join(",")
+    )))
+}
+
+/// Adds node `id` at `url` (running with `--join`): learner first, then voter.
+pub async fn add_node(urls: &[String], id: u64, url: &str) -> Result<Value, Status> {
+    let leader = leader_url(urls).await?;
+    let mut node = client(&leader).map_err(Status::invalid_argument)?;
+    let request = AddNodeRequest {
+        node_id: id,
+        url: url.to_owned(),
+    };
+    let answer = node.add_node(request).await?.into_inner();
+    serde_json::from_str(&answer.json).map_err(|e| Status::internal(e.to_string()))
+}
+
+/// Removes node `id` from the cluster.
+pub async fn remove_node(urls: &[String], id: u64) -> Result<Value, Status> {
+    let leader = leader_url(urls).await?;
+    let mut node = client(&leader).map_err(Status::invalid_argument)?;
+    let answer = node
+        .remove_node(RemoveNodeRequest { node_id: id })
+        .await?
+        .into_inner();
+    serde_json::from_str(&answer.json).map_err(|e| Status::internal(e.to_string()))
+}
