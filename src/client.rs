@@ -235,6 +235,24 @@ impl Client {
         Ok(())
     }
 
+    /// The outcome a participant in doubt acts on (`Resolve`): unknown ids are ABORTED.
+    pub async fn resolve(&self, request: ResolveRequest) -> Result<ResolveResponse, Status> {
+        self.call(request, |mut c, r| async move { c.resolve(r).await })
+            .await
+    }
+
+    /// A page of transactions (`ListTransactions`).
+    pub async fn list(
+        &self,
+        request: ListTransactionsRequest,
+    ) -> Result<ListTransactionsResponse, Status> {
+        self.call(
+            request,
+            |mut c, r| async move { c.list_transactions(r).await },
+        )
+        .await
+    }
+
     /// The coordinator's view of a transaction.
     pub async fn get(&self, txn: TxnId) -> Result<proto::Transaction, Status> {
         let request = GetTransactionRequest {

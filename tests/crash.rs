@@ -23,6 +23,7 @@ fn config(dir: &Path) -> ClusterConfig {
         exe: env!("CARGO_BIN_EXE_verdict").into(),
         dir: dir.into(),
         banks: 2,
+        coordinator_nodes: 1,
         proxies: false,
         coordinator_args: args(&[
             "--txn-timeout",
@@ -51,7 +52,7 @@ async fn crash_at(point: &str) {
         node.arm(point);
         node.start().await.unwrap();
     }
-    let client = Client::new(&cluster.coordinator.url(), Duration::from_secs(5)).unwrap();
+    let client = Client::new(&cluster.node_urls(), Duration::from_secs(5)).unwrap();
     let banks = cluster.bank_clients();
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut crashed = false;

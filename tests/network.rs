@@ -19,6 +19,7 @@ async fn cluster(dir: &Path) -> (Cluster, Ledger, Client) {
         exe: env!("CARGO_BIN_EXE_verdict").into(),
         dir: dir.into(),
         banks: 2,
+        coordinator_nodes: 1,
         proxies: true,
         coordinator_args: args(&[
             "--prepare-timeout",
@@ -35,7 +36,7 @@ async fn cluster(dir: &Path) -> (Cluster, Ledger, Client) {
     let cluster = Cluster::start(&config).await.unwrap();
     // acct-0-0 is on bank-0, acct-1-0 on bank-1.
     let ledger = Ledger::open(&cluster, 1, 100).await.unwrap();
-    let client = Client::new(&cluster.coordinator.url(), PATIENCE).unwrap();
+    let client = Client::new(&cluster.node_urls(), PATIENCE).unwrap();
     (cluster, ledger, client)
 }
 

@@ -1,7 +1,7 @@
-//! A coordinator and bank participants as child processes that can be killed and restarted on
-//! the same port and data directory, optionally behind [`FaultProxy`]s: one in front of each
-//! bank (the coordinator's calls to it) and one in front of the coordinator (the banks' calls:
-//! Enlist and Resolve).
+//! A coordinator — one node, or a Raft cluster of several — and bank participants as child
+//! processes that can be killed and restarted on the same port and data directory, optionally
+//! behind [`FaultProxy`]s (single node only): one in front of each bank (the coordinator's
+//! calls to it) and one in front of the coordinator (the banks' calls: Enlist and Resolve).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -12,9 +12,9 @@ use anyhow::Context;
 use tonic::transport::Channel;
 
 use super::proxy::FaultProxy;
+use crate::client::Client;
 use crate::process::ChildServer;
 use crate::proto::bank_client::BankClient;
-use crate::proto::coordinator_client::CoordinatorClient;
 
 /// One `verdict` process of the cluster.
 pub struct Node {
@@ -45,6 +45,11 @@ impl Node {
             child: None,
             channel: None,
         }
+    }
+
+    /// Fixes the address of its first start (a cluster node's URL is known to its peers).
+    pub fn listen_at(&mut self, addr: SocketAddr) {
+        self.listen = Some(addr);
     }
 
     /// Arms crash point `point` for the next start.
@@ -147,7 +152,9 @@ pub struct ClusterConfig {
     /// Where the nodes keep their data and logs.
     pub dir: PathBuf,
     pub banks: usize,
-    /// Put fault proxies between the processes.
+    /// Coordinator nodes: 1 is a single node, more form a Raft cluster.
+    pub coordinator_nodes: usize,
+    /// Put fault proxies between the processes (single-node coordinator only).
     pub proxies: bool,
     /// Extra flags for `verdict serve`.
     pub coordinator_args: Vec<String>,
@@ -157,7 +164,8 @@ pub struct ClusterConfig {
 
 /// The processes and proxies.
 pub struct Cluster {
-    pub coordinator: Node,
+    /// The coordinator's nodes (one, unless a Raft cluster), node id `i + 1` at index `i`.
+    pub coordinators: Vec<Node>,
     pub banks: Vec<Node>,
     /// In front of the coordinator (the banks' calls), if proxied.
     pub coordinator_proxy: Option<FaultProxy>,
@@ -169,26 +177,65 @@ fn os(args: &[String]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
+/// The coordinator's nodes, not started: `coordinator` alone, or `node-1`… naming each other.
+fn coordinator_nodes(config: &ClusterConfig) -> anyhow::Result<Vec<Node>> {
+    let serve = os(&["serve".into()]);
+    if config.coordinator_nodes == 1 {
+        return Ok(vec![Node::new(
+            "coordinator",
+            &config.exe,
+            &config.dir,
+            serve,
+        )]);
+    }
+    let ports = crate::process::free_local_ports(config.coordinator_nodes)?;
+    let peers: Vec<String> = (1..)
+        .zip(&ports)
+        .map(|(id, port)| format!("{id}=http://127.0.0.1:{port}"))
+        .collect();
+    let nodes = (1..).zip(&ports).map(|(id, port)| {
+        let mut args = serve.clone();
+        args.extend(os(&[
+            "--node-id".into(),
+            id.to_string(),
+            "--peers".into(),
+            peers.join(","),
+        ]));
+        let mut node = Node::new(&format!("node-{id}"), &config.exe, &config.dir, args);
+        node.listen_at(SocketAddr::from(([127, 0, 0, 1], *port)));
+        node
+    });
+    Ok(nodes.collect())
+}
+
 impl Cluster {
-    /// Starts the coordinator, then the banks.
+    /// Starts the coordinator's nodes, then the banks.
     pub async fn start(config: &ClusterConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !config.proxies || config.coordinator_nodes == 1,
+            "fault proxies stand in front of a single-node coordinator only"
+        );
         let coordinator_proxy = match config.proxies {
             true => Some(FaultProxy::bind().await?),
             false => None,
         };
-        let mut coordinator_args = os(&["serve".into()]);
+        let mut coordinators = coordinator_nodes(config)?;
         if let Some(proxy) = &coordinator_proxy {
-            coordinator_args.extend(os(&["--advertise-url".into(), proxy.url()]));
+            coordinators[0]
+                .args
+                .extend(os(&["--advertise-url".into(), proxy.url()]));
         }
-        coordinator_args.extend(os(&config.coordinator_args));
-        let mut coordinator = Node::new("coordinator", &config.exe, &config.dir, coordinator_args);
-        coordinator.start().await?;
+        for node in &mut coordinators {
+            node.args.extend(os(&config.coordinator_args));
+            node.start().await?;
+        }
         if let Some(proxy) = &coordinator_proxy {
-            proxy.set_target(coordinator.addr());
+            proxy.set_target(coordinators[0].addr());
         }
+        let urls: Vec<String> = coordinators.iter().map(Node::url).collect();
         let coordinator_url = coordinator_proxy
             .as_ref()
-            .map_or_else(|| coordinator.url(), FaultProxy::url);
+            .map_or_else(|| urls.join(","), FaultProxy::url);
 
         let mut banks = Vec::new();
         let mut bank_proxies = Vec::new();
@@ -219,15 +266,30 @@ impl Cluster {
             banks.push(bank);
         }
         Ok(Cluster {
-            coordinator,
+            coordinators,
             banks,
             coordinator_proxy,
             bank_proxies,
         })
     }
 
-    pub fn coordinator_client(&self) -> CoordinatorClient<Channel> {
-        CoordinatorClient::new(self.coordinator.channel())
+    /// The coordinator as the banks reach it: its proxy, or every node comma-separated.
+    pub fn coordinator_url(&self) -> String {
+        match &self.coordinator_proxy {
+            Some(proxy) => proxy.url(),
+            None => self.node_urls(),
+        }
+    }
+
+    /// Every coordinator node's own URL, comma-separated.
+    pub fn node_urls(&self) -> String {
+        let urls: Vec<String> = self.coordinators.iter().map(Node::url).collect();
+        urls.join(",")
+    }
+
+    /// An application client of the coordinator (it follows a cluster's leader).
+    pub fn client(&self, timeout: std::time::Duration) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.node_urls(), timeout)?)
     }
 
     pub fn bank_client(&self, bank: usize) -> BankClient<Channel> {
@@ -239,9 +301,9 @@ impl Cluster {
         (0..self.banks.len()).map(|i| self.bank_client(i)).collect()
     }
 
-    /// Every node, coordinator first.
+    /// Every node, coordinator nodes first.
     pub fn nodes(&mut self) -> impl Iterator<Item = &mut Node> {
-        std::iter::once(&mut self.coordinator).chain(self.banks.iter_mut())
+        self.coordinators.iter_mut().chain(self.banks.iter_mut())
     }
 
     /// Every proxy.

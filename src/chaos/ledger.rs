@@ -137,6 +137,13 @@ async fn balances(cluster: &Cluster, ledger: &Ledger) -> Result<Vec<(i64, i64)>,
     Ok(found)
 }
 
+/// The checker's client: it follows a cluster's leader, and waits out an election.
+fn client(cluster: &Cluster) -> Result<Client, Status> {
+    cluster
+        .client(Duration::from_secs(10))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
 async fn in_flight(cluster: &Cluster) -> Result<usize, Status> {
     let mut count = 0;
     for state in [
@@ -150,11 +157,7 @@ async fn in_flight(cluster: &Cluster) -> Result<usize, Status> {
             page_size: 1000,
             page_token: String::new(),
         };
-        let response = cluster
-            .coordinator_client()
-            .list_transactions(request)
-            .await?;
-        count += response.into_inner().transactions.len();
+        count += client(cluster)?.list(request).await?.transactions.len();
     }
     Ok(count)
 }
@@ -209,8 +212,7 @@ pub async fn check(
         let request = ResolveRequest {
             txn_id: txn.to_string(),
         };
-        let outcome = cluster.coordinator_client().resolve(request).await?;
-        let outcome = outcome.into_inner().outcome();
+        let outcome = client(cluster)?.resolve(request).await?.outcome();
         use crate::proto::Outcome as Wire;
         let committed = match outcome {
             Wire::Committed => true,

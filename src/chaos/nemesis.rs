@@ -72,6 +72,7 @@ pub async fn run(config: &NemesisConfig) -> anyhow::Result<Summary> {
         exe: config.exe.clone(),
         dir: config.dir.clone(),
         banks: config.banks,
+        coordinator_nodes: 1,
         proxies: true,
         coordinator_args: [
             "--txn-timeout",
@@ -97,7 +98,7 @@ pub async fn run(config: &NemesisConfig) -> anyhow::Result<Summary> {
 
     let (banks, client) = {
         let cluster = cluster.lock().await;
-        let client = Client::new(&cluster.coordinator.url(), Duration::from_secs(3))?;
+        let client = Client::new(&cluster.node_urls(), Duration::from_secs(3))?;
         (cluster.bank_clients(), client)
     };
     let workers: Vec<_> = (0..config.workers)
