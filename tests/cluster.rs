@@ -300,3 +300,66 @@ async fn nodes_are_added_and_removed_while_transfers_run() {
     await_balance(&a, "alice", 1000 - committed).await;
     await_balance(&b, "bob", committed).await;
 }
+
+#[tokio::test]
+async fn a_node_that_was_away_catches_up_from_a_snapshot() {
+    let mut args = NODE_ARGS.to_vec();
+    args.extend(["--snapshot-every", "20"]);
+    let mut cluster = TestCluster::start(3, &args).await;
+    let leader = cluster.leader().await;
+    let away = (leader + 1) % 3;
+    cluster.nodes[away].kill().await;
+
+    let urls = cluster.urls();
+    let a = Server::start_bank_at(&urls, "bank-a", &[]).await;
+    let b = Server::start_bank_at(&urls, "bank-b", &[]).await;
+    open(&a, "alice", 1000).await;
+    open(&b, "bob", 0).await;
+    let client = Client::new(&urls, PATIENCE).unwrap();
+    let mut committed = Vec::new();
+    for _ in 0..60 {
+        let (txn, outcome, _) = transfer(&client, &at(&a, "alice"), &at(&b, "bob"), 1)
+            .await
+            .unwrap();
+        assert_eq!(outcome, Decision::Committed);
+        committed.push(txn);
+    }
+    let status = cluster.status(leader).await.unwrap();
+    let purged = status["purged_index"].as_u64().unwrap_or(0);
+    assert!(
+        purged > 0,
+        "the leader never purged its log behind a snapshot: {status}"
+    );
+
+    // The node that was away is behind the purged log: only a snapshot can bring it up to date.
+    cluster.nodes[away].restart().await;
+    let caught_up = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let status = cluster.status(away).await;
+            let applied = status
+                .as_ref()
+                .and_then(|s| s["last_applied_index"].as_u64());
+            let snapshot = status.as_ref().and_then(|s| s["snapshot_index"].as_u64());
+            if applied >= Some(purged) && snapshot.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        caught_up.is_ok(),
+        "node {} never caught up: {:?}",
+        away + 1,
+        cluster.status(away).await
+    );
+
+    // Leading, it answers from the records the snapshot brought.
+    cluster.make_leader(away).await;
+    for txn in &committed {
+        assert_eq!(
+            state_on(&cluster.nodes[away], *txn).await,
+            TransactionState::Committed
+        );
+    }
+}

@@ -13,17 +13,22 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot};
+use openraft::error::ClientWriteError;
+use openraft::raft::ClientWriteResponse;
+use openraft::BasicNode;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::state::StateMachine;
 use super::types::{Applied, Batch, Command, Leader};
-use super::Raft;
+use super::{NodeId, Raft, TypeConfig};
 use crate::core::TxnId;
 use crate::log::{encode, DecisionLog, LogError, TxnRecord};
 
 /// Most commands in one entry.
 const MAX_BATCH: usize = 2048;
+
+/// Entries submitted and not yet committed, at most.
+const ENTRIES_IN_FLIGHT: usize = 4;
 
 /// Who hears how a write's entry ended.
 type Done = Box<dyn FnOnce(&Result<Applied, LogError>) + Send>;
@@ -38,14 +43,19 @@ pub struct Proposal {
 /// Queues proposals for the node's proposer task.
 pub type Proposals = mpsc::UnboundedSender<Proposal>;
 
-/// Runs the node's proposer until every sender is gone: one entry at a time, each carrying
-/// everything queued meanwhile.
+/// Runs the node's proposer until every sender is gone: each entry carries everything queued
+/// while earlier ones were replicating. Entries are submitted to Raft in queue order (a
+/// transaction's records must apply in the order they were written); up to
+/// [`ENTRIES_IN_FLIGHT`] await their commit at once, so one append's flush overlaps the next
+/// entry's batching.
 pub async fn propose(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+    let slots = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
     let mut next = None;
     loop {
         let Some(first) = next.take().or(queue.recv().await) else {
             return;
         };
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
         let leader = first.leader;
         let mut group = vec![first];
         while group.len() < MAX_BATCH {
@@ -61,25 +71,41 @@ pub async fn propose(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
         }
         let (commands, dones): (Vec<_>, Vec<_>) =
             group.into_iter().map(|p| (p.command, p.done)).unzip();
-        let answer = write(&raft, Batch { leader, commands }).await;
-        for done in dones {
-            done(&answer);
-        }
+        let submitted = raft.client_write_ff(Batch { leader, commands }).await;
+        tokio::spawn(async move {
+            let answer = match submitted {
+                Ok(response) => answer(leader, response.await),
+                Err(fatal) => Err(LogError::Unavailable(format!(
+                    "the Raft log failed: {fatal}"
+                ))),
+            };
+            for done in dones {
+                done(&answer);
+            }
+            drop(slot);
+        });
     }
 }
 
-async fn write(raft: &Raft, batch: Batch) -> Result<Applied, LogError> {
-    let leader = batch.leader;
-    match raft.client_write(batch).await {
-        Ok(response) if response.data.accepted => Ok(response.data),
-        Ok(_) => Err(LogError::Unavailable(format!(
+/// What the engine hears of an entry's commit.
+fn answer<E: std::fmt::Display>(
+    leader: Leader,
+    response: Result<
+        Result<ClientWriteResponse<TypeConfig>, ClientWriteError<NodeId, BasicNode>>,
+        E,
+    >,
+) -> Result<Applied, LogError> {
+    match response {
+        Ok(Ok(response)) if response.data.accepted => Ok(response.data),
+        Ok(Ok(_)) => Err(LogError::Unavailable(format!(
             "writes of the leader of term {} were committed in a later term and dropped",
             leader.term
         ))),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(
-            LogError::Unavailable("this node is no longer the leader".into()),
-        ),
-        Err(e) => Err(LogError::Unavailable(format!("the Raft log failed: {e}"))),
+        Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(LogError::Unavailable(
+            "this node is no longer the leader".into(),
+        )),
+        Ok(Err(e)) => Err(LogError::Unavailable(format!("the Raft log refused: {e}"))),
+        Err(e) => Err(LogError::Unavailable(format!("Raft stopped: {e}"))),
     }
 }
 

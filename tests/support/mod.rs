@@ -237,6 +237,22 @@ impl TestCluster {
         found.expect("no node took the lead in time")
     }
 
+    /// Kills leaders other than node `wanted` (restarting each) until `wanted` leads.
+    pub async fn make_leader(&mut self, wanted: usize) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        for _ in 0..20 {
+            let now = self.leader().await;
+            if now == wanted {
+                return;
+            }
+            self.nodes[now].kill().await;
+            let others: Vec<usize> = all.iter().copied().filter(|&i| i != now).collect();
+            self.leader_among(&others).await;
+            self.nodes[now].restart().await;
+        }
+        panic!("node {} never became leader", wanted + 1);
+    }
+
     /// Waits until some node leads and runs transactions; returns its index.
     pub async fn leader(&self) -> usize {
         let all: Vec<usize> = (0..self.nodes.len()).collect();
