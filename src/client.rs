@@ -79,9 +79,15 @@ impl Nodes {
     }
 }
 
-/// Whether a failed call may go to another node: the node does not lead, or cannot be reached.
+/// Whether a failed call may go to another node: the node does not lead, cannot be reached,
+/// or its connection broke mid-call (a node killed: tonic reports `CANCELLED`). Every call is
+/// idempotent, so sending it again is safe; a Begin sent twice leaves an unused transaction
+/// that expires at its deadline.
 fn try_elsewhere(status: &Status) -> bool {
-    status.code() == tonic::Code::Unavailable
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Cancelled
+    )
 }
 
 /// A transaction just begun.

@@ -7,7 +7,11 @@
 //!   implementation and its group commit.
 //! - [`coordinator`]: the engine that drives the core with real I/O, the participant client
 //!   layer, and the `verdict.v1.Coordinator` gRPC service.
-//! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown.
+//! - [`cluster`]: cluster mode — the decision log replicated with Raft, and the engine that runs
+//!   on the leader only.
+//! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown, as a
+//!   single node or a cluster node.
+//! - [`client`]: the application client, which follows a cluster's leader.
 //! - [`proto`]: the generated wire contract.
 //! - [`participant`]: the participant SDK — a runtime with its own journal around any resource.
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL

@@ -363,3 +363,36 @@ async fn a_node_that_was_away_catches_up_from_a_snapshot() {
         );
     }
 }
+
+/// Failover time, measured: SIGKILL the leader, then time until a transfer is COMMITTED by the
+/// new one; 10 kills. A measurement, not a check (`cargo test --release --test cluster
+/// failover_time -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement: run it by name"]
+async fn failover_time() {
+    let (mut cluster, a, b) = cluster_with_banks().await;
+    let client = Client::new(&cluster.urls(), PATIENCE).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        transfer(&client, &at(&a, "alice"), &at(&b, "bob"), 1)
+            .await
+            .unwrap();
+        let leader = cluster.leader().await;
+        let killed = std::time::Instant::now();
+        cluster.nodes[leader].kill().await;
+        loop {
+            let attempt = transfer(&client, &at(&a, "alice"), &at(&b, "bob"), 1).await;
+            if let Ok((_, Decision::Committed, _)) = attempt {
+                break;
+            }
+        }
+        times.push(killed.elapsed());
+        cluster.nodes[leader].restart().await;
+    }
+    times.sort();
+    eprintln!(
+        "failover (kill → first COMMITTED by the new leader), 10 kills: p50 {:?}, max {:?}, all {times:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}
