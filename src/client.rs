@@ -36,11 +36,24 @@ struct Nodes {
 /// hundred milliseconds).
 const ALL_REFUSED_PAUSE: Duration = Duration::from_millis(50);
 
+/// How often an open connection to a node is checked with an HTTP/2 ping, and how long the
+/// answer may take: a node that is frozen or cut off (not just down) fails the calls on it
+/// within about a second and a half, and they go to another node, however long the call itself
+/// may take.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long connecting to one node may take before the call goes to another.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn connect(url: &str, timeout: Duration) -> Result<CoordinatorClient<Channel>, Status> {
     let channel = Endpoint::from_shared(url.to_owned())
         .map_err(|e| Status::invalid_argument(format!("coordinator URL {url:?}: {e}")))?
-        .connect_timeout(timeout)
+        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
         .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
         .connect_lazy();
     Ok(CoordinatorClient::new(channel))
 }

@@ -93,6 +93,16 @@ impl ChildServer {
         format!("http://{}", self.addr)
     }
 
+    /// Sends `signal` (e.g. `libc::SIGSTOP` to freeze it as a partition would, `SIGCONT` to let
+    /// it run on, unaware of what passed meanwhile).
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        let pid = self.child.id().context("it has exited")?;
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        anyhow::ensure!(result == 0, "kill({pid}, {signal}) failed");
+        Ok(())
+    }
+
     /// Whether the process has exited (crashed, or was told to stop).
     pub fn has_exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
@@ -112,10 +122,7 @@ impl ChildServer {
 
     /// SIGTERM, then waits for a graceful exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: kill(2) with a pid we own and a valid signal number.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-        }
+        let _ = self.signal(libc::SIGTERM);
         let status = tokio::time::timeout(START_TIMEOUT, self.child.wait())
             .await
             .context("it did not stop in time")??;

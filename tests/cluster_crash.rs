@@ -4,16 +4,18 @@
 //! client is applied at both banks, nothing told ABORTED is, money is conserved, nothing stays
 //! prepared. Needs `--features failpoints`.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
+use support::PATIENCE;
 use verdict::chaos::cluster::{Cluster, ClusterConfig};
 use verdict::chaos::ledger::{check, Attempt, Ledger};
 use verdict::cluster::admin;
 
 const MAX_ROUNDS: usize = 10;
 const CONCURRENT: usize = 4;
-const PATIENCE: Duration = Duration::from_secs(20);
 
 fn config(dir: &Path) -> ClusterConfig {
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
@@ -135,6 +137,7 @@ macro_rules! leader_crash_matrix {
         $(
             #[tokio::test]
             async fn $test() {
+                let _one = support::one_cluster_at_a_time().await;
                 crash_leader_at($point).await;
             }
         )*

@@ -45,6 +45,7 @@ struct SnapshotFile {
 }
 
 struct Inner {
+    db: Arc<DurableDb>,
     records: SledLog,
     meta: Tree,
     dir: PathBuf,
@@ -69,6 +70,7 @@ impl StateMachine {
         let records = SledLog::in_db(db.clone()).map_err(durable::StorageError::from_display)?;
         let state = StateMachine {
             inner: Arc::new(Inner {
+                db: db.clone(),
                 records,
                 meta: db.tree("raft_sm")?,
                 dir: dir.to_owned(),
@@ -85,14 +87,12 @@ impl StateMachine {
         if self.meta::<bool>(INSTALLING)? != Some(true) {
             return Ok(());
         }
-        let file = self.read_snapshot()?.ok_or_else(|| {
-            failed(
-                ErrorVerb::Read,
-                "a snapshot install was interrupted and its file is gone",
-            )
-        })?;
         tracing::warn!("finishing a snapshot install a crash interrupted");
-        self.install(&file)
+        match self.read_snapshot()? {
+            Some(file) => self.install(&file),
+            // Interrupted before the new file was saved, so before any record changed.
+            None => self.set_meta(INSTALLING, &false),
+        }
     }
 
     /// The records, for the engine's reads.
@@ -170,12 +170,11 @@ impl StateMachine {
         Ok(applied)
     }
 
-    /// Replaces every record with the snapshot's. A marker set first and cleared last makes a
-    /// crash part-way finish the install at the next open, from the file already saved.
+    /// Replaces every record with the snapshot's, then clears the install marker (see
+    /// `install_snapshot`).
     fn install(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
         let frames: Vec<Vec<u8>> = from_bytes(&file.data)?;
         let _applying = self.inner.applying.lock().expect("lock");
-        self.set_meta(INSTALLING, &true)?;
         let records = &self.inner.records;
         records.clear().map_err(storage(ErrorVerb::Write))?;
         for frame in &frames {
@@ -187,6 +186,14 @@ impl StateMachine {
         self.set_meta(INSTALLING, &false)?;
         tracing::info!(records = frames.len(), last = ?file.meta.last_log_id, "installed a snapshot");
         Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StorageError<NodeId>> {
+        self.inner
+            .db
+            .flush()
+            .await
+            .map_err(|e| failed(ErrorVerb::Write, e))
     }
 
     fn read_snapshot(&self) -> Result<Option<SnapshotFile>, StorageError<NodeId>> {
@@ -238,6 +245,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot_id,
         };
         let file = SnapshotFile { meta, data };
+        // The state it was taken from must be durable first: after a crash, openraft loads
+        // this snapshot and requires the state machine to have applied at least as far.
+        self.flush().await?;
         self.save_snapshot(&file)?;
         tracing::info!(records = frames.len(), bytes = file.data.len(), last = ?file.meta.last_log_id, "built a snapshot");
         Ok(Snapshot {
@@ -301,8 +311,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: snapshot.into_inner(),
         };
+        // A marker forced before the file is replaced and cleared after the records makes a
+        // crash part-way finish the install at the next open, from whichever file is there
+        // (the old one is behind nothing openraft purged). Forcing the records afterwards keeps
+        // the state machine from ever being behind the snapshot openraft will load.
+        self.set_meta(INSTALLING, &true)?;
+        self.flush().await?;
         self.save_snapshot(&file)?;
-        self.install(&file)
+        self.install(&file)?;
+        self.flush().await
     }
 
     async fn get_current_snapshot(

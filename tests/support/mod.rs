@@ -86,6 +86,24 @@ impl Server {
         child.kill().await.expect("kill");
     }
 
+    /// Freezes it (SIGSTOP): to the others it is cut off, and it notices nothing.
+    pub fn freeze(&self) {
+        self.child
+            .as_ref()
+            .expect("running")
+            .signal(libc::SIGSTOP)
+            .expect("SIGSTOP");
+    }
+
+    /// Lets a frozen process run on (SIGCONT), still believing what it did before.
+    pub fn thaw(&self) {
+        self.child
+            .as_ref()
+            .expect("running")
+            .signal(libc::SIGCONT)
+            .expect("SIGCONT");
+    }
+
     /// Starts it again on the same data directory and port.
     pub async fn restart(&mut self) {
         let addr = self.addr.to_string();
@@ -167,6 +185,14 @@ async fn spawn(data_dir: &Path, listen: &str, args: &[String]) -> ChildServer {
     .expect("verdict started")
 }
 
+/// Held by a test that runs a cluster: one at a time, because many clusters on two cores starve
+/// each other's heartbeats and leadership then moves by itself, which is not what the tests
+/// are about.
+pub async fn one_cluster_at_a_time() -> tokio::sync::SemaphorePermit<'static> {
+    static CLUSTERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    CLUSTERS.acquire().await.expect("never closed")
+}
+
 /// A cluster of `verdict serve` nodes as child processes, each on its own port and data
 /// directory (node ids 1, 2, …).
 pub struct TestCluster {
@@ -235,22 +261,6 @@ impl TestCluster {
         })
         .await;
         found.expect("no node took the lead in time")
-    }
-
-    /// Kills leaders other than node `wanted` (restarting each) until `wanted` leads.
-    pub async fn make_leader(&mut self, wanted: usize) {
-        let all: Vec<usize> = (0..self.nodes.len()).collect();
-        for _ in 0..20 {
-            let now = self.leader().await;
-            if now == wanted {
-                return;
-            }
-            self.nodes[now].kill().await;
-            let others: Vec<usize> = all.iter().copied().filter(|&i| i != now).collect();
-            self.leader_among(&others).await;
-            self.nodes[now].restart().await;
-        }
-        panic!("node {} never became leader", wanted + 1);
     }
 
     /// Waits until some node leads and runs transactions; returns its index.
