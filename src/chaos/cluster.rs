@@ -93,6 +93,13 @@ impl Node {
         }
     }
 
+    /// Sends `signal` to the running process (SIGSTOP freezes it as a partition would: the
+    /// others hear nothing and it notices nothing; SIGCONT lets it run on).
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("it is not running")?;
+        child.signal(signal)
+    }
+
     /// Whether it is running (started and not exited).
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| !c.has_exited())

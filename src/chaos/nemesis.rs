@@ -1,6 +1,8 @@
 //! The randomized nemesis: a bank workload on a proxied cluster while processes are SIGKILLed
 //! at random moments and the network turns slow, lossy or partitioned; then everything heals
-//! and the [`ledger`](super::ledger) checker judges the history.
+//! and the [`ledger`](super::ledger) checker judges the history. With a coordinator cluster
+//! (no proxies between Raft nodes), a partition is a process frozen with SIGSTOP: cut off from
+//! everyone, and unaware of it when it resumes — a deposed leader that still believes it leads.
 //!
 //! The seed fixes every random choice (what to break, when, which transfers); thread timing
 //! still varies between runs, so a replay explores the same schedule, not the same
@@ -31,6 +33,8 @@ pub struct NemesisConfig {
     pub duration: Duration,
     pub seed: u64,
     pub banks: usize,
+    /// Coordinator nodes: 1 is a single node behind proxies, more a Raft cluster.
+    pub coordinator_nodes: usize,
     pub accounts_per_bank: usize,
     /// Concurrent transfers.
     pub workers: usize,
@@ -72,8 +76,8 @@ pub async fn run(config: &NemesisConfig) -> anyhow::Result<Summary> {
         exe: config.exe.clone(),
         dir: config.dir.clone(),
         banks: config.banks,
-        coordinator_nodes: 1,
-        proxies: true,
+        coordinator_nodes: config.coordinator_nodes,
+        proxies: config.coordinator_nodes == 1,
         coordinator_args: [
             "--txn-timeout",
             "3s",
@@ -142,8 +146,10 @@ pub async fn run(config: &NemesisConfig) -> anyhow::Result<Summary> {
     })
 }
 
-/// Until `stop_at`: every 0.2–1.5 s, kill a random process (restarting it after a moment) or
-/// give a random proxy a random fault for a while. Returns (kills, network faults).
+/// Until `stop_at`: every 0.2–1.5 s, kill a random process (restarting it after a moment), or
+/// give a random proxy a random fault for a while (with no proxies: freeze a random process
+/// for a while). One fault at a time, so a 3-node cluster keeps its majority between faults.
+/// Returns (kills, network faults).
 async fn break_things(
     cluster: &Mutex<Cluster>,
     seed: u64,
@@ -157,7 +163,7 @@ async fn break_things(
         if rng.random_bool(0.5) {
             let victim = {
                 let mut cluster = cluster.lock().await;
-                let nodes = 1 + cluster.banks.len();
+                let nodes = cluster.nodes().count();
                 let victim = rng.random_range(0..nodes);
                 let node = cluster.nodes().nth(victim).expect("in range");
                 tracing::info!(node = %node.name, ?downtime, "nemesis: kill -9");
@@ -173,6 +179,21 @@ async fn break_things(
                 .expect("in range")
                 .start()
                 .await?;
+        } else if cluster.lock().await.proxies().count() == 0 {
+            let victim = {
+                let mut cluster = cluster.lock().await;
+                let nodes = cluster.nodes().count();
+                let victim = rng.random_range(0..nodes);
+                let node = cluster.nodes().nth(victim).expect("in range");
+                tracing::info!(node = %node.name, ?downtime, "nemesis: frozen (partitioned)");
+                node.signal(libc::SIGSTOP)?;
+                victim
+            };
+            faults += 1;
+            tokio::time::sleep(downtime).await;
+            let mut cluster = cluster.lock().await;
+            let node = cluster.nodes().nth(victim).expect("in range");
+            node.signal(libc::SIGCONT)?;
         } else {
             let fault = random_fault(&mut rng);
             let proxy = {

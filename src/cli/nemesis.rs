@@ -19,6 +19,10 @@ pub struct NemesisArgs {
     /// Bank participants.
     #[arg(long, default_value_t = 3)]
     banks: usize,
+    /// Run the coordinator as a Raft cluster of this many nodes (faults then hit any node or
+    /// bank; a partition freezes a process).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=7))]
+    cluster: u64,
     /// Accounts per bank.
     #[arg(long, default_value_t = 4)]
     accounts: usize,
@@ -41,6 +45,7 @@ pub async fn run(args: NemesisArgs) -> anyhow::Result<()> {
         duration: args.duration,
         seed,
         banks: args.banks,
+        coordinator_nodes: args.cluster as usize,
         accounts_per_bank: args.accounts,
         workers: args.workers,
         patience: Duration::from_secs(60),
