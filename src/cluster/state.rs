@@ -331,3 +331,129 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
+
+    use super::*;
+    use crate::core::{Outcome, TxnId};
+    use crate::durable::LogSync;
+    use crate::log::{encode, DecisionLog, Status, TxnRecord};
+
+    fn record(id: u8, status: Status, finished_unix_ms: u64) -> TxnRecord {
+        TxnRecord {
+            txn_id: TxnId::from_bytes([id; 16]),
+            status,
+            deadline_unix_ms: 1_000,
+            finished_unix_ms,
+            commit_requested: true,
+            reason: None,
+            participants: vec![],
+        }
+    }
+
+    fn entry(term: u64, node_id: u64, index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, node_id), index),
+            payload: EntryPayload::Normal(Batch {
+                leader: Leader {
+                    term: 2,
+                    node_id: 1,
+                },
+                commands,
+            }),
+        }
+    }
+
+    fn open(dir: &Path) -> StateMachine {
+        let db = Arc::new(DurableDb::open(dir, LogSync::Fsync).unwrap());
+        StateMachine::open(db, dir).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_counts_only_in_its_proposers_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = open(dir.path());
+        let committed = record(1, Status::Committed, 0);
+        let put = |r: &TxnRecord| vec![Command::Put(encode(r))];
+        let answers = state
+            .apply([
+                entry(2, 1, 1, put(&committed)),
+                // Proposed by the leader of term 2, committed in term 3: a deposed engine's
+                // late write, dropped.
+                entry(3, 2, 2, put(&record(1, Status::Aborted, 0))),
+            ])
+            .await
+            .unwrap();
+        assert!(answers[0].accepted && !answers[1].accepted);
+        let read = state.records().read(committed.txn_id).unwrap();
+        assert_eq!(read, Some(committed));
+        let (applied, _) = state.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(2));
+    }
+
+    #[tokio::test]
+    async fn retention_collects_by_the_cutoff_in_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = open(dir.path());
+        let old = record(1, Status::Finished(Outcome::Committed), 100);
+        let new = record(2, Status::Finished(Outcome::Aborted), 300);
+        let commands = vec![
+            Command::Put(encode(&old)),
+            Command::Put(encode(&new)),
+            Command::Collect {
+                before_unix_ms: 200,
+            },
+        ];
+        let answers = state.apply([entry(2, 1, 1, commands)]).await.unwrap();
+        assert_eq!(answers[0].collected, 1);
+        assert_eq!(state.records().read(old.txn_id).unwrap(), None);
+        assert_eq!(state.records().read(new.txn_id).unwrap(), Some(new));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_installed_elsewhere_holds_the_same_records() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut source, mut target) = (open(a.path()), open(b.path()));
+        let records: Vec<TxnRecord> = (1..=5)
+            .map(|i| record(i, Status::Finished(Outcome::Committed), 100))
+            .collect();
+        let commands = records.iter().map(|r| Command::Put(encode(r))).collect();
+        source.apply([entry(2, 1, 7, commands)]).await.unwrap();
+        target
+            .apply([entry(
+                2,
+                1,
+                1,
+                vec![Command::Put(encode(&record(9, Status::Active, 0)))],
+            )])
+            .await
+            .unwrap();
+
+        let snapshot = source.build_snapshot().await.unwrap();
+        target
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        for r in &records {
+            assert_eq!(target.records().read(r.txn_id).unwrap().as_ref(), Some(r));
+        }
+        let stale = TxnId::from_bytes([9; 16]);
+        assert_eq!(
+            target.records().read(stale).unwrap(),
+            None,
+            "records not in the snapshot go"
+        );
+        let (applied, _) = target.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(7));
+        // Reopened, it still is the snapshot's state, and the snapshot is kept.
+        drop(target);
+        let mut reopened = open(b.path());
+        assert!(reopened.get_current_snapshot().await.unwrap().is_some());
+        assert_eq!(
+            reopened.records().read(records[0].txn_id).unwrap().as_ref(),
+            Some(&records[0])
+        );
+    }
+}
