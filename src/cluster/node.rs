@@ -78,8 +78,8 @@ fn raft_config(snapshot_every: u64) -> anyhow::Result<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "verdict".into(),
         heartbeat_interval: 50,
-        election_timeout_min: 150,
-        election_timeout_max: 300,
+        election_timeout_min: 100,
+        election_timeout_max: 200,
         // The default 200 ms is too short for a first chunk of a large snapshot.
         install_snapshot_timeout: 2000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
