@@ -11,30 +11,12 @@ use std::time::Duration;
 
 use support::PATIENCE;
 use verdict::chaos::cluster::{Cluster, ClusterConfig};
-use verdict::chaos::ledger::{check, Attempt, Ledger};
+use verdict::chaos::crash::{judge, transfer_until_exit};
+use verdict::chaos::ledger::Ledger;
 use verdict::cluster::admin;
 
-const MAX_ROUNDS: usize = 10;
-const CONCURRENT: usize = 4;
-
 fn config(dir: &Path) -> ClusterConfig {
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
-    ClusterConfig {
-        exe: env!("CARGO_BIN_EXE_verdict").into(),
-        dir: dir.into(),
-        banks: 2,
-        coordinator_nodes: 3,
-        proxies: false,
-        coordinator_args: args(&[
-            "--txn-timeout",
-            "3s",
-            "--retry-initial",
-            "20ms",
-            "--retry-max",
-            "200ms",
-        ]),
-        bank_args: args(&["--quiet-period", "300ms"]),
-    }
+    verdict::chaos::crash::config(Path::new(env!("CARGO_BIN_EXE_verdict")), dir, 3)
 }
 
 /// The index of the node that leads and runs transactions, once one does.
@@ -81,25 +63,7 @@ async fn crash_leader_at(point: &str) {
     make_leader(&mut cluster, 0).await;
 
     let client = cluster.client(Duration::from_secs(5)).unwrap();
-    let banks = cluster.bank_clients();
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let mut crashed = false;
-    for _ in 0..MAX_ROUNDS {
-        let mut round = tokio::task::JoinSet::new();
-        for i in 0..CONCURRENT {
-            let (ledger, banks, client) = (ledger.clone(), banks.clone(), client.clone());
-            let (from, to) = [(0, 2), (3, 1), (1, 3), (2, 0)][i];
-            round.spawn(async move { ledger.transfer(&banks, &client, (from, to, 10)).await });
-        }
-        attempts.extend(round.join_all().await);
-        if cluster.coordinators[0]
-            .exits_within(Duration::from_millis(200))
-            .await
-        {
-            crashed = true;
-            break;
-        }
-    }
+    let (mut attempts, crashed) = transfer_until_exit(&mut cluster, 0, &ledger, &client).await;
     assert!(
         crashed,
         "crash point {point} was never reached on the leader"
@@ -107,28 +71,18 @@ async fn crash_leader_at(point: &str) {
 
     // The others take over; then the crashed node returns.
     leader(&cluster, &[1, 2]).await;
+    let banks = cluster.bank_clients();
     for _ in 0..3 {
         attempts.push(ledger.transfer(&banks, &client, (1, 3, 5)).await);
     }
     cluster.heal().await.unwrap();
-    let report = check(&cluster, &ledger, &attempts, Duration::from_secs(30))
+    let report = judge(&mut cluster, &ledger, &attempts, point)
         .await
         .unwrap();
-    eprintln!(
-        "{point}: attempted {} committed {} aborted {} indeterminate {}",
-        report.attempted, report.committed, report.aborted, report.indeterminate
-    );
     assert!(
         report.committed > 0,
         "{point}: nothing committed, so nothing was checked"
     );
-    if !report.violations.is_empty() {
-        for node in cluster.nodes() {
-            let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
-            eprintln!("---- {} ----\n{log}", node.name);
-        }
-        panic!("crash point {point}: violations {:#?}", report.violations);
-    }
     cluster.stop().await.unwrap();
 }
 

@@ -8,33 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use verdict::chaos::cluster::{Cluster, ClusterConfig};
-use verdict::chaos::ledger::{check, Attempt, Ledger};
+use verdict::chaos::crash::{judge, transfer_until_exit};
+use verdict::chaos::ledger::Ledger;
 use verdict::client::Client;
 use verdict::failpoint::CRASH_POINTS;
 
-/// Rounds of concurrent transfers tried before giving up on the point being reached.
-const MAX_ROUNDS: usize = 10;
-/// Transfers in flight at once, so that the crash catches several at different steps.
-const CONCURRENT: usize = 4;
-
 fn config(dir: &Path) -> ClusterConfig {
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
-    ClusterConfig {
-        exe: env!("CARGO_BIN_EXE_verdict").into(),
-        dir: dir.into(),
-        banks: 2,
-        coordinator_nodes: 1,
-        proxies: false,
-        coordinator_args: args(&[
-            "--txn-timeout",
-            "3s",
-            "--retry-initial",
-            "20ms",
-            "--retry-max",
-            "200ms",
-        ]),
-        bank_args: args(&["--quiet-period", "300ms"]),
-    }
+    verdict::chaos::crash::config(Path::new(env!("CARGO_BIN_EXE_verdict")), dir, 1)
 }
 
 async fn crash_at(point: &str) {
@@ -53,48 +33,18 @@ async fn crash_at(point: &str) {
         node.start().await.unwrap();
     }
     let client = Client::new(&cluster.node_urls(), Duration::from_secs(5)).unwrap();
-    let banks = cluster.bank_clients();
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let mut crashed = false;
-    for _ in 0..MAX_ROUNDS {
-        let mut round = tokio::task::JoinSet::new();
-        for i in 0..CONCURRENT {
-            let (ledger, banks, client) = (ledger.clone(), banks.clone(), client.clone());
-            // Accounts 0-1 are on bank-0, 2-3 on bank-1: every transfer crosses banks.
-            let (from, to) = [(0, 2), (3, 1), (1, 3), (2, 0)][i];
-            round.spawn(async move { ledger.transfer(&banks, &client, (from, to, 10)).await });
-        }
-        attempts.extend(round.join_all().await);
-        let node = cluster.nodes().nth(victim).unwrap();
-        if node.exits_within(Duration::from_millis(200)).await {
-            crashed = true;
-            break;
-        }
-    }
-    assert!(
-        crashed,
-        "crash point {point} was never reached in {MAX_ROUNDS} rounds"
-    );
+    let (mut attempts, crashed) = transfer_until_exit(&mut cluster, victim, &ledger, &client).await;
+    assert!(crashed, "crash point {point} was never reached");
 
     cluster.heal().await.unwrap();
     // Liveness: the cluster works again.
+    let banks = cluster.bank_clients();
     for _ in 0..3 {
         attempts.push(ledger.transfer(&banks, &client, (1, 3, 5)).await);
     }
-    let report = check(&cluster, &ledger, &attempts, Duration::from_secs(30))
+    judge(&mut cluster, &ledger, &attempts, point)
         .await
         .unwrap();
-    eprintln!(
-        "{point}: attempted {} committed {} aborted {} indeterminate {}",
-        report.attempted, report.committed, report.aborted, report.indeterminate
-    );
-    if !report.violations.is_empty() {
-        for node in cluster.nodes() {
-            let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
-            eprintln!("---- {} ----\n{log}", node.name);
-        }
-        panic!("crash point {point}: violations {:#?}", report.violations);
-    }
     cluster.stop().await.unwrap();
 }
 

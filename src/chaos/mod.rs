@@ -5,9 +5,11 @@
 //! - [`cluster`]: a coordinator and bank participants as killable child processes, optionally
 //!   behind proxies.
 //! - [`ledger`]: the bank workload and the invariant checker.
+//! - [`crash`]: the crash matrix's rounds until a crash point fires, and its verdict.
 //! - [`nemesis`]: the randomized run (`verdict nemesis`).
 
 pub mod cluster;
+pub mod crash;
 pub mod ledger;
 pub mod nemesis;
 pub mod proxy;

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::cluster::{Cluster, ClusterConfig};
+use super::cluster::{Cluster, ClusterConfig, Node};
 use super::ledger::{check, Attempt, Ledger, Report, Reported};
 use super::proxy::Faults;
 use crate::client::Client;
@@ -160,40 +160,28 @@ async fn break_things(
     while Instant::now() < stop_at {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
         let downtime = Duration::from_millis(rng.random_range(50..1000));
-        if rng.random_bool(0.5) {
+        // Without proxies, a partition is a frozen process.
+        let proxied = cluster.lock().await.proxies().count() > 0;
+        if rng.random_bool(0.5) || !proxied {
+            let how = match proxied || rng.random_bool(0.5) {
+                true => Disruption::Kill,
+                false => Disruption::Freeze,
+            };
             let victim = {
                 let mut cluster = cluster.lock().await;
-                let nodes = cluster.nodes().count();
-                let victim = rng.random_range(0..nodes);
-                let node = cluster.nodes().nth(victim).expect("in range");
-                tracing::info!(node = %node.name, ?downtime, "nemesis: kill -9");
-                node.kill().await?;
+                let victim = rng.random_range(0..cluster.nodes().count());
+                how.start(cluster.nodes().nth(victim).expect("in range"), downtime)
+                    .await?;
                 victim
             };
-            kills += 1;
+            match how {
+                Disruption::Kill => kills += 1,
+                Disruption::Freeze => faults += 1,
+            }
             tokio::time::sleep(downtime).await;
             let mut cluster = cluster.lock().await;
-            cluster
-                .nodes()
-                .nth(victim)
-                .expect("in range")
-                .start()
+            how.end(cluster.nodes().nth(victim).expect("in range"))
                 .await?;
-        } else if cluster.lock().await.proxies().count() == 0 {
-            let victim = {
-                let mut cluster = cluster.lock().await;
-                let nodes = cluster.nodes().count();
-                let victim = rng.random_range(0..nodes);
-                let node = cluster.nodes().nth(victim).expect("in range");
-                tracing::info!(node = %node.name, ?downtime, "nemesis: frozen (partitioned)");
-                node.signal(libc::SIGSTOP)?;
-                victim
-            };
-            faults += 1;
-            tokio::time::sleep(downtime).await;
-            let mut cluster = cluster.lock().await;
-            let node = cluster.nodes().nth(victim).expect("in range");
-            node.signal(libc::SIGCONT)?;
         } else {
             let fault = random_fault(&mut rng);
             let proxy = {
@@ -215,6 +203,33 @@ async fn break_things(
         }
     }
     Ok((kills, faults))
+}
+
+/// What the nemesis does to a process for a while.
+#[derive(Clone, Copy, Debug)]
+enum Disruption {
+    /// SIGKILL, restarted after the downtime.
+    Kill,
+    /// SIGSTOP, a partition from everyone, then SIGCONT (where there are no proxies to cut
+    /// the network instead).
+    Freeze,
+}
+
+impl Disruption {
+    async fn start(self, node: &mut Node, downtime: Duration) -> anyhow::Result<()> {
+        tracing::info!(node = %node.name, ?downtime, disruption = ?self, "nemesis");
+        match self {
+            Disruption::Kill => node.kill().await,
+            Disruption::Freeze => node.signal(libc::SIGSTOP),
+        }
+    }
+
+    async fn end(self, node: &mut Node) -> anyhow::Result<()> {
+        match self {
+            Disruption::Kill => node.start().await,
+            Disruption::Freeze => node.signal(libc::SIGCONT),
+        }
+    }
 }
 
 /// A random fault; `None` means "reset every connection".

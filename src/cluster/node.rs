@@ -290,12 +290,7 @@ impl ClusterNode {
             .add_learner(id, BasicNode { addr: url }, true)
             .await
             .map_err(membership_failed)?;
-        let mut voters: BTreeSet<NodeId> = self
-            .metrics()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let mut voters = self.voters();
         voters.insert(id);
         self.raft
             .change_membership(voters, false)
@@ -308,12 +303,7 @@ impl ClusterNode {
     /// Removes a node from the voters and the cluster (joint consensus).
     pub async fn remove_node(&self, id: NodeId) -> Result<(), tonic::Status> {
         self.leader_only()?;
-        let mut voters: BTreeSet<NodeId> = self
-            .metrics()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let mut voters = self.voters();
         if !voters.remove(&id) {
             return Err(tonic::Status::not_found(format!(
                 "node {id} is not a voter of this cluster; `verdict cluster status` lists them"
@@ -330,6 +320,11 @@ impl ClusterNode {
             .map_err(membership_failed)?;
         tracing::info!(node = id, "removed a node");
         Ok(())
+    }
+
+    fn voters(&self) -> BTreeSet<NodeId> {
+        let metrics = self.metrics();
+        metrics.membership_config.membership().voter_ids().collect()
     }
 
     fn leader_only(&self) -> Result<(), tonic::Status> {
