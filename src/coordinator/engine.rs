@@ -77,7 +77,9 @@ pub struct Engine<L> {
 }
 
 /// What callers of a stopped engine are told.
-const STOPPED: &str = "this coordinator stopped running transactions (in a cluster: it is no                        longer the leader); retry the call: it is idempotent, and the client                        follows the leader";
+const STOPPED: &str = "this coordinator stopped running transactions (in a cluster: it is no \
+                       longer the leader); retry the call: it is idempotent, and the client \
+                       follows the leader";
 
 fn now_unix_ms() -> u64 {
     SystemTime::now()

@@ -7,10 +7,11 @@ use tokio_test::{assert_pending, assert_ready};
 
 use super::*;
 
-/// A log in memory whose forced writes wait for a permit.
+/// A log in memory whose forced writes wait for a permit, or fail as a deposed leader's do.
 struct GatedLog {
     records: Mutex<HashMap<TxnId, TxnRecord>>,
     durable: Arc<Semaphore>,
+    deposed: std::sync::atomic::AtomicBool,
 }
 
 impl Default for GatedLog {
@@ -18,6 +19,7 @@ impl Default for GatedLog {
         GatedLog {
             records: Mutex::default(),
             durable: Arc::new(Semaphore::new(0)),
+            deposed: Default::default(),
         }
     }
 }
@@ -37,7 +39,11 @@ impl DecisionLog for GatedLog {
     ) -> impl std::future::Future<Output = Result<(), LogError>> + Send + use<> {
         let written = self.write(record);
         let durable = self.durable.clone();
+        let deposed = self.deposed.load(std::sync::atomic::Ordering::Relaxed);
         async move {
+            if deposed {
+                return Err(LogError::Unavailable("deposed".into()));
+            }
             durable.acquire().await.expect("open").forget();
             written
         }
@@ -123,4 +129,22 @@ async fn a_committed_transaction_outlives_its_deadline() {
     assert_eq!(engine.commit(id, true).await.unwrap().0, Outcome::Committed);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(engine.get(id).unwrap().state, State::Committed);
+}
+
+#[tokio::test]
+async fn a_log_that_takes_no_more_writes_stops_the_engine_without_an_answer() {
+    let log = GatedLog::default();
+    log.deposed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let engine = Engine::start(log, Config::default()).unwrap();
+    let id = engine.begin(None, vec![]).unwrap().txn_id;
+
+    let refused = engine.commit(id, false).await.unwrap_err();
+    assert!(matches!(refused, EngineError::Unavailable(_)), "{refused}");
+    // Nothing is decided here any more: the next leader's engine recovers the transaction.
+    assert!(matches!(
+        engine.begin(None, vec![]).unwrap_err(),
+        EngineError::Unavailable(_)
+    ));
+    assert_eq!(engine.get(id).unwrap().state, State::Preparing);
 }
