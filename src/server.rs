@@ -90,6 +90,15 @@ async fn run_node(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
+    let url = cluster.peers.get(cluster.node_id).unwrap_or_default();
+    let port = url
+        .parse::<tonic::codegen::http::Uri>()
+        .ok()
+        .and_then(|u| u.port_u16());
+    if port.is_some_and(|port| port != local.port()) {
+        // Legitimate behind a port mapping (containers); otherwise the peers cannot reach it.
+        tracing::warn!(%url, %local, "this node's URL in --peers names another port than it listens on");
+    }
     let node = ClusterNode::start(ClusterOptions {
         node_id: cluster.node_id,
         peers: cluster.peers,
