@@ -26,7 +26,7 @@ use rand::Rng;
 use tonic::transport::Channel;
 
 use self::baseline::{fsync_latency, histogram, micros, rpc_round_trips, rpc_throughput};
-use self::report::{Baseline, Percentiles, Report};
+use self::report::{Baseline, Percentiles, Report, SingleNode};
 use crate::bank::{transfer_in, AccountAt};
 use crate::client::Client;
 use crate::core::Outcome;
@@ -171,7 +171,8 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-/// Runs the benchmark and returns what it measured.
+/// Runs the benchmark and returns what it measured. A cluster it starts itself is measured
+/// beside a single node run the same way right after, in the same run.
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     let deployment = match &options.coordinator {
         Some(_) => None,
@@ -193,9 +194,13 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         .as_ref()
         .map_or_else(std::env::temp_dir, |d| d.dir.clone());
     let baseline = measure_baseline(options, &participants[0], &fsync_dir).await?;
-    let mut report = drive(options, &coordinator, &participants, baseline).await;
+    let mut report = drive(options, &coordinator, &participants, baseline.clone()).await;
     if let Some(deployment) = deployment {
         deployment.stop().await?;
+    }
+    let started_a_cluster = options.nodes > 1 && options.coordinator.is_none();
+    if let (Ok(report), true) = (&mut report, started_a_cluster) {
+        report.single_node = Some(single_node(options, baseline).await?);
     }
     if let (Ok(report), false) = (&mut report, options.pg_direct.is_empty()) {
         let (concurrency, duration) = (options.concurrency, options.duration);
@@ -203,6 +208,29 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
             Some(pg_direct::measure(&options.pg_direct, concurrency, duration).await?);
     }
     report
+}
+
+/// The same workload on a single-node deployment, for comparison with a cluster.
+async fn single_node(options: &BenchOptions, baseline: Baseline) -> anyhow::Result<SingleNode> {
+    let single = BenchOptions {
+        nodes: 1,
+        ..options.clone()
+    };
+    let deployment = Deployment::start(&single).await?;
+    let report = drive(
+        &single,
+        &deployment.coordinator,
+        &deployment.participants,
+        baseline,
+    )
+    .await;
+    deployment.stop().await?;
+    let report = report?;
+    Ok(SingleNode {
+        committed: report.committed,
+        throughput: report.throughput,
+        commit_latency_ms: report.commit_latency_ms,
+    })
 }
 
 async fn measure_baseline(
@@ -458,6 +486,7 @@ async fn drive(
         throughput_ratio: throughput / (baseline.rpc_per_sec / rpcs_per_txn as f64),
         latency_ratio: commit_latency.p50 / floor,
         pg_direct: None,
+        single_node: None,
         commit_latency_ms: commit_latency,
         rpcs_per_txn,
         baseline,

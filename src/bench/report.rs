@@ -50,6 +50,14 @@ pub struct PgDirect {
     pub latency_ms: Percentiles,
 }
 
+/// A single-node deployment measured the same way in the same run, beside a cluster.
+#[derive(Clone, Debug, Serialize)]
+pub struct SingleNode {
+    pub committed: u64,
+    pub throughput: f64,
+    pub commit_latency_ms: Percentiles,
+}
+
 /// One benchmark run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -75,6 +83,8 @@ pub struct Report {
     pub latency_ratio: f64,
     /// With PostgreSQL banks: the same transfers without Verdict, at the same concurrency.
     pub pg_direct: Option<PgDirect>,
+    /// With a cluster the bench started: a single node measured right after it.
+    pub single_node: Option<SingleNode>,
     /// Committed transactions in each second of the run.
     pub committed_per_second: Vec<u64>,
     /// (percentile, latency ms) points of the commit latency distribution.
@@ -166,6 +176,21 @@ impl Report {
             self.latency_ratio,
             b.rpc_round_trip_ms.p50 + 2.0 * b.fsync_ms.p50
         );
+        if let Some(single) = &self.single_node {
+            let _ = writeln!(out, "single-node coordinator, same workload, measured next");
+            let _ = writeln!(
+                out,
+                "  committed        {:>10}  ({} txn/s)",
+                thousands(single.committed as f64),
+                thousands(single.throughput)
+            );
+            let _ = writeln!(out, "  commit latency   {}", row(&single.commit_latency_ms));
+            let _ = writeln!(
+                out,
+                "  cluster throughput / single-node throughput    {:.2}",
+                self.throughput / single.throughput
+            );
+        }
         if let Some(direct) = &self.pg_direct {
             let _ = writeln!(
                 out,
