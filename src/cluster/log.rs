@@ -50,25 +50,12 @@ pub type Proposals = mpsc::UnboundedSender<Proposal>;
 /// entry's batching.
 pub async fn propose(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
     let slots = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
-    let mut next = None;
+    let mut held = None;
     loop {
-        let Some(first) = next.take().or(queue.recv().await) else {
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let Some((leader, group)) = next_group(&mut held, &mut queue).await else {
             return;
         };
-        let slot = slots.clone().acquire_owned().await.expect("never closed");
-        let leader = first.leader;
-        let mut group = vec![first];
-        while group.len() < MAX_BATCH {
-            match queue.try_recv() {
-                // Writes of another engine go in an entry of their own.
-                Ok(p) if p.leader != leader => {
-                    next = Some(p);
-                    break;
-                }
-                Ok(p) => group.push(p),
-                Err(_) => break,
-            }
-        }
         let (commands, dones): (Vec<_>, Vec<_>) =
             group.into_iter().map(|p| (p.command, p.done)).unzip();
         let submitted = raft.client_write_ff(Batch { leader, commands }).await;
@@ -85,6 +72,32 @@ pub async fn propose(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
             drop(slot);
         });
     }
+}
+
+/// The next entry's proposals: the one held back, or the next queued, and everything queued
+/// behind it from the same engine; a proposal of another engine is held back for the entry
+/// after. `None` once every sender is gone and nothing is held.
+async fn next_group(
+    held: &mut Option<Proposal>,
+    queue: &mut mpsc::UnboundedReceiver<Proposal>,
+) -> Option<(Leader, Vec<Proposal>)> {
+    let first = match held.take() {
+        Some(first) => first,
+        None => queue.recv().await?,
+    };
+    let leader = first.leader;
+    let mut group = vec![first];
+    while group.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(p) if p.leader != leader => {
+                *held = Some(p);
+                break;
+            }
+            Ok(p) => group.push(p),
+            Err(_) => break,
+        }
+    }
+    Some((leader, group))
 }
 
 /// What the engine hears of an entry's commit.
@@ -230,4 +243,59 @@ impl DecisionLog for ReplicatedLog {
 
     /// The node closes the storage it shares among its engines.
     fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(term: u64, before_unix_ms: u64) -> Proposal {
+        Proposal {
+            leader: Leader { term, node_id: 1 },
+            command: Command::Collect { before_unix_ms },
+            done: Box::new(|_| {}),
+        }
+    }
+
+    fn cutoffs(group: &[Proposal]) -> Vec<u64> {
+        let cutoff = |p: &Proposal| match p.command {
+            Command::Collect { before_unix_ms } => before_unix_ms,
+            Command::Put(_) => unreachable!(),
+        };
+        group.iter().map(cutoff).collect()
+    }
+
+    #[tokio::test]
+    async fn entries_group_one_engines_writes_in_order_and_lose_none() {
+        let (tx, mut queue) = mpsc::unbounded_channel();
+        for (term, n) in [(5, 1), (5, 2), (7, 3), (7, 4), (5, 5)] {
+            tx.send(proposal(term, n)).unwrap();
+        }
+        drop(tx);
+        let mut held = None;
+        let mut entries = Vec::new();
+        while let Some((leader, group)) = next_group(&mut held, &mut queue).await {
+            entries.push((leader.term, cutoffs(&group)));
+        }
+        assert_eq!(
+            entries,
+            vec![(5, vec![1, 2]), (7, vec![3, 4]), (5, vec![5])]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_held_proposal_goes_out_without_waiting_for_another() {
+        let (tx, mut queue) = mpsc::unbounded_channel();
+        tx.send(proposal(5, 1)).unwrap();
+        tx.send(proposal(7, 2)).unwrap();
+        let mut held = None;
+        let (_, first) = next_group(&mut held, &mut queue).await.unwrap();
+        assert_eq!(cutoffs(&first), vec![1]);
+        // The queue is empty now (and its sender still open): the held one must not wait.
+        let next = next_group(&mut held, &mut queue);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(5), next).await;
+        let (leader, second) = waited.expect("the held proposal waited").unwrap();
+        assert_eq!((leader.term, cutoffs(&second)), (7, vec![2]));
+        drop(tx);
+    }
 }
