@@ -24,7 +24,6 @@ use super::types::Leader;
 use super::{NodeId, Peers, Raft};
 use crate::coordinator::{Config, Engine, Leadership, NotLeader};
 use crate::durable::{DurableDb, LogSync};
-use crate::log::DecisionLog;
 
 /// How long a leadership confirmation may take before the caller is told to retry.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -235,10 +234,9 @@ impl ClusterNode {
             .map(|(_, node)| node.addr.clone())
             .collect();
         let log = ReplicatedLog::new(leader, proposals, self.state.clone());
-        let unfinished = self.state.records().unfinished()?.len();
+        // The engine's recovery logs how many transactions it took over, by kind.
         tracing::info!(
             term = leader.term,
-            took_over = unfinished,
             "leading: taking over every unfinished transaction"
         );
         Ok(Engine::start(log, config)?)
