@@ -315,7 +315,10 @@ mod tests {
     /// A write of transaction `txn`, tagged by its one byte of "record".
     fn put(txn: u8, tag: u8, waited: bool) -> Proposal {
         Proposal {
-            leader: Leader { term: 5, node_id: 1 },
+            leader: Leader {
+                term: 5,
+                node_id: 1,
+            },
             txn: Some(TxnId::from_bytes([txn; 16])),
             command: Command::Put(vec![tag]),
             waited,
@@ -374,7 +377,10 @@ mod tests {
         tx.send(put(1, 1, false)).unwrap();
         let mut held = None;
         let mut next = tokio_test::task::spawn(next_group(&mut held, &mut queue, LINGER));
-        assert!(next.poll().is_pending(), "an unforced write went out alone at once");
+        assert!(
+            next.poll().is_pending(),
+            "an unforced write went out alone at once"
+        );
         tx.send(put(2, 2, false)).unwrap();
         tx.send(put(3, 3, true)).unwrap();
         tx.send(put(4, 4, false)).unwrap();
@@ -398,16 +404,21 @@ mod tests {
     #[test]
     fn an_entry_keeps_the_last_write_of_each_transaction_and_tells_everyone() {
         let told = Arc::new(AtomicU64::new(0));
-        let group = [put(1, 1, false), put(2, 2, false), collect(5, 9), put(1, 3, true)]
-            .into_iter()
-            .map(|mut p| {
-                let told = told.clone();
-                p.done = Box::new(move |_| {
-                    told.fetch_add(1, Ordering::Relaxed);
-                });
-                p
-            })
-            .collect();
+        let group = [
+            put(1, 1, false),
+            put(2, 2, false),
+            collect(5, 9),
+            put(1, 3, true),
+        ]
+        .into_iter()
+        .map(|mut p| {
+            let told = told.clone();
+            p.done = Box::new(move |_| {
+                told.fetch_add(1, Ordering::Relaxed);
+            });
+            p
+        })
+        .collect();
         let (commands, dones) = entry(group);
         let kept: Vec<u8> = commands.iter().map(tag).collect();
         assert_eq!(kept, vec![2, 9, 3]);

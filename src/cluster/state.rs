@@ -27,7 +27,7 @@ use super::store::{failed, from_bytes, to_bytes};
 use super::types::{Applied, Batch, Command, Leader};
 use super::{NodeId, TypeConfig};
 use crate::durable::{self, DurableDb, Tree};
-use crate::log::{decode, SledLog};
+use crate::log::{decode, SledLog, TxnRecord};
 
 const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
@@ -36,6 +36,9 @@ const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 /// The last applied log id and the membership it left.
 type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
+
+/// Records to write, each with the frame it arrived in.
+type Puts = Vec<(TxnRecord, Vec<u8>)>;
 
 /// What `snapshot.bin` holds.
 #[derive(Serialize, Deserialize)]
@@ -129,11 +132,13 @@ impl StateMachine {
         ))
     }
 
-    /// Applies one batch if it was committed in its proposer's term.
+    /// Applies one batch if it was committed in its proposer's term: its records are staged in
+    /// `puts`, written together with the rest of the round's (see `write`).
     fn apply_batch(
         &self,
         log_id: &LogId<NodeId>,
         batch: Batch,
+        puts: &mut Puts,
     ) -> Result<Applied, StorageError<NodeId>> {
         let committed_by = Leader {
             term: log_id.leader_id.term,
@@ -150,15 +155,12 @@ impl StateMachine {
         for command in batch.commands {
             match command {
                 Command::Put(frame) => match decode(&frame, None) {
-                    Ok(record) => self
-                        .inner
-                        .records
-                        .store(&record)
-                        .map_err(storage(ErrorVerb::Write))?,
+                    Ok(record) => puts.push((record, frame)),
                     // Every node holds the same bytes, so every node skips the same record.
                     Err(error) => tracing::error!(%error, %log_id, "skipped a corrupt record"),
                 },
                 Command::Collect { before_unix_ms } => {
+                    self.write(std::mem::take(puts), None)?;
                     applied.collected += self
                         .inner
                         .records
@@ -168,6 +170,29 @@ impl StateMachine {
             }
         }
         Ok(applied)
+    }
+
+    /// Writes the staged records and then, if given, the last applied id, as one write: a
+    /// crash keeps a prefix of it, so the id never runs ahead of the records.
+    fn write(
+        &self,
+        puts: Puts,
+        applied: Option<&LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let applied = applied.map(|id| to_bytes(&Some(id))).transpose()?;
+        let records = &self.inner.records;
+        self.inner
+            .db
+            .write(|w| {
+                for (record, frame) in &puts {
+                    records.stage(w, record, frame);
+                }
+                if let Some(applied) = &applied {
+                    w.insert(&self.inner.meta, APPLIED, applied);
+                }
+                Ok::<_, durable::StorageError>(())
+            })
+            .map_err(|e| failed(ErrorVerb::Write, e))
     }
 
     /// Replaces every record with the snapshot's, then clears the install marker (see
@@ -271,12 +296,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let _applying = self.inner.applying.lock().expect("lock");
         let mut answers = Vec::new();
+        let mut puts = Puts::new();
         let mut last = None;
         for entry in entries {
             let answer = match entry.payload {
                 EntryPayload::Blank => Applied::default(),
-                EntryPayload::Normal(batch) => self.apply_batch(&entry.log_id, batch)?,
+                EntryPayload::Normal(batch) => self.apply_batch(&entry.log_id, batch, &mut puts)?,
                 EntryPayload::Membership(membership) => {
+                    self.write(std::mem::take(&mut puts), None)?;
                     let stored = StoredMembership::new(Some(entry.log_id), membership);
                     self.set_meta(MEMBERSHIP, &stored)?;
                     Applied::default()
@@ -285,10 +312,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             answers.push(answer);
             last = Some(entry.log_id);
         }
-        if let Some(last) = last {
-            // After the records: a crash keeps a prefix, so the id never runs ahead of them.
-            self.set_meta(APPLIED, &Some(last))?;
-        }
+        self.write(puts, last.as_ref())?;
         Ok(answers)
     }
 

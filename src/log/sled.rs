@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{decode, encode, DecisionLog, LogError, Status, TxnRecord};
 use crate::core::TxnId;
-use crate::durable::{DurableDb, FlushStats, LogSync, StorageError, Tree};
+use crate::durable::{DurableDb, FlushStats, LogSync, StorageError, Tree, Writes};
 
 /// The sled-backed [`DecisionLog`].
 pub struct SledLog {
@@ -65,21 +65,27 @@ impl SledLog {
 
     /// Writes `record` in place of the transaction's previous one; durable with the next flush.
     pub fn store(&self, record: &TxnRecord) -> Result<(), LogError> {
-        let key = Self::key(record.txn_id);
         let frame = encode(record);
         self.db.write(|w| {
-            if let Status::Finished(_) = record.status {
-                // In this order: should a crash keep only the first writes, open and finished
-                // are both there and recovery drops the open one.
-                w.insert(&self.finished, key, frame);
-                w.insert(&self.finished_at, Self::finished_key(record), []);
-                w.remove(&self.open, key);
-            } else {
-                w.insert(&self.open, key, frame);
-            }
+            self.stage(w, record, &frame);
             Ok::<_, StorageError>(())
         })?;
         Ok(())
+    }
+
+    /// Stages the writes that put `record`, already encoded as `frame`, in place of the
+    /// transaction's previous one: callers storing many records make one write of them all.
+    pub fn stage(&self, w: &mut Writes, record: &TxnRecord, frame: &[u8]) {
+        let key = Self::key(record.txn_id);
+        if let Status::Finished(_) = record.status {
+            // In this order: should a crash keep only the first writes, open and finished
+            // are both there and recovery drops the open one.
+            w.insert(&self.finished, key, frame);
+            w.insert(&self.finished_at, Self::finished_key(record), []);
+            w.remove(&self.open, key);
+        } else {
+            w.insert(&self.open, key, frame);
+        }
     }
 
     /// Deletes finished records that finished before `before_unix_ms`; returns how many.
