@@ -354,10 +354,14 @@ async fn a_restarted_coordinator_redrives_phase_two_and_aborts_undecided_transac
     b.wait_for(Call::Abort(undecided.clone()), 1).await;
     assert_eq!(resolve(&mut client, &undecided).await, Outcome::Aborted);
     let view = get(&mut client, &undecided).await;
+    assert!(view.reason.contains("restarted"), "{}", view.reason);
+    // A Commit the crash cut short, retried: the outcome, not a refusal.
+    let retried = commit(&mut client, &undecided).await;
+    assert_eq!(retried.outcome(), Outcome::Aborted);
     assert!(
-        view.reason.contains("restarted before deciding"),
+        retried.reason.contains("before deciding"),
         "{}",
-        view.reason
+        retried.reason
     );
 
     assert_eq!(

@@ -277,7 +277,14 @@ impl Transaction {
                 let reason = txn.reason.clone().unwrap_or_default();
                 txn.abort(reason)
             }
-            None => txn.abort("the coordinator restarted before deciding".into()),
+            None => {
+                // A Commit may have been under way when the coordinator went down: the client
+                // that retries it hears this abort as its outcome, not a refusal.
+                txn.commit_requested = true;
+                txn.abort(
+                    "the coordinator restarted (or its leader changed) before deciding".into(),
+                )
+            }
         };
         (txn, actions)
     }
@@ -295,7 +302,8 @@ impl Transaction {
         self.reason.as_deref()
     }
 
-    /// Whether the application asked to commit (an abort then is the answer to that request).
+    /// Whether an abort is the answer to a Commit: the application asked to commit, or may have
+    /// (undecided when the coordinator went down).
     pub fn commit_requested(&self) -> bool {
         self.commit_requested
     }

@@ -432,6 +432,18 @@ fn recovery_aborts_an_undecided_transaction_and_tells_everyone() {
 }
 
 #[test]
+fn a_commit_retried_after_recovery_aborted_it_hears_the_abort() {
+    let participants = vec![Participant::new("a", "http://a:1")];
+    let (mut txn, _) = Transaction::recover(participants, None, None, false, POLICY);
+    assert_eq!(txn.handle(Event::Commit), Ok(vec![]));
+    assert_eq!(txn.phase().outcome(), Some(Outcome::Aborted));
+    assert!(
+        txn.commit_requested(),
+        "its record must answer a later Commit too"
+    );
+}
+
+#[test]
 fn recovery_of_an_undecided_transaction_without_participants_finishes_it() {
     let (txn, actions) = Transaction::recover(vec![], None, None, false, POLICY);
     assert_eq!(actions, vec![Action::Record, Action::Finish]);
