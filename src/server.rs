@@ -39,6 +39,7 @@ pub struct ClusterSettings {
     pub peers: Peers,
     pub join: bool,
     pub snapshot_every: u64,
+    pub raft_via: Option<Peers>,
 }
 
 /// Runs the coordinator until `shutdown` completes, then drains requests and closes the log.
@@ -106,6 +107,7 @@ async fn run_node(
         data_dir: options.data_dir.clone(),
         log_sync: options.log_sync,
         snapshot_every: cluster.snapshot_every,
+        raft_via: cluster.raft_via,
         engine: options.engine,
     })
     .await?;

@@ -9,31 +9,13 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::PATIENCE;
+use support::running_leader as leader;
 use verdict::chaos::cluster::{Cluster, ClusterConfig};
 use verdict::chaos::crash::{judge, transfer_until_exit};
 use verdict::chaos::ledger::Ledger;
-use verdict::cluster::admin;
 
 fn config(dir: &Path) -> ClusterConfig {
     verdict::chaos::crash::config(Path::new(env!("CARGO_BIN_EXE_verdict")), dir, 3)
-}
-
-/// The index of the node that leads and runs transactions, once one does.
-async fn leader(cluster: &Cluster, among: &[usize]) -> usize {
-    let found = tokio::time::timeout(PATIENCE, async {
-        loop {
-            for &i in among {
-                let status = admin::status(&cluster.coordinators[i].url()).await;
-                if status.is_ok_and(|s| s["running_transactions"] == true) {
-                    return i;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    found.expect("no node took the lead")
 }
 
 /// Kills leaders other than `wanted` (restarting each) until `wanted` leads.

@@ -1,7 +1,8 @@
 //! A coordinator — one node, or a Raft cluster of several — and bank participants as child
 //! processes that can be killed and restarted on the same port and data directory, optionally
-//! behind [`FaultProxy`]s (single node only): one in front of each bank (the coordinator's
-//! calls to it) and one in front of the coordinator (the banks' calls: Enlist and Resolve).
+//! behind [`FaultProxy`]s: one in front of each bank (the coordinator's calls to it), and one in
+//! front of a single-node coordinator (the banks' calls: Enlist and Resolve) or one on each link
+//! between a cluster's nodes (`--raft-via`), so that a node can be cut off from the others.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::process::Stdio;
 use anyhow::Context;
 use tonic::transport::Channel;
 
-use super::proxy::FaultProxy;
+use super::proxy::{FaultProxy, Faults};
 use crate::client::Client;
 use crate::process::ChildServer;
 use crate::proto::bank_client::BankClient;
@@ -161,7 +162,9 @@ pub struct ClusterConfig {
     pub banks: usize,
     /// Coordinator nodes: 1 is a single node, more form a Raft cluster.
     pub coordinator_nodes: usize,
-    /// Put fault proxies between the processes (single-node coordinator only).
+    /// Put fault proxies between the processes: in front of each bank (the coordinator's calls),
+    /// and in front of a single-node coordinator (the banks' calls) or on every link between
+    /// a cluster's nodes (their Raft traffic, so one can be cut off from the others).
     pub proxies: bool,
     /// Extra flags for `verdict serve`.
     pub coordinator_args: Vec<String>,
@@ -178,6 +181,9 @@ pub struct Cluster {
     pub coordinator_proxy: Option<FaultProxy>,
     /// In front of each bank (the coordinator's calls), if proxied.
     pub bank_proxies: Vec<FaultProxy>,
+    /// On each link between a cluster's nodes, if proxied: `(from, to, proxy)` by index into
+    /// `coordinators`, carrying `from`'s Raft calls to `to`.
+    pub raft_links: Vec<(usize, usize, FaultProxy)>,
 }
 
 fn os(args: &[String]) -> Vec<OsString> {
@@ -215,18 +221,37 @@ fn coordinator_nodes(config: &ClusterConfig) -> anyhow::Result<Vec<Node>> {
     Ok(nodes.collect())
 }
 
+/// A proxy on every link between `nodes`, each node told to send its Raft calls through them.
+async fn raft_links(nodes: &mut [Node]) -> anyhow::Result<Vec<(usize, usize, FaultProxy)>> {
+    let mut links = Vec::new();
+    for from in 0..nodes.len() {
+        let mut via = Vec::new();
+        for to in (0..nodes.len()).filter(|&to| to != from) {
+            let proxy = FaultProxy::bind().await?;
+            proxy.set_target(nodes[to].addr());
+            via.push(format!("{}={}", to + 1, proxy.url()));
+            links.push((from, to, proxy));
+        }
+        nodes[from]
+            .args
+            .extend(os(&["--raft-via".into(), via.join(",")]));
+    }
+    Ok(links)
+}
+
 impl Cluster {
     /// Starts the coordinator's nodes, then the banks.
     pub async fn start(config: &ClusterConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !config.proxies || config.coordinator_nodes == 1,
-            "fault proxies stand in front of a single-node coordinator only"
-        );
-        let coordinator_proxy = match config.proxies {
+        let single = config.coordinator_nodes == 1;
+        let coordinator_proxy = match config.proxies && single {
             true => Some(FaultProxy::bind().await?),
             false => None,
         };
         let mut coordinators = coordinator_nodes(config)?;
+        let raft_links = match config.proxies && !single {
+            true => raft_links(&mut coordinators).await?,
+            false => Vec::new(),
+        };
         if let Some(proxy) = &coordinator_proxy {
             coordinators[0]
                 .args
@@ -277,6 +302,7 @@ impl Cluster {
             banks,
             coordinator_proxy,
             bank_proxies,
+            raft_links,
         })
     }
 
@@ -315,9 +341,26 @@ impl Cluster {
 
     /// Every proxy.
     pub fn proxies(&self) -> impl Iterator<Item = &FaultProxy> {
+        let links = self.raft_links.iter().map(|(_, _, proxy)| proxy);
         self.coordinator_proxy
             .iter()
             .chain(self.bank_proxies.iter())
+            .chain(links)
+    }
+
+    /// Cuts coordinator node `node` (an index into `coordinators`) off from the other nodes,
+    /// both ways, until [`Cluster::heal`]; clients and banks still reach it, and it them.
+    pub fn cut_off(&self, node: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.raft_links.is_empty(),
+            "cutting a node off needs a cluster started with proxies"
+        );
+        for (from, to, proxy) in &self.raft_links {
+            if *from == node || *to == node {
+                proxy.set(Faults::partition());
+            }
+        }
+        Ok(())
     }
 
     /// Heals every proxy and (re)starts every node that is not running, disarmed.

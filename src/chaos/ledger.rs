@@ -92,24 +92,43 @@ impl Ledger {
         client: &Client,
         (from, to, amount): (usize, usize, i64),
     ) -> Attempt {
-        let mut attempt = Attempt {
-            txn: None,
-            from,
-            to,
-            amount,
-            reported: Reported::Unknown,
-        };
-        let Ok(begun) = client.begin(None).await else {
-            return attempt;
-        };
-        attempt.txn = Some(begun.txn_id);
+        match client.begin(None).await {
+            Ok(begun) => {
+                self.transfer_in(banks, client, begun.txn_id, (from, to, amount))
+                    .await
+            }
+            Err(_) => Attempt {
+                txn: None,
+                from,
+                to,
+                amount,
+                reported: Reported::Unknown,
+            },
+        }
+    }
+
+    /// Transfers `amount` from account `from` to account `to` in transaction `txn`, begun
+    /// already, and records what the client was told.
+    pub async fn transfer_in(
+        &self,
+        banks: &[BankClient<Channel>],
+        client: &Client,
+        txn: TxnId,
+        (from, to, amount): (usize, usize, i64),
+    ) -> Attempt {
         let (source, target) = (self.at(banks, from), self.at(banks, to));
-        attempt.reported = match transfer_in(client, begun.txn_id, &source, &target, amount).await {
+        let reported = match transfer_in(client, txn, &source, &target, amount).await {
             Ok((Outcome::Committed, _)) => Reported::Committed,
             Ok((Outcome::Aborted, _)) => Reported::Aborted,
             Err(_) => Reported::Unknown,
         };
-        attempt
+        Attempt {
+            txn: Some(txn),
+            from,
+            to,
+            amount,
+            reported,
+        }
     }
 }
 

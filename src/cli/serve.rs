@@ -74,6 +74,11 @@ pub struct ServeArgs {
     /// Cluster mode: Raft log entries between snapshots (the log is purged behind each).
     #[arg(long, env = "VERDICT_SNAPSHOT_EVERY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every: u64,
+    /// Cluster mode: reach these peers' Raft traffic at another URL than their --peers entry
+    /// (a private network, or a proxy), as ID=URL comma-separated. Clients are still told
+    /// the --peers URLs.
+    #[arg(long, env = "VERDICT_RAFT_VIA", requires = "peers")]
+    raft_via: Option<Peers>,
 }
 
 impl ServeArgs {
@@ -142,6 +147,7 @@ impl ServeArgs {
             peers,
             join: self.join,
             snapshot_every: self.snapshot_every,
+            raft_via: self.raft_via.clone(),
         }))
     }
 }

@@ -24,13 +24,22 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use super::node::ClusterNode;
-use super::{NodeId, TypeConfig};
+use super::{NodeId, Peers, TypeConfig};
 use crate::proto::internal::raft_client::RaftClient;
 use crate::proto::internal::{self, raft_server};
 
 /// Opens a connection per peer for openraft.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// Peers reached elsewhere than at their URL in the membership (`--raft-via`).
+    via: Option<Peers>,
+}
+
+impl Network {
+    pub fn new(via: Option<Peers>) -> Self {
+        Network { via }
+    }
+}
 
 /// A lazily connected channel to one peer; it reconnects by itself after failures.
 pub struct Connection {
@@ -54,10 +63,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        let via = self.via.as_ref().and_then(|via| via.get(target));
+        let url = via.unwrap_or(&node.addr).to_owned();
         Connection {
             target,
-            client: client(&node.addr).ok(),
-            url: node.addr.clone(),
+            client: client(&url).ok(),
+            url,
         }
     }
 }

@@ -193,6 +193,24 @@ pub async fn one_cluster_at_a_time() -> tokio::sync::SemaphorePermit<'static> {
     CLUSTERS.acquire().await.expect("never closed")
 }
 
+/// The index of the chaos cluster's node that leads and runs transactions, among `among`,
+/// once one does.
+pub async fn running_leader(cluster: &verdict::chaos::cluster::Cluster, among: &[usize]) -> usize {
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            for &i in among {
+                let status = verdict::cluster::admin::status(&cluster.coordinators[i].url()).await;
+                if status.is_ok_and(|s| s["running_transactions"] == true) {
+                    return i;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    found.expect("no node took the lead")
+}
+
 /// A cluster of `verdict serve` nodes as child processes, each on its own port and data
 /// directory (node ids 1, 2, …).
 pub struct TestCluster {
