@@ -355,12 +355,23 @@ impl Cluster {
             !self.raft_links.is_empty(),
             "cutting a node off needs a cluster started with proxies"
         );
-        for (from, to, proxy) in &self.raft_links {
-            if *from == node || *to == node {
-                proxy.set(Faults::partition());
-            }
-        }
+        self.links_of(node)
+            .for_each(|proxy| proxy.set(Faults::partition()));
         Ok(())
+    }
+
+    /// Heals the links of coordinator node `node` to the other nodes.
+    pub fn reconnect(&self, node: usize) {
+        self.links_of(node).for_each(FaultProxy::heal);
+    }
+
+    fn links_of(&self, node: usize) -> impl Iterator<Item = &FaultProxy> {
+        let touches =
+            move |(from, to, _): &&(usize, usize, FaultProxy)| *from == node || *to == node;
+        self.raft_links
+            .iter()
+            .filter(touches)
+            .map(|(_, _, proxy)| proxy)
     }
 
     /// Heals every proxy and (re)starts every node that is not running, disarmed.
