@@ -194,6 +194,12 @@ async fn without_a_majority_nothing_commits_and_service_resumes_when_one_returns
     assert_eq!(outcome, Decision::Committed);
 
     let leader = cluster.leader().await;
+    let mut lone = cluster.nodes[leader].client().await;
+    let begun = lone
+        .begin(BeginRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     for &i in &followers {
         cluster.nodes[i].kill().await;
@@ -211,14 +217,19 @@ async fn without_a_majority_nothing_commits_and_service_resumes_when_one_returns
         Ok((_, outcome, reason)) => panic!("answered {outcome:?} ({reason}) without a majority"),
     }
 
+    // Cut off, it soon takes no new transactions.
+    let cut_off = tokio::time::timeout(PATIENCE, async {
+        while lone.begin(BeginRequest::default()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        cut_off.is_ok(),
+        "a leader without a majority kept beginning transactions"
+    );
     // Nor can it answer from what it alone knows: a transaction it began, or one it never
     // heard of, is neither COMMITTED nor presumed ABORTED without a majority.
-    let mut lone = cluster.nodes[leader].client().await;
-    let begun = lone
-        .begin(BeginRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
     for txn in [
         begun.txn_id.as_str(),
         "0190a0a0-0000-7000-8000-000000000000",
@@ -494,8 +505,9 @@ async fn a_leader_cut_off_and_back_never_answers_from_stale_state() {
         Ok(answer) => assert_eq!(answer.into_inner().outcome(), Outcome::Committed),
         Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
     }
+    let through_old = Client::new(&cluster.nodes[old].url(), PATIENCE).unwrap();
     assert_eq!(
-        state_on(&cluster.nodes[old], txn).await,
+        await_final(&through_old, txn).await,
         TransactionState::Committed
     );
     await_balance(&a, "alice", 990).await;
