@@ -360,6 +360,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Heals the links of coordinator node `node` to the other nodes.
+    pub fn reconnect(&self, node: usize) {
+        self.links_of(node).for_each(FaultProxy::heal);
+    }
+
     fn links_of(&self, node: usize) -> impl Iterator<Item = &FaultProxy> {
         let touches =
             move |(from, to, _): &&(usize, usize, FaultProxy)| *from == node || *to == node;

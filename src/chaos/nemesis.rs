@@ -1,8 +1,10 @@
 //! The randomized nemesis: a bank workload on a proxied cluster while processes are SIGKILLed
 //! at random moments and the network turns slow, lossy or partitioned; then everything heals
-//! and the [`ledger`](super::ledger) checker judges the history. With a coordinator cluster
-//! (no proxies between Raft nodes), a partition is a process frozen with SIGSTOP: cut off from
-//! everyone, and unaware of it when it resumes — a deposed leader that still believes it leads.
+//! and the [`ledger`](super::ledger) checker judges the history. With a coordinator cluster,
+//! proxies sit on every link between its nodes too: a node is cut off from the others (clients
+//! and banks still reach it), or one link fails; and a process is frozen with SIGSTOP, cut off
+//! from everyone and unaware of it when it resumes — a deposed leader that still believes it
+//! leads.
 //!
 //! The seed fixes every random choice (what to break, when, which transfers); thread timing
 //! still varies between runs, so a replay explores the same schedule, not the same
@@ -33,7 +35,7 @@ pub struct NemesisConfig {
     pub duration: Duration,
     pub seed: u64,
     pub banks: usize,
-    /// Coordinator nodes: 1 is a single node behind proxies, more a Raft cluster.
+    /// Coordinator nodes: 1 is a single node, more a Raft cluster.
     pub coordinator_nodes: usize,
     pub accounts_per_bank: usize,
     /// Concurrent transfers.
@@ -77,7 +79,7 @@ pub async fn run(config: &NemesisConfig) -> anyhow::Result<Summary> {
         dir: config.dir.clone(),
         banks: config.banks,
         coordinator_nodes: config.coordinator_nodes,
-        proxies: config.coordinator_nodes == 1,
+        proxies: true,
         coordinator_args: [
             "--txn-timeout",
             "3s",
@@ -147,8 +149,9 @@ pub async fn run(config: &NemesisConfig) -> anyhow::Result<Summary> {
 }
 
 /// Until `stop_at`: every 0.2–1.5 s, kill a random process (restarting it after a moment), or
-/// give a random proxy a random fault for a while (with no proxies: freeze a random process
-/// for a while). One fault at a time, so a 3-node cluster keeps its majority between faults.
+/// give a random proxy a random fault for a while, or freeze a random process (in a cluster, or
+/// with no proxies), or cut a cluster's node off from the others. One fault at a time, so a
+/// 3-node cluster keeps its majority between faults.
 /// Returns (kills, network faults).
 async fn break_things(
     cluster: &Mutex<Cluster>,
@@ -161,9 +164,26 @@ async fn break_things(
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
         let downtime = Duration::from_millis(rng.random_range(50..1000));
         // Without proxies, a partition is a frozen process.
-        let proxied = cluster.lock().await.proxies().count() > 0;
-        if rng.random_bool(0.5) || !proxied {
-            let how = match proxied || rng.random_bool(0.5) {
+        let (proxied, clustered) = {
+            let cluster = cluster.lock().await;
+            (
+                cluster.proxies().count() > 0,
+                !cluster.raft_links.is_empty(),
+            )
+        };
+        if clustered && rng.random_bool(0.2) {
+            let node = {
+                let cluster = cluster.lock().await;
+                let node = rng.random_range(0..cluster.coordinators.len());
+                tracing::info!(node = node + 1, ?downtime, "nemesis: a node cut off");
+                cluster.cut_off(node)?;
+                node
+            };
+            faults += 1;
+            tokio::time::sleep(downtime).await;
+            cluster.lock().await.reconnect(node);
+        } else if rng.random_bool(0.5) || !proxied {
+            let how = match (proxied && !clustered) || rng.random_bool(0.5) {
                 true => Disruption::Kill,
                 false => Disruption::Freeze,
             };

@@ -16,8 +16,8 @@
 //!
 //! The safety rules of DESIGN §5 live here: a batch counts only if it is committed in the term
 //! of the leader that proposed it (the state machine drops it otherwise, on every node alike),
-//! and a new leader starts its engine only after its own term's first entry is applied, so the
-//! engine recovers every decision a majority ever held.
+//! and a new leader starts its engine only after an entry of its own is committed and applied,
+//! so the engine recovers every decision a majority ever held.
 
 pub mod admin;
 pub mod log;

@@ -1,8 +1,8 @@
 //! One cluster node: its storage, its Raft, and the engine it runs while it leads.
 //!
-//! A watcher follows openraft's metrics. When this node becomes leader it first waits for a
-//! linearizable read (its own term's first entry committed and applied), so its state machine
-//! holds every decision a majority ever had; only then does it start an engine on that state,
+//! A watcher follows openraft's metrics. When this node becomes leader it first commits an
+//! entry of its own and waits until it is applied, so its state machine holds every decision a
+//! majority ever had; only then does it start an engine on that state,
 //! which re-drives decided transactions and aborts undecided ones (DESIGN §5). When it stops
 //! leading, the engine stops at once: nothing more is sent or written in the old term.
 
@@ -20,7 +20,7 @@ use super::log::{propose, Proposals, ReplicatedLog};
 use super::network::Network;
 use super::state::StateMachine;
 use super::store::LogStore;
-use super::types::Leader;
+use super::types::{Batch, Leader};
 use super::{NodeId, Peers, Raft};
 use crate::coordinator::{Config, Engine, Leadership, NotLeader};
 use crate::durable::{DurableDb, LogSync};
@@ -56,7 +56,7 @@ pub struct ClusterOptions {
 /// What this node does with requests now.
 enum Leading {
     Not,
-    /// Leader, waiting for its term's first entry before it starts its engine.
+    /// Leader, waiting for an entry of its own to apply before it starts its engine.
     Recovering(Leader),
     Running(Leader, Arc<Engine<ReplicatedLog>>),
 }
@@ -201,19 +201,12 @@ impl ClusterNode {
         self.set_leading(Leading::Recovering(leader));
         tracing::info!(
             term = leader.term,
-            "elected leader; waiting for this term's first entry"
+            "elected leader; committing an entry of its own first"
         );
-        match tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => {}
-            failed => {
-                tracing::warn!(
-                    term = leader.term,
-                    ?failed,
-                    "leadership not confirmed; will retry"
-                );
-                self.set_leading(Leading::Not);
-                return;
-            }
+        if let Err(why) = self.settle(leader).await {
+            tracing::warn!(term = leader.term, %why, "leadership not confirmed; will retry");
+            self.set_leading(Leading::Not);
+            return;
         }
         if self.leading.lock().expect("lock").leader() != Some(leader) {
             return;
@@ -224,6 +217,25 @@ impl ClusterNode {
                 tracing::error!(%error, "cannot start the engine on the replicated log");
                 self.set_leading(Leading::Not);
             }
+        }
+    }
+
+    /// Commits an empty batch of `leader`'s and waits until it is applied here: then the state
+    /// machine holds every entry before it, so every decision a majority ever had. Not
+    /// openraft's "this term's first entry" (`ensure_linearizable`): a leader restarted
+    /// quickly resumes its term without a new one, and entries its previous life appended
+    /// but did not see committed would then be applied after the engine had recovered (found
+    /// by the nemesis: a COMMIT told to a client, aborted by the recovery that missed it).
+    async fn settle(&self, leader: Leader) -> Result<(), String> {
+        let barrier = Batch {
+            leader,
+            commands: Vec::new(),
+        };
+        match tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.client_write(barrier)).await {
+            Ok(Ok(written)) if written.data.accepted => Ok(()),
+            Ok(Ok(_)) => Err("its entry was committed in another term".into()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no majority within {CONFIRM_TIMEOUT:?}")),
         }
     }
 
