@@ -9,10 +9,11 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::running_leader as leader;
+use support::{running_leader as leader, PATIENCE};
 use verdict::chaos::cluster::{Cluster, ClusterConfig};
 use verdict::chaos::crash::{judge, transfer_until_exit};
 use verdict::chaos::ledger::Ledger;
+use verdict::cluster::admin;
 
 fn config(dir: &Path) -> ClusterConfig {
     verdict::chaos::crash::config(Path::new(env!("CARGO_BIN_EXE_verdict")), dir, 3)
@@ -26,12 +27,38 @@ async fn make_leader(cluster: &mut Cluster, wanted: usize) {
         if now == wanted {
             return;
         }
+        // A node behind the others cannot win the election the kill starts.
+        caught_up(cluster).await;
         cluster.coordinators[now].kill().await.unwrap();
         let others: Vec<usize> = all.iter().copied().filter(|&i| i != now).collect();
         leader(cluster, &others).await;
         cluster.coordinators[now].start().await.unwrap();
     }
     panic!("node {} never became leader", wanted + 1);
+}
+
+/// Waits until every node holds the same log.
+async fn caught_up(cluster: &Cluster) {
+    let urls: Vec<String> = cluster.coordinators.iter().map(|n| n.url()).collect();
+    let same = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut ends = Vec::new();
+            for url in &urls {
+                ends.push(
+                    admin::status(url)
+                        .await
+                        .ok()
+                        .map(|s| s["last_log_index"].clone()),
+                );
+            }
+            if ends.iter().all(|end| end.is_some() && *end == ends[0]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    same.expect("the nodes' logs never came level");
 }
 
 async fn crash_leader_at(point: &str) {
