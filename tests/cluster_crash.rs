@@ -2,11 +2,14 @@
 //! there (as SIGKILL would) while transfers run; another node takes over, the crashed one comes
 //! back, and every invariant is checked as in the single-node matrix: every COMMITTED told to a
 //! client is applied at both banks, nothing told ABORTED is, money is conserved, nothing stays
-//! prepared. Needs `--features failpoints`.
+//! prepared. And a leader killed and started again at once, so that it resumes its term. Needs
+//! `--features failpoints`.
 
 mod support;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::{running_leader as leader, PATIENCE};
@@ -117,4 +120,70 @@ leader_crash_matrix! {
     leader_before_phase2_send => "coordinator::before_phase2_send",
     leader_after_phase2_send => "coordinator::after_phase2_send",
     leader_before_end_record => "coordinator::before_end_record",
+}
+
+/// A leader SIGKILLed under load and started again at once may resume its term before the
+/// others elect anyone (openraft keeps its committed vote): its engine must still recover every
+/// decision its previous life had made durable, some of them not yet applied when it restarts.
+/// Five kills; the checker then runs on the whole history.
+#[tokio::test]
+async fn a_leader_restarted_at_once_loses_no_decision() {
+    let _one = support::one_cluster_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&config(dir.path())).await.unwrap();
+    let ledger = Ledger::open(&cluster, 2, 1000).await.unwrap();
+    let all = [0, 1, 2];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = [(0, 2), (3, 1), (1, 3), (2, 0)]
+        .into_iter()
+        .map(|(from, to)| {
+            let (ledger, banks) = (ledger.clone(), cluster.bank_clients());
+            let client = cluster.client(Duration::from_secs(3)).unwrap();
+            let (stop, done) = (stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut attempts = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    attempts.push(ledger.transfer(&banks, &client, (from, to, 1)).await);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                attempts
+            })
+        })
+        .collect();
+
+    let mut resumed = 0;
+    for _ in 0..5 {
+        let before = done.load(Ordering::Relaxed);
+        let busy = tokio::time::timeout(PATIENCE, async {
+            while done.load(Ordering::Relaxed) < before + 20 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        busy.await.expect("transfers stopped going through");
+        let victim = leader(&cluster, &all).await;
+        let term = admin::status(&cluster.coordinators[victim].url())
+            .await
+            .unwrap()["term"]
+            .clone();
+        cluster.coordinators[victim].kill().await.unwrap();
+        cluster.coordinators[victim].start().await.unwrap();
+        let next = leader(&cluster, &all).await;
+        let status = admin::status(&cluster.coordinators[next].url())
+            .await
+            .unwrap();
+        resumed += usize::from(next == victim && status["term"] == term);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut attempts = Vec::new();
+    for worker in workers {
+        attempts.extend(worker.await.unwrap());
+    }
+    eprintln!("a leader resumed its term after {resumed} of 5 kills");
+    let report = judge(&mut cluster, &ledger, &attempts, "leader restarted at once")
+        .await
+        .unwrap();
+    assert!(report.committed > 0, "{report:?}");
+    cluster.stop().await.unwrap();
 }
