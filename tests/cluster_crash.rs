@@ -8,11 +8,9 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use support::{running_leader as leader, PATIENCE};
+use support::{running_leader as leader, Load, PATIENCE};
 use verdict::chaos::cluster::{Cluster, ClusterConfig};
 use verdict::chaos::crash::{judge, transfer_until_exit};
 use verdict::chaos::ledger::Ledger;
@@ -134,34 +132,11 @@ async fn a_leader_restarted_at_once_loses_no_decision() {
     let ledger = Ledger::open(&cluster, 2, 1000).await.unwrap();
     let all = [0, 1, 2];
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = [(0, 2), (3, 1), (1, 3), (2, 0)]
-        .into_iter()
-        .map(|(from, to)| {
-            let (ledger, banks) = (ledger.clone(), cluster.bank_clients());
-            let client = cluster.client(Duration::from_secs(3)).unwrap();
-            let (stop, done) = (stop.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut attempts = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    attempts.push(ledger.transfer(&banks, &client, (from, to, 1)).await);
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-                attempts
-            })
-        })
-        .collect();
+    let load = Load::start(&cluster, &ledger, &[(0, 2), (3, 1), (1, 3), (2, 0)], 1);
 
     let mut resumed = 0;
     for _ in 0..5 {
-        let before = done.load(Ordering::Relaxed);
-        let busy = tokio::time::timeout(PATIENCE, async {
-            while done.load(Ordering::Relaxed) < before + 20 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        busy.await.expect("transfers stopped going through");
+        load.more(20).await;
         let victim = leader(&cluster, &all).await;
         let term = admin::status(&cluster.coordinators[victim].url())
             .await
@@ -175,11 +150,7 @@ async fn a_leader_restarted_at_once_loses_no_decision() {
             .unwrap();
         resumed += usize::from(next == victim && status["term"] == term);
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut attempts = Vec::new();
-    for worker in workers {
-        attempts.extend(worker.await.unwrap());
-    }
+    let attempts = load.stop().await;
     eprintln!("a leader resumed its term after {resumed} of 5 kills");
     let report = judge(&mut cluster, &ledger, &attempts, "leader restarted at once")
         .await

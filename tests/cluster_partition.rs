@@ -7,11 +7,9 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use support::{running_leader, PATIENCE};
+use support::{running_leader, Load, PATIENCE};
 use tonic::Code;
 use verdict::chaos::cluster::Cluster;
 use verdict::chaos::crash::judge;
@@ -52,22 +50,7 @@ async fn a_leader_cut_off_decides_nothing_and_the_majority_goes_on() {
     let old_term = term(&cluster, old).await;
 
     // Transfers run all along, through the partition and the heal.
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (ledger, banks, stop) = (ledger.clone(), cluster.bank_clients(), stop.clone());
-        let client = cluster.client(Duration::from_secs(3)).unwrap();
-        tokio::spawn(async move {
-            let mut attempts = Vec::new();
-            for i in 0.. {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let (from, to) = [(0, 2), (3, 1)][i % 2];
-                attempts.push(ledger.transfer(&banks, &client, (from, to, 3)).await);
-            }
-            attempts
-        })
-    };
+    let load = Load::start(&cluster, &ledger, &[(0, 2), (3, 1)], 3);
 
     // A transfer begun on the old leader, to be committed once it is cut off.
     let stale = Client::new(&cluster.coordinators[old].url(), Duration::from_secs(3)).unwrap();
@@ -126,8 +109,7 @@ async fn a_leader_cut_off_decides_nothing_and_the_majority_goes_on() {
     let after = ledger.transfer(&banks, &stale, (0, 2, 1)).await;
     assert_eq!(after.reported, Reported::Committed, "after the heal");
     attempts.push(after);
-    stop.store(true, Ordering::Relaxed);
-    attempts.extend(load.await.unwrap());
+    attempts.extend(load.stop().await);
 
     let report = judge(&mut cluster, &ledger, &attempts, "leader cut off")
         .await

@@ -163,7 +163,6 @@ async fn break_things(
     while Instant::now() < stop_at {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
         let downtime = Duration::from_millis(rng.random_range(50..1000));
-        // Without proxies, a partition is a frozen process.
         let (proxied, clustered) = {
             let cluster = cluster.lock().await;
             (
@@ -183,6 +182,7 @@ async fn break_things(
             tokio::time::sleep(downtime).await;
             cluster.lock().await.reconnect(node);
         } else if rng.random_bool(0.5) || !proxied {
+            // A proxied single node's processes are killed; a cluster's may also be frozen.
             let how = match (proxied && !clustered) || rng.random_bool(0.5) {
                 true => Disruption::Kill,
                 false => Disruption::Freeze,

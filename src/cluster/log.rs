@@ -67,7 +67,7 @@ pub async fn propose(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
     let mut held = None;
     loop {
         let slot = slots.clone().acquire_owned().await.expect("never closed");
-        let Some((leader, group)) = next_group(&mut held, &mut queue, LINGER).await else {
+        let Some((leader, group)) = next_group(&mut held, &mut queue).await else {
             return;
         };
         let (commands, dones) = entry(group);
@@ -89,19 +89,18 @@ pub async fn propose(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
 
 /// The next entry's proposals: the one held back, or the next queued, and everything queued
 /// behind it from the same engine; a proposal of another engine is held back for the entry
-/// after. While no proposal in it is waited for, the group waits up to `linger` for one.
+/// after. While no proposal in it is waited for, the group waits up to [`LINGER`] for one.
 /// `None` once every sender is gone and nothing is held.
 async fn next_group(
     held: &mut Option<Proposal>,
     queue: &mut mpsc::UnboundedReceiver<Proposal>,
-    linger: Duration,
 ) -> Option<(Leader, Vec<Proposal>)> {
     let first = match held.take() {
         Some(first) => first,
         None => queue.recv().await?,
     };
     let leader = first.leader;
-    let until = Instant::now() + linger;
+    let until = Instant::now() + LINGER;
     let mut waited = first.waited;
     let mut group = vec![first];
     while group.len() < MAX_BATCH {
@@ -346,7 +345,7 @@ mod tests {
         drop(tx);
         let mut held = None;
         let mut entries = Vec::new();
-        while let Some((leader, group)) = next_group(&mut held, &mut queue, LINGER).await {
+        while let Some((leader, group)) = next_group(&mut held, &mut queue).await {
             entries.push((leader.term, tags(&group)));
         }
         assert_eq!(
@@ -361,10 +360,10 @@ mod tests {
         tx.send(collect(5, 1)).unwrap();
         tx.send(collect(7, 2)).unwrap();
         let mut held = None;
-        let (_, first) = next_group(&mut held, &mut queue, LINGER).await.unwrap();
+        let (_, first) = next_group(&mut held, &mut queue).await.unwrap();
         assert_eq!(tags(&first), vec![1]);
         // The queue is empty now (and its sender still open): the held one must not wait.
-        let next = next_group(&mut held, &mut queue, LINGER);
+        let next = next_group(&mut held, &mut queue);
         let waited = tokio::time::timeout(Duration::from_secs(5), next).await;
         let (leader, second) = waited.expect("the held proposal waited").unwrap();
         assert_eq!((leader.term, tags(&second)), (7, vec![2]));
@@ -376,7 +375,7 @@ mod tests {
         let (tx, mut queue) = mpsc::unbounded_channel();
         tx.send(put(1, 1, false)).unwrap();
         let mut held = None;
-        let mut next = tokio_test::task::spawn(next_group(&mut held, &mut queue, LINGER));
+        let mut next = tokio_test::task::spawn(next_group(&mut held, &mut queue));
         assert!(
             next.poll().is_pending(),
             "an unforced write went out alone at once"
@@ -395,7 +394,7 @@ mod tests {
         let (tx, mut queue) = mpsc::unbounded_channel();
         tx.send(put(1, 1, false)).unwrap();
         let started = Instant::now();
-        let (_, group) = next_group(&mut None, &mut queue, LINGER).await.unwrap();
+        let (_, group) = next_group(&mut None, &mut queue).await.unwrap();
         assert_eq!(tags(&group), vec![1]);
         assert_eq!(started.elapsed(), LINGER);
         drop(tx);

@@ -193,6 +193,69 @@ pub async fn one_cluster_at_a_time() -> tokio::sync::SemaphorePermit<'static> {
     CLUSTERS.acquire().await.expect("never closed")
 }
 
+/// Transfers run in the background on a chaos cluster, one worker per `(from, to)` pair of
+/// ledger accounts, each moving `amount` at a time, until stopped.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    done: Arc<std::sync::atomic::AtomicUsize>,
+    workers: Vec<tokio::task::JoinHandle<Vec<verdict::chaos::ledger::Attempt>>>,
+}
+
+impl Load {
+    pub fn start(
+        cluster: &verdict::chaos::cluster::Cluster,
+        ledger: &verdict::chaos::ledger::Ledger,
+        pairs: &[(usize, usize)],
+        amount: i64,
+    ) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers = pairs
+            .iter()
+            .map(|&(from, to)| {
+                let (ledger, banks) = (ledger.clone(), cluster.bank_clients());
+                let client = cluster.client(Duration::from_secs(3)).unwrap();
+                let (stop, done) = (stop.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut attempts = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        attempts.push(ledger.transfer(&banks, &client, (from, to, amount)).await);
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    attempts
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            done,
+            workers,
+        }
+    }
+
+    /// Waits until `count` more transfers have ended, whatever their outcome.
+    pub async fn more(&self, count: usize) {
+        let target = self.done.load(std::sync::atomic::Ordering::Relaxed) + count;
+        let ended = tokio::time::timeout(PATIENCE, async {
+            while self.done.load(std::sync::atomic::Ordering::Relaxed) < target {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        ended.expect("transfers stopped going through");
+    }
+
+    /// Stops the workers; returns every transfer they attempted.
+    pub async fn stop(self) -> Vec<verdict::chaos::ledger::Attempt> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut attempts = Vec::new();
+        for worker in self.workers {
+            attempts.extend(worker.await.expect("a load worker panicked"));
+        }
+        attempts
+    }
+}
+
 /// The index of the chaos cluster's node that leads and runs transactions, among `among`,
 /// once one does.
 pub async fn running_leader(cluster: &verdict::chaos::cluster::Cluster, among: &[usize]) -> usize {
