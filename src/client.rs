@@ -28,8 +28,30 @@ pub struct Client {
 
 /// The coordinator nodes known, and which one is believed to lead.
 struct Nodes {
-    nodes: Mutex<Vec<(String, CoordinatorClient<Channel>)>>,
+    nodes: Mutex<Vec<Node>>,
     leader: AtomicUsize,
+}
+
+/// One coordinator node as this client reaches it.
+struct Node {
+    url: String,
+    client: CoordinatorClient<Channel>,
+    /// It refused the last call without naming a leader: it is down, cut off, between leaders
+    /// — or named by its peers under a URL this client cannot reach (a container network's
+    /// names, seen from the host). Redirects to it are not followed until it answers again;
+    /// the nodes are tried in turn instead, which finds the leader under the URL given.
+    silent: bool,
+}
+
+impl Node {
+    fn new(url: String, timeout: Duration) -> Result<Self, Status> {
+        let client = connect(&url, timeout)?;
+        Ok(Node {
+            url,
+            client,
+            silent: false,
+        })
+    }
 }
 
 /// The pause before trying the nodes again once each has refused (an election takes a few
@@ -62,7 +84,12 @@ impl Nodes {
     fn current(&self) -> (usize, CoordinatorClient<Channel>) {
         let nodes = self.nodes.lock().expect("lock");
         let i = self.leader.load(Ordering::Relaxed) % nodes.len();
-        (i, nodes[i].1.clone())
+        (i, nodes[i].client.clone())
+    }
+
+    /// Node `i` answered a call.
+    fn answered(&self, i: usize) {
+        self.nodes.lock().expect("lock")[i].silent = false;
     }
 
     /// After node `failed` refused: move to the leader it named, or else to the next node.
@@ -73,19 +100,18 @@ impl Nodes {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let mut nodes = self.nodes.lock().expect("lock");
-        let next = match named {
-            Some(url) => match nodes.iter().position(|(u, _)| *u == url) {
-                Some(i) => i,
-                None => match connect(&url, timeout) {
-                    Ok(client) => {
-                        nodes.push((url, client));
-                        nodes.len() - 1
-                    }
-                    Err(_) => (failed + 1) % nodes.len(),
-                },
-            },
-            None => (failed + 1) % nodes.len(),
-        };
+        nodes[failed].silent = named.is_none();
+        let in_turn = (failed + 1) % nodes.len();
+        let next = named
+            .and_then(|url| match nodes.iter().position(|node| node.url == url) {
+                Some(i) => Some(i),
+                None => {
+                    nodes.push(Node::new(url, timeout).ok()?);
+                    Some(nodes.len() - 1)
+                }
+            })
+            .filter(|&i| !nodes[i].silent)
+            .unwrap_or(in_turn);
         let _ = self
             .leader
             .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
@@ -119,7 +145,7 @@ impl Client {
             .split(',')
             .map(str::trim)
             .filter(|url| !url.is_empty())
-            .map(|url| Ok((url.to_owned(), connect(url, timeout)?)))
+            .map(|url| Node::new(url.to_owned(), timeout))
             .collect::<Result<Vec<_>, Status>>()?;
         if nodes.is_empty() {
             return Err(Status::invalid_argument(
@@ -152,7 +178,10 @@ impl Client {
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
             let status = match call(client, request).await {
-                Ok(response) => return Ok(response.into_inner()),
+                Ok(response) => {
+                    self.nodes.answered(node);
+                    return Ok(response.into_inner());
+                }
                 Err(status) => status,
             };
             if !try_elsewhere(&status) || Instant::now() >= deadline {

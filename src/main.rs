@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use cli::bank::BankCommand;
 use cli::bench::BenchArgs;
 use cli::cluster::ClusterCommand;
+use cli::health::HealthArgs;
 use cli::nemesis::NemesisArgs;
 use cli::participant::ParticipantCommand;
 use cli::serve::ServeArgs;
@@ -59,6 +60,9 @@ enum Command {
     /// Run the randomized fault test: a bank workload while processes are killed and the
     /// network misbehaves, then check every invariant. Exits non-zero on any violation.
     Nemesis(NemesisArgs),
+    /// Ask a coordinator or participant whether it is serving (a container's health check).
+    /// Exits non-zero unless it is.
+    Health(HealthArgs),
 }
 
 #[global_allocator]
@@ -108,5 +112,6 @@ async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()
         Command::Demo => demo::run().await,
         Command::Nemesis(args) => cli::nemesis::run(args).await,
         Command::Bench(args) => cli::bench::run(args, worker_threads).await,
+        Command::Health(args) => cli::health::run(args).await,
     }
 }

@@ -8,12 +8,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use tokio::sync::watch;
+use tonic::server::NamedService;
 use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 use crate::cluster::network::RaftService;
-use crate::cluster::{ClusterNode, ClusterOptions, NodeId, Peers};
+use crate::cluster::{ClusterNode, ClusterOptions, Metrics, NodeId, Peers};
 use crate::coordinator::service::CoordinatorService;
 use crate::coordinator::{Config, Engine};
 use crate::log::{LogSync, SledLog};
@@ -74,9 +78,9 @@ async fn run_single(
         config.advertise_url = format!("http://{local}");
     }
     let engine = Engine::start(log, config)?;
-    let router = base_router()
-        .await?
-        .add_service(CoordinatorService::new(engine.clone()).into_server());
+    let (health, router) = base_router()?;
+    health.set_serving::<CoordinatorServer<()>>().await;
+    let router = router.add_service(CoordinatorService::new(engine.clone()).into_server());
     tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
     serve(router, listener, shutdown).await?;
     tracing::info!("shut down; closing the decision log");
@@ -111,8 +115,9 @@ async fn run_node(
         engine: options.engine,
     })
     .await?;
-    let router = base_router()
-        .await?
+    let (health, router) = base_router()?;
+    tokio::spawn(report_readiness(health, node.raft().metrics()));
+    let router = router
         .add_service(CoordinatorService::new(node.clone()).into_server())
         .add_service(RaftService::new(node.clone()));
     tracing::info!(%local, node_id = node.id(), data_dir = %options.data_dir.display(), "serving as a cluster node");
@@ -122,18 +127,32 @@ async fn run_node(
     Ok(())
 }
 
-/// Health (SERVING for `verdict.v1.Coordinator`) and reflection, which every node serves.
-async fn base_router() -> anyhow::Result<Router> {
+/// Health and reflection, which every node serves. The overall status ("") is SERVING while
+/// the process serves (liveness); `verdict.v1.Coordinator` starts NOT_SERVING and is the
+/// caller's to set (readiness).
+fn base_router() -> anyhow::Result<(HealthReporter, Router)> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(
-            <CoordinatorServer<()> as tonic::server::NamedService>::NAME,
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
-    Ok(Server::builder()
+    let router = Server::builder()
         .add_service(health_service)
-        .add_service(reflection()?))
+        .add_service(reflection()?);
+    Ok((health, router))
+}
+
+/// A cluster node is ready while it knows a leader: it then runs transactions or sends callers
+/// to the node that does. Without one (alone, or before the cluster forms) it is not.
+async fn report_readiness(health: HealthReporter, mut metrics: watch::Receiver<Metrics>) {
+    loop {
+        let status = match metrics.borrow_and_update().current_leader {
+            Some(_) => ServingStatus::Serving,
+            None => ServingStatus::NotServing,
+        };
+        health
+            .set_service_status(<CoordinatorServer<()> as NamedService>::NAME, status)
+            .await;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Server reflection for every Verdict service and health.

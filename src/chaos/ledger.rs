@@ -1,4 +1,5 @@
-//! The bank workload under faults, and the invariant checker that judges it.
+//! The bank workload under faults, and the invariant checker that judges it — on processes the
+//! tests start ([`Cluster`]) or on a running deployment ([`Endpoints`], `verdict bank exercise`).
 //!
 //! Every transfer attempted is recorded with what its client was told. After the faults heal and
 //! the cluster is quiet, the checker asks the coordinator for every transaction's outcome and
@@ -11,7 +12,9 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::Status;
 
@@ -24,6 +27,68 @@ use crate::proto::{
     GetBalanceRequest, ListTransactionsRequest, OpenAccountRequest, ResolveRequest,
     TransactionState,
 };
+
+/// Where the bank workload runs: a coordinator (one node, or a cluster's) and banks by index.
+pub trait Deployment {
+    /// The coordinator's node URLs, comma-separated.
+    fn coordinator_urls(&self) -> String;
+    fn bank_count(&self) -> usize;
+    fn bank_client(&self, bank: usize) -> BankClient<Channel>;
+}
+
+impl Deployment for Cluster {
+    fn coordinator_urls(&self) -> String {
+        self.node_urls()
+    }
+
+    fn bank_count(&self) -> usize {
+        self.banks.len()
+    }
+
+    fn bank_client(&self, bank: usize) -> BankClient<Channel> {
+        Cluster::bank_client(self, bank)
+    }
+}
+
+/// A deployment running elsewhere, known by its URLs.
+pub struct Endpoints {
+    pub coordinator: String,
+    pub banks: Vec<BankClient<Channel>>,
+}
+
+impl Endpoints {
+    /// `coordinator`: one URL or a cluster's, comma-separated; `banks`: each bank's URL.
+    pub fn new(coordinator: &str, banks: &[String]) -> anyhow::Result<Self> {
+        crate::coordinator::validate::urls("the coordinator URL", coordinator)?;
+        let banks = banks
+            .iter()
+            .map(|url| {
+                crate::coordinator::validate::url("a bank URL", url)?;
+                Ok(BankClient::new(
+                    Channel::from_shared(url.clone())?.connect_lazy(),
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Endpoints {
+            coordinator: coordinator.to_owned(),
+            banks,
+        })
+    }
+}
+
+impl Deployment for Endpoints {
+    fn coordinator_urls(&self) -> String {
+        self.coordinator.clone()
+    }
+
+    fn bank_count(&self) -> usize {
+        self.banks.len()
+    }
+
+    fn bank_client(&self, bank: usize) -> BankClient<Channel> {
+        self.banks[bank].clone()
+    }
+}
 
 /// What a client was told about a transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,17 +118,31 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens `per_bank` accounts on every bank of `cluster`.
-    pub async fn open(cluster: &Cluster, per_bank: usize, opening: i64) -> anyhow::Result<Self> {
+    /// Opens `per_bank` accounts on every bank of `deployment`.
+    pub async fn open(
+        deployment: &impl Deployment,
+        per_bank: usize,
+        opening: i64,
+    ) -> anyhow::Result<Self> {
+        Self::open_named(deployment, "acct", per_bank, opening).await
+    }
+
+    /// Opens `per_bank` accounts named `{prefix}-{bank}-{i}` on every bank of `deployment`.
+    pub async fn open_named(
+        deployment: &impl Deployment,
+        prefix: &str,
+        per_bank: usize,
+        opening: i64,
+    ) -> anyhow::Result<Self> {
         let mut accounts = Vec::new();
-        for bank in 0..cluster.banks.len() {
+        for bank in 0..deployment.bank_count() {
             for i in 0..per_bank {
-                let account = format!("acct-{bank}-{i}");
+                let account = format!("{prefix}-{bank}-{i}");
                 let request = OpenAccountRequest {
                     account: account.clone(),
                     balance: opening,
                 };
-                cluster.bank_client(bank).open_account(request).await?;
+                deployment.bank_client(bank).open_account(request).await?;
                 accounts.push((bank, account));
             }
         }
@@ -132,6 +211,45 @@ impl Ledger {
     }
 }
 
+/// Runs `workers` transfer loops (random transfers, seeded by `seed`) through `client` until
+/// `stop_at`, and returns every transfer attempted.
+pub async fn run_transfers(
+    ledger: &Ledger,
+    banks: &[BankClient<Channel>],
+    client: &Client,
+    workers: usize,
+    seed: u64,
+    stop_at: Instant,
+) -> anyhow::Result<Vec<Attempt>> {
+    let loops: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (ledger, banks, client) = (ledger.clone(), banks.to_vec(), client.clone());
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1 + worker as u64));
+            tokio::spawn(async move {
+                let mut attempts = Vec::new();
+                while Instant::now() < stop_at {
+                    let attempt = ledger
+                        .transfer(&banks, &client, ledger.pick(&mut rng))
+                        .await;
+                    if attempt.reported == Reported::Unknown {
+                        // Something is down: do not spin against it.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    if attempt.txn.is_some() {
+                        attempts.push(attempt);
+                    }
+                }
+                attempts
+            })
+        })
+        .collect();
+    let mut attempts = Vec::new();
+    for transfers in loops {
+        attempts.extend(transfers.await?);
+    }
+    Ok(attempts)
+}
+
 /// What the checker found.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -143,13 +261,16 @@ pub struct Report {
     pub violations: Vec<String>,
 }
 
-async fn balances(cluster: &Cluster, ledger: &Ledger) -> Result<Vec<(i64, i64)>, Status> {
+async fn balances(
+    deployment: &impl Deployment,
+    ledger: &Ledger,
+) -> Result<Vec<(i64, i64)>, Status> {
     let mut found = Vec::new();
     for (bank, account) in &ledger.accounts {
         let request = GetBalanceRequest {
             account: account.clone(),
         };
-        let response = cluster.bank_client(*bank).get_balance(request).await?;
+        let response = deployment.bank_client(*bank).get_balance(request).await?;
         let response = response.into_inner();
         found.push((response.balance, response.held));
     }
@@ -157,13 +278,11 @@ async fn balances(cluster: &Cluster, ledger: &Ledger) -> Result<Vec<(i64, i64)>,
 }
 
 /// The checker's client: it follows a cluster's leader, and waits out an election.
-fn client(cluster: &Cluster) -> Result<Client, Status> {
-    cluster
-        .client(Duration::from_secs(10))
-        .map_err(|e| Status::internal(e.to_string()))
+fn client(deployment: &impl Deployment) -> Result<Client, Status> {
+    Client::new(&deployment.coordinator_urls(), Duration::from_secs(10))
 }
 
-async fn in_flight(cluster: &Cluster) -> Result<usize, Status> {
+async fn in_flight(deployment: &impl Deployment) -> Result<usize, Status> {
     let mut count = 0;
     for state in [
         TransactionState::Active,
@@ -176,19 +295,23 @@ async fn in_flight(cluster: &Cluster) -> Result<usize, Status> {
             page_size: 1000,
             page_token: String::new(),
         };
-        count += client(cluster)?.list(request).await?.transactions.len();
+        count += client(deployment)?.list(request).await?.transactions.len();
     }
     Ok(count)
 }
 
 /// Waits (up to `patience`) until nothing is in flight at the coordinator and no bank holds
 /// money for a prepared transaction. Returns what is still unsettled if that never happens.
-async fn settle(cluster: &Cluster, ledger: &Ledger, patience: Duration) -> Option<String> {
+async fn settle(
+    deployment: &impl Deployment,
+    ledger: &Ledger,
+    patience: Duration,
+) -> Option<String> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let state = async {
-            let flying = in_flight(cluster).await?;
-            let held: i64 = balances(cluster, ledger)
+            let flying = in_flight(deployment).await?;
+            let held: i64 = balances(deployment, ledger)
                 .await?
                 .iter()
                 .map(|(_, h)| h)
@@ -209,7 +332,7 @@ async fn settle(cluster: &Cluster, ledger: &Ledger, patience: Duration) -> Optio
 
 /// Waits for the cluster to settle, then checks every invariant over `attempts`.
 pub async fn check(
-    cluster: &Cluster,
+    deployment: &impl Deployment,
     ledger: &Ledger,
     attempts: &[Attempt],
     patience: Duration,
@@ -218,7 +341,7 @@ pub async fn check(
         attempted: attempts.iter().filter(|a| a.txn.is_some()).count(),
         ..Report::default()
     };
-    if let Some(unsettled) = settle(cluster, ledger, patience).await {
+    if let Some(unsettled) = settle(deployment, ledger, patience).await {
         report
             .violations
             .push(format!("not settled after {patience:?}: {unsettled}"));
@@ -231,7 +354,7 @@ pub async fn check(
         let request = ResolveRequest {
             txn_id: txn.to_string(),
         };
-        let outcome = client(cluster)?.resolve(request).await?.outcome();
+        let outcome = client(deployment)?.resolve(request).await?.outcome();
         use crate::proto::Outcome as Wire;
         let committed = match outcome {
             Wire::Committed => true,
@@ -260,7 +383,7 @@ pub async fn check(
             expected[attempt.to] += attempt.amount;
         }
     }
-    let found = balances(cluster, ledger).await?;
+    let found = balances(deployment, ledger).await?;
     for (i, ((balance, held), expected)) in found.iter().zip(&expected).enumerate() {
         let (bank, account) = &ledger.accounts[i];
         if balance != expected || *held != 0 || *balance < 0 {

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::cluster::{Cluster, ClusterConfig, Node};
-use super::ledger::{check, Attempt, Ledger, Report, Reported};
+use super::ledger::{check, run_transfers, Ledger, Report};
 use super::proxy::Faults;
 use crate::client::Client;
 
@@ -98,46 +98,22 @@ pub async fn run(config: &NemesisConfig) -> anyhow::Result<Summary> {
     };
     let cluster = Cluster::start(&cluster_config).await?;
     let ledger = Ledger::open(&cluster, config.accounts_per_bank, 1000).await?;
+    let client = Client::new(&cluster.node_urls(), Duration::from_secs(3))?;
+    let banks = cluster.bank_clients();
     let cluster = Arc::new(Mutex::new(cluster));
-    let attempts = Arc::new(std::sync::Mutex::new(Vec::<Attempt>::new()));
     let stop_at = Instant::now() + config.duration;
-
-    let (banks, client) = {
-        let cluster = cluster.lock().await;
-        let client = Client::new(&cluster.node_urls(), Duration::from_secs(3))?;
-        (cluster.bank_clients(), client)
-    };
-    let workers: Vec<_> = (0..config.workers)
-        .map(|worker| {
-            let (banks, client) = (banks.clone(), client.clone());
-            let (ledger, attempts) = (ledger.clone(), attempts.clone());
-            let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(1 + worker as u64));
-            tokio::spawn(async move {
-                while Instant::now() < stop_at {
-                    let attempt = ledger
-                        .transfer(&banks, &client, ledger.pick(&mut rng))
-                        .await;
-                    if attempt.reported == Reported::Unknown {
-                        // Something is down: do not spin against it.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    if attempt.txn.is_some() {
-                        attempts.lock().expect("lock").push(attempt);
-                    }
-                }
-            })
+    let transfers = {
+        let (ledger, seed, workers) = (ledger.clone(), config.seed, config.workers);
+        tokio::spawn(async move {
+            run_transfers(&ledger, &banks, &client, workers, seed, stop_at).await
         })
-        .collect();
-
+    };
     let (kills, network_faults) = break_things(&cluster, config.seed, stop_at).await?;
-    for worker in workers {
-        worker.await?;
-    }
+    let attempts = transfers.await??;
     let mut cluster = Arc::try_unwrap(cluster)
         .map_err(|_| anyhow::anyhow!("workers still hold the cluster"))?
         .into_inner();
     cluster.heal().await?;
-    let attempts = attempts.lock().expect("lock").clone();
     let report = check(&cluster, &ledger, &attempts, config.patience).await?;
     cluster.stop().await?;
     Ok(Summary {

@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use tonic::transport::Channel;
 use verdict::bank::{transfer, AccountAt};
+use verdict::chaos::ledger::{self, Endpoints, Ledger};
 use verdict::client::Client;
 use verdict::coordinator::validate;
 use verdict::proto::bank_client::BankClient;
 use verdict::proto::{GetBalanceRequest, OpenAccountRequest};
+
+use super::duration;
 
 #[derive(Subcommand)]
 pub enum BankCommand {
@@ -47,6 +50,39 @@ pub enum BankCommand {
         #[arg(long)]
         amount: i64,
     },
+    /// Run random transfers between fresh accounts on the given banks for a while, then check
+    /// every invariant: each committed transfer applied at both banks and each aborted one at
+    /// neither, nothing left in doubt or held, money conserved. Exits non-zero on a violation.
+    /// For a deployment under test: break things while it runs.
+    Exercise(ExerciseArgs),
+}
+
+#[derive(Args)]
+pub struct ExerciseArgs {
+    /// The coordinator's URL, or every node of a cluster, comma-separated.
+    #[arg(long, default_value = "http://127.0.0.1:7400")]
+    coordinator: String,
+    /// A bank's URL (KV or PostgreSQL); at least two.
+    #[arg(long = "bank", required = true, num_args = 1)]
+    banks: Vec<String>,
+    /// How long to run transfers.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    duration: Duration,
+    /// Transfers in flight.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: u32,
+    /// Accounts opened on each bank (few accounts: transfers contend and some overdraw).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    accounts_per_bank: u32,
+    /// How long each transfer's calls may take, retries across nodes included.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    call_timeout: Duration,
+    /// How long to wait after the transfers for nothing to be in flight before checking.
+    #[arg(long, value_parser = duration, default_value = "60s")]
+    patience: Duration,
+    /// Seed of the random transfers (default: the clock).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 fn bank_client(url: &str) -> anyhow::Result<BankClient<Channel>> {
@@ -112,6 +148,40 @@ async fn bank_call(command: BankCommand) -> anyhow::Result<()> {
             let (txn, outcome, reason) = transfer(&client, &from, &to, amount).await?;
             println!("{txn} {outcome:?} {reason}");
         }
+        BankCommand::Exercise(args) => exercise(args).await?,
     }
+    Ok(())
+}
+
+async fn exercise(args: ExerciseArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.banks.len() >= 2,
+        "give at least two banks (--bank URL --bank URL): a transfer moves money between them"
+    );
+    let endpoints = Endpoints::new(&args.coordinator, &args.banks)?;
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let seed = args.seed.unwrap_or(started.as_millis() as u64);
+    // Fresh accounts every run, so a deployment can be exercised again and again.
+    let prefix = format!("x{}", started.as_millis());
+    let per_bank = args.accounts_per_bank as usize;
+    let ledger = Ledger::open_named(&endpoints, &prefix, per_bank, 1000).await?;
+    let client = Client::new(&args.coordinator, args.call_timeout)?;
+    let stop_at = tokio::time::Instant::now() + args.duration;
+    let workers = args.workers as usize;
+    let attempts =
+        ledger::run_transfers(&ledger, &endpoints.banks, &client, workers, seed, stop_at).await?;
+    let report = ledger::check(&endpoints, &ledger, &attempts, args.patience).await?;
+    for violation in &report.violations {
+        println!("VIOLATION {violation}");
+    }
+    println!(
+        "exercise: attempted {} committed {} aborted {} indeterminate {} violations {} seed {seed}",
+        report.attempted,
+        report.committed,
+        report.aborted,
+        report.indeterminate,
+        report.violations.len()
+    );
+    anyhow::ensure!(report.violations.is_empty(), "invariants violated");
     Ok(())
 }
