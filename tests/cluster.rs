@@ -423,6 +423,10 @@ async fn a_node_that_was_away_catches_up_from_a_snapshot() {
         cluster.status(away).await
     );
 
+    // It holds what the leader holds: the same records, fingerprinted at the same index.
+    let digest = await_same_records(&cluster, &[leader, away]).await;
+    assert!(digest["records"].as_u64().unwrap() >= 60, "{digest}");
+
     // It is a working member: with the other follower down, commits need its acknowledgement.
     let other = (0..3).find(|&i| i != leader && i != away).unwrap();
     cluster.nodes[other].kill().await;
@@ -441,6 +445,27 @@ async fn a_node_that_was_away_catches_up_from_a_snapshot() {
             TransactionState::Committed
         );
     }
+}
+
+/// Waits until the nodes at `nodes` report the same records digest at the same applied index
+/// (phase 2 and END records keep the log moving for a moment after the last Commit); returns it.
+async fn await_same_records(cluster: &TestCluster, nodes: &[usize]) -> serde_json::Value {
+    let agreed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut digests = Vec::new();
+            for &node in nodes {
+                let url = cluster.nodes[node].url();
+                let status = verdict::cluster::admin::status_with_digest(&url).await;
+                digests.push(status.map(|s| s["digest"].clone()).ok());
+            }
+            if digests[0].is_some() && digests.iter().all(|d| *d == digests[0]) {
+                return digests[0].clone().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    agreed.expect("the nodes never held the same records")
 }
 
 /// Failover time, measured: SIGKILL the leader, then time until a transfer is COMMITTED by the

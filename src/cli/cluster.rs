@@ -19,6 +19,10 @@ pub enum ClusterCommand {
         /// Print one JSON object: the leader's view, with every asked node's own.
         #[arg(long)]
         json: bool,
+        /// Also fingerprint each node's records (reading them all): on a quiet cluster, every
+        /// node at the same applied index must show the same digest.
+        #[arg(long)]
+        digest: bool,
     },
     /// Add a node started with `--join`: it joins as a learner, catches up, then votes.
     AddNode {
@@ -53,7 +57,11 @@ fn urls(coordinator: &str) -> anyhow::Result<Vec<String>> {
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Status { coordinator, json } => status(&urls(&coordinator)?, json).await,
+        ClusterCommand::Status {
+            coordinator,
+            json,
+            digest,
+        } => status(&urls(&coordinator)?, json, digest).await,
         ClusterCommand::AddNode { node, coordinator } => {
             let (id, url) = node.split_once('=').ok_or_else(|| {
                 anyhow::anyhow!("{node:?} is not ID=URL (e.g. 4=http://10.0.0.4:7400)")
@@ -64,12 +72,12 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             validate::url("the new node's URL", url)?;
             let view = admin::add_node(&urls(&coordinator)?, id, url).await?;
             println!("added node {id}; the cluster now:");
-            status(&member_urls(&view), false).await
+            status(&member_urls(&view), false, false).await
         }
         ClusterCommand::RemoveNode { id, coordinator } => {
             let view = admin::remove_node(&urls(&coordinator)?, id).await?;
             println!("removed node {id}; the cluster now:");
-            status(&member_urls(&view), false).await
+            status(&member_urls(&view), false, false).await
         }
     }
 }
@@ -81,8 +89,8 @@ fn member_urls(view: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn status(urls: &[String], json: bool) -> anyhow::Result<()> {
-    let views = admin::views(urls).await;
+async fn status(urls: &[String], json: bool, digest: bool) -> anyhow::Result<()> {
+    let views = admin::views(urls, digest).await;
     let answered: Vec<&Value> = views.iter().filter_map(|(_, v)| v.as_ref().ok()).collect();
     anyhow::ensure!(
         !answered.is_empty(),
@@ -113,8 +121,27 @@ async fn status(urls: &[String], json: bool) -> anyhow::Result<()> {
         println!("{out}");
     } else {
         print!("{}", table(main, &answered));
+        if digest {
+            print!("{}", digests(&answered));
+        }
     }
     Ok(())
+}
+
+/// Each node's records digest, and whether those at the same applied index agree.
+fn digests(views: &[&Value]) -> String {
+    let mut out = String::from("  node  applied  records  crc32\n");
+    for view in views {
+        let digest = &view["digest"];
+        out += &format!(
+            "  {:<4}  {:>7}  {:>7}  {}\n",
+            text(&view["node_id"]),
+            text(&digest["applied_index"]),
+            text(&digest["records"]),
+            text(&digest["crc32"]),
+        );
+    }
+    out
 }
 
 /// A JSON value as a table cell.

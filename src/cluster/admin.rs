@@ -14,8 +14,18 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The node at `url`'s view of the cluster (see [`ClusterNode::status`](super::ClusterNode::status)).
 pub async fn status(url: &str) -> Result<Value, Status> {
+    ask(url, false).await
+}
+
+/// The node at `url`'s view, with the digest of its records (see
+/// [`StateMachine::digest`](super::state::StateMachine::digest)) under `digest`.
+pub async fn status_with_digest(url: &str) -> Result<Value, Status> {
+    ask(url, true).await
+}
+
+async fn ask(url: &str, digest: bool) -> Result<Value, Status> {
     let mut node = client(url).map_err(Status::invalid_argument)?;
-    let mut request = tonic::Request::new(StatusRequest {});
+    let mut request = tonic::Request::new(StatusRequest { digest });
     request.set_timeout(STATUS_TIMEOUT);
     let answer = tokio::time::timeout(STATUS_TIMEOUT, node.status(request))
         .await
@@ -24,18 +34,18 @@ pub async fn status(url: &str) -> Result<Value, Status> {
         .map_err(|e| Status::internal(format!("{url} answered an unreadable status: {e}")))
 }
 
-/// What the nodes at `urls` say, each in turn.
-pub async fn views(urls: &[String]) -> Vec<(String, Result<Value, Status>)> {
+/// What the nodes at `urls` say, each in turn (with their digests if `digest`).
+pub async fn views(urls: &[String], digest: bool) -> Vec<(String, Result<Value, Status>)> {
     let mut views = Vec::new();
     for url in urls {
-        views.push((url.clone(), status(url).await));
+        views.push((url.clone(), ask(url, digest).await));
     }
     views
 }
 
 /// The URL of the leader, as the first node that knows one says.
 pub async fn leader_url(urls: &[String]) -> Result<String, Status> {
-    for (url, view) in views(urls).await {
+    for (url, view) in views(urls, false).await {
         match view {
             Ok(view) if view["state"] == "Leader" => return Ok(url),
             Ok(view) => {

@@ -226,9 +226,13 @@ impl raft_server::Raft for RaftService {
 
     async fn status(
         &self,
-        _request: Request<internal::StatusRequest>,
+        request: Request<internal::StatusRequest>,
     ) -> Result<Response<internal::StatusResponse>, Status> {
-        Ok(status_response(self.node.status()))
+        let mut status = self.node.status();
+        if request.into_inner().digest {
+            status["digest"] = self.node.digest()?;
+        }
+        Ok(status_response(status))
     }
 
     async fn add_node(

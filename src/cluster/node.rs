@@ -301,6 +301,15 @@ impl ClusterNode {
         })
     }
 
+    /// The fingerprint of this node's records (see [`StateMachine::digest`]).
+    pub fn digest(&self) -> Result<serde_json::Value, tonic::Status> {
+        let digest = self
+            .state
+            .digest()
+            .map_err(|e| tonic::Status::internal(format!("cannot read the records: {e}")))?;
+        Ok(serde_json::json!(digest))
+    }
+
     /// Adds a node: first as a learner that catches up, then as a voter (joint consensus).
     pub async fn add_node(&self, id: NodeId, url: String) -> Result<(), tonic::Status> {
         crate::coordinator::validate::url("the new node's URL", &url)
