@@ -130,6 +130,34 @@ say "building verdict-postgres:15 (Debian's postgresql package on the same base)
 docker build -q -t verdict-postgres:15 deploy/postgres >/dev/null
 say "images ready in $((SECONDS - t0)) s"
 
+# The StatefulSet's command line, on the image as Kubernetes runs it: non-root, read-only root
+# file system, node id from the pod's ordinal.
+k8s_command_check() {
+    local command name=verdict-k8s-check
+    command=$(sed -n 's/^ *command: \(\[.*\]\)$/\1/p' deploy/k8s/statefulset.yaml)
+    docker rm -f "$name" >/dev/null 2>&1 || true
+    python3 -c 'import json,sys; print("\0".join(json.loads(sys.argv[1])), end="")' "$command" |
+        xargs -0 docker run -d --name "$name" --hostname verdict-2 --read-only \
+            --tmpfs /data:uid=10001,gid=10001 --entrypoint "" \
+            -e VERDICT_PEERS=1=http://verdict-0:7400,2=http://verdict-1:7400,3=http://verdict-2:7400 \
+            verdict:latest >/dev/null
+    local deadline=$((SECONDS + 30)) ok=""
+    while [ $SECONDS -lt $deadline ]; do
+        docker exec "$name" verdict health >/dev/null 2>&1 && { ok=1; break; }
+        sleep 0.5
+    done
+    local logs
+    logs=$(docker logs "$name" 2>&1)
+    docker rm -f "$name" >/dev/null
+    [ -n "$ok" ] && grep -q 'node_id=3' <<<"$logs" || {
+        echo "$logs" >&2
+        say "the StatefulSet's command did not start node 3 from pod verdict-2"
+        return 1
+    }
+    say "the StatefulSet's command starts pod verdict-2 as node 3 (non-root, read-only root)"
+}
+k8s_command_check
+
 trap finish EXIT
 compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
 compose up -d --no-build >&2

@@ -1,5 +1,6 @@
 //! Logging: human-readable by default, JSON lines for machines; `RUST_LOG` overrides the level.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// The log line format.
@@ -16,8 +17,10 @@ pub fn init(format: LogFormat, default_level: &str) {
         // naming openraft itself (e.g. "info,openraft=info") overrides this.
         EnvFilter::new(format!("openraft=warn,{default_level}"))
     });
+    // Colours only for a person at a terminal: not in files, pipes or container logs.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
