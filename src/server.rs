@@ -6,9 +6,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::watch;
 use tonic::server::NamedService;
 use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
@@ -17,7 +18,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::cluster::network::RaftService;
-use crate::cluster::{ClusterNode, ClusterOptions, Metrics, NodeId, Peers};
+use crate::cluster::{ClusterNode, ClusterOptions, NodeId, Peers};
 use crate::coordinator::service::CoordinatorService;
 use crate::coordinator::{Config, Engine};
 use crate::log::{LogSync, SledLog};
@@ -116,7 +117,7 @@ async fn run_node(
     })
     .await?;
     let (health, router) = base_router()?;
-    tokio::spawn(report_readiness(health, node.raft().metrics()));
+    tokio::spawn(report_readiness(health, Arc::downgrade(&node)));
     let router = router
         .add_service(CoordinatorService::new(node.clone()).into_server())
         .add_service(RaftService::new(node.clone()));
@@ -138,20 +139,28 @@ fn base_router() -> anyhow::Result<(HealthReporter, Router)> {
     Ok((health, router))
 }
 
-/// A cluster node is ready while it knows a leader: it then runs transactions or sends callers
-/// to the node that does. Without one (alone, or before the cluster forms) it is not.
-async fn report_readiness(health: HealthReporter, mut metrics: watch::Receiver<Metrics>) {
-    loop {
-        let status = match metrics.borrow_and_update().current_leader {
-            Some(_) => ServingStatus::Serving,
-            None => ServingStatus::NotServing,
-        };
-        health
-            .set_service_status(<CoordinatorServer<()> as NamedService>::NAME, status)
-            .await;
-        if metrics.changed().await.is_err() {
-            return;
+/// How often a cluster node's readiness is looked at: its leader's contact with the majority
+/// ages without any event to watch.
+const READINESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Reports a cluster node's readiness (see [`ClusterNode::ready`]) as the status of
+/// `verdict.v1.Coordinator`, until the node is gone.
+async fn report_readiness(health: HealthReporter, node: Weak<ClusterNode>) {
+    let mut reported = None;
+    while let Some(node) = node.upgrade() {
+        let ready = node.ready();
+        drop(node);
+        if reported != Some(ready) {
+            let status = match ready {
+                true => ServingStatus::Serving,
+                false => ServingStatus::NotServing,
+            };
+            health
+                .set_service_status(<CoordinatorServer<()> as NamedService>::NAME, status)
+                .await;
+            reported = Some(ready);
         }
+        tokio::time::sleep(READINESS_EVERY).await;
     }
 }
 

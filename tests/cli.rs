@@ -115,3 +115,85 @@ async fn bank_subcommands_open_read_and_transfer() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
 }
+
+#[tokio::test]
+async fn bank_exercise_runs_transfers_and_checks_the_books() {
+    let coordinator = Server::start(&[]).await;
+    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
+    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    let (a_url, b_url, c_url) = (a.url(), b.url(), coordinator.url());
+    let out = stdout(&verdict(&[
+        "bank",
+        "exercise",
+        "--coordinator",
+        &c_url,
+        "--bank",
+        &a_url,
+        "--bank",
+        &b_url,
+        "--duration",
+        "2s",
+        "--workers",
+        "4",
+    ]));
+    let summary = out.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("exercise: attempted "), "{out}");
+    assert!(summary.contains(" violations 0 "), "{out}");
+    let committed: u64 = summary
+        .split_whitespace()
+        .skip_while(|word| *word != "committed")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a committed count");
+    assert!(committed > 0, "{out}");
+
+    // Run again on the same banks: fresh accounts, the books still balance.
+    let again = verdict(&[
+        "bank",
+        "exercise",
+        "--coordinator",
+        &c_url,
+        "--bank",
+        &a_url,
+        "--bank",
+        &b_url,
+        "--duration",
+        "1s",
+    ]);
+    assert!(stdout(&again).contains(" violations 0 "));
+
+    let one_bank = verdict(&[
+        "bank",
+        "exercise",
+        "--coordinator",
+        &c_url,
+        "--bank",
+        &a_url,
+    ]);
+    assert!(!one_bank.status.success());
+    let stderr = String::from_utf8_lossy(&one_bank.stderr);
+    assert!(stderr.contains("at least two banks"), "{stderr}");
+}
+
+#[tokio::test]
+async fn health_answers_for_coordinators_and_participants_and_fails_when_unreachable() {
+    let coordinator = Server::start(&[]).await;
+    let bank = Server::start_bank(&coordinator, "bank-a", &[]).await;
+    bank.wait_serving("verdict.v1.Participant").await;
+    let url = coordinator.url();
+    assert_eq!(stdout(&verdict(&["health", &url])).trim(), "SERVING");
+    let ready = verdict(&["health", &url, "--service", "verdict.v1.Coordinator"]);
+    assert_eq!(stdout(&ready).trim(), "SERVING");
+    let bank_ready = verdict(&["health", &bank.url(), "--service", "verdict.v1.Participant"]);
+    assert_eq!(stdout(&bank_ready).trim(), "SERVING");
+
+    let unknown = verdict(&["health", &url, "--service", "no.such.Service"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
+
+    let port = verdict::process::free_local_ports(1).unwrap()[0];
+    let nobody = verdict(&["health", &format!("http://127.0.0.1:{port}")]);
+    assert!(!nobody.status.success());
+    let stderr = String::from_utf8_lossy(&nobody.stderr);
+    assert!(stderr.contains("cannot be reached"), "{stderr}");
+}

@@ -241,9 +241,13 @@ async fn without_a_majority_nothing_commits_and_service_resumes_when_one_returns
             .expect_err("no majority to confirm");
         assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     }
+    // Its readiness says so, for load balancers and orchestrators.
+    await_ready(&cluster.nodes[leader], false).await;
 
     cluster.nodes[followers[0]].restart().await;
     cluster.leader_among(&[leader, followers[0]]).await;
+    await_ready(&cluster.nodes[leader], true).await;
+    await_ready(&cluster.nodes[followers[0]], true).await;
     let client = Client::new(&cluster.urls(), PATIENCE).unwrap();
     let (_, outcome, reason) = transfer(&client, &at(&a, "alice"), &at(&b, "bob"), 10)
         .await
@@ -259,6 +263,27 @@ async fn without_a_majority_nothing_commits_and_service_resumes_when_one_returns
     })
     .await;
     assert!(settled.is_ok(), "money was created or lost");
+}
+
+/// Waits until `verdict health --service verdict.v1.Coordinator` on `node` says `ready`.
+async fn await_ready(node: &Server, ready: bool) {
+    let url = node.url();
+    let args = ["health", &url, "--service", "verdict.v1.Coordinator"];
+    let reached = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let health = tokio::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+                .args(args)
+                .output()
+                .await
+                .expect("verdict ran");
+            if health.status.success() == ready {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "{url} never became ready={ready}");
 }
 
 /// Runs `verdict ARGS…` to completion; returns its stdout, failing the test if it failed.
@@ -282,6 +307,49 @@ fn voters(status: &serde_json::Value) -> Vec<u64> {
     let members = status["members"].as_array().unwrap();
     let voters = members.iter().filter(|m| m["voter"] == true);
     voters.map(|m| m["id"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_client_finds_the_leader_when_followers_name_it_by_a_url_it_cannot_reach() {
+    let _one = one_cluster_at_a_time().await;
+    let cluster = TestCluster::start_behind_names(3).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let mut direct = cluster.nodes[follower].client().await;
+    // Once the follower has heard from the leader, it names it.
+    let named = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let redirect = direct
+                .begin(BeginRequest::default())
+                .await
+                .expect_err("a follower does not begin");
+            if let Some(url) = redirect.metadata().get("verdict-leader") {
+                return url.to_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the follower never named the leader");
+    assert!(named.contains(".invalid"), "{named}");
+
+    // The client starts at the follower: it is sent to a URL it cannot reach, then tries the
+    // URLs it was given in turn, and stays with the leader it finds there.
+    let order = [follower, leader, (leader + 2) % 3];
+    let urls: Vec<String> = order.iter().map(|&i| cluster.nodes[i].url()).collect();
+    let urls = urls.join(",");
+    let a = Server::start_bank_at(&urls, "bank-a", &[]).await;
+    let b = Server::start_bank_at(&urls, "bank-b", &[]).await;
+    open(&a, "alice", 100).await;
+    open(&b, "bob", 0).await;
+    let client = Client::new(&urls, PATIENCE).unwrap();
+    for _ in 0..3 {
+        let (_, outcome, reason) = transfer(&client, &at(&a, "alice"), &at(&b, "bob"), 10)
+            .await
+            .unwrap();
+        assert_eq!(outcome, Decision::Committed, "{reason}");
+    }
+    await_balance(&b, "bob", 30).await;
 }
 
 #[tokio::test]

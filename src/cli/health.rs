@@ -18,8 +18,9 @@ pub struct HealthArgs {
     #[arg(env = "VERDICT_HEALTH_URL", default_value = "http://127.0.0.1:7400")]
     url: String,
     /// The service to ask about. "" (the default) is the process itself: alive and serving
-    /// (liveness). "verdict.v1.Coordinator" is ready: a single node has recovered, a cluster
-    /// node knows a leader. "verdict.v1.Participant": a participant has resolved what it held
+    /// (liveness). "verdict.v1.Coordinator" is ready: a single node has recovered; a cluster
+    /// node runs transactions or names the leader that does (not while there is none, while it
+    /// takes over, or while it leads cut off from the majority). "verdict.v1.Participant": a participant has resolved what it held
     /// prepared at start.
     #[arg(long, default_value = "")]
     service: String,

@@ -31,4 +31,4 @@ pub mod types;
 pub use self::log::ReplicatedLog;
 pub use node::{ClusterNode, ClusterOptions};
 pub use peers::Peers;
-pub use types::{Metrics, NodeId, Raft, TypeConfig};
+pub use types::{NodeId, Raft, TypeConfig};

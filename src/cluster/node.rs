@@ -351,6 +351,15 @@ impl ClusterNode {
         Ok(())
     }
 
+    /// Whether callers are served here: it runs transactions, or names the leader that does.
+    /// Not while it has no leader, takes over, or leads cut off from the majority.
+    pub fn ready(&self) -> bool {
+        match self.serving() {
+            Ok(_) => true,
+            Err(not_leader) => not_leader.leader_url.is_some(),
+        }
+    }
+
     /// The engine that takes requests here now, or why there is none.
     fn serving(&self) -> Result<Arc<Engine<ReplicatedLog>>, NotLeader> {
         match &*self.leading.lock().expect("lock") {

@@ -17,9 +17,6 @@ openraft::declare_raft_types!(
 /// The Raft instance of one node.
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// What a node's Raft reports of itself: role, term, leader, log indexes, replication.
-pub type Metrics = openraft::RaftMetrics<NodeId, openraft::BasicNode>;
-
 /// A leader's identity: its term and node id (openraft lets one term have several candidates,
 /// so the node id is part of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -301,6 +301,36 @@ impl TestCluster {
         TestCluster { nodes, peers }
     }
 
+    /// Starts `n` nodes whose `--peers` name them by host names nobody can resolve
+    /// (`node-N.invalid`), their Raft traffic carried to the real addresses by `--raft-via`:
+    /// what a client outside a container network sees of a compose cluster.
+    pub async fn start_behind_names(n: usize) -> Self {
+        let ports = verdict::process::free_local_ports(n).expect("free ports");
+        let list = |host: &dyn Fn(usize) -> String| {
+            let urls = ports.iter().enumerate();
+            let urls = urls.map(|(i, port)| format!("{}=http://{}:{port}", i + 1, host(i + 1)));
+            urls.collect::<Vec<_>>().join(",")
+        };
+        let peers = list(&|id| format!("node-{id}.invalid"));
+        let via = list(&|_| "127.0.0.1".to_owned());
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let id = (i + 1).to_string();
+            let args = [
+                "serve",
+                "--node-id",
+                &id,
+                "--peers",
+                &peers,
+                "--raft-via",
+                &via,
+            ];
+            let listen = format!("127.0.0.1:{port}");
+            nodes.push(Server::start_at(&listen, args.iter()).await);
+        }
+        TestCluster { nodes, peers }
+    }
+
     /// Starts one more node, id `id`, with `--join`: it waits for `verdict cluster add-node`.
     pub async fn start_joining(&mut self, id: u64, args: &[&str]) -> String {
         let port = verdict::process::free_local_ports(1).expect("free port")[0];
