@@ -200,6 +200,17 @@ say "$summary"
 committed=$(sed -n 's/.* committed \([0-9]*\) .*/\1/p' <<<"$summary")
 [ "${committed:-0}" -gt 0 ] || { say "no transfer committed"; exit 1; }
 
+# The other ways in from the host: the demo's transfers, and a short benchmark, both between
+# the KV and the PostgreSQL bank.
+demo=$("$bin" demo --coordinator "$coordinators" "${banks[@]}" 2>&1) || {
+    echo "$demo" >&2; say "verdict demo through the cluster failed"; exit 1; }
+grep -q 'Committed' <<<"$demo" && grep -q 'Aborted: participant .* voted no' <<<"$demo" || {
+    echo "$demo" >&2; say "verdict demo did not commit and abort as it should"; exit 1; }
+say "verdict demo through the cluster: $(grep -c Committed <<<"$demo") committed, 1 aborted (overdraft)"
+"$bin" bench --coordinator "$coordinators" --participant http://127.0.0.1:17501 \
+    --participant http://127.0.0.1:17502 --workload bank --concurrency 16 --warmup 1s \
+    --duration 5s 2>/dev/null | sed -n '1,6p' >&2
+
 prepared=$(docker exec "$(container postgres)" psql -h /tmp -U verdict -d bank -tAc \
     "SELECT count(*) FROM pg_prepared_xacts")
 [ "$prepared" = 0 ] || { say "PostgreSQL still holds $prepared prepared transactions"; exit 1; }

@@ -6,11 +6,11 @@ use clap::{Parser, Subcommand};
 use cli::bank::BankCommand;
 use cli::bench::BenchArgs;
 use cli::cluster::ClusterCommand;
+use cli::demo::DemoArgs;
 use cli::health::HealthArgs;
 use cli::nemesis::NemesisArgs;
 use cli::participant::ParticipantCommand;
 use cli::serve::ServeArgs;
-use verdict::demo;
 use verdict::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -54,7 +54,8 @@ enum Command {
     #[command(subcommand)]
     Bank(BankCommand),
     /// Start a coordinator and two banks, run a few transfers, print outcomes and balances.
-    Demo,
+    /// With --coordinator and two --bank URLs, run them through a deployment already running.
+    Demo(DemoArgs),
     /// Measure throughput and latency beside the physical limits, in one run.
     Bench(BenchArgs),
     /// Run the randomized fault test: a bank workload while processes are killed and the
@@ -109,7 +110,7 @@ async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()
         Command::Cluster(command) => cli::cluster::run(command).await,
         Command::Participant(command) => cli::participant::run(command).await,
         Command::Bank(command) => cli::bank::run(command).await,
-        Command::Demo => demo::run().await,
+        Command::Demo(args) => cli::demo::run(args).await,
         Command::Nemesis(args) => cli::nemesis::run(args).await,
         Command::Bench(args) => cli::bench::run(args, worker_threads).await,
         Command::Health(args) => cli::health::run(args).await,

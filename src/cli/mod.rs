@@ -3,6 +3,7 @@
 pub mod bank;
 pub mod bench;
 pub mod cluster;
+pub mod demo;
 pub mod health;
 pub mod nemesis;
 pub mod participant;
