@@ -75,7 +75,7 @@ async fn run_through(running: &Running) -> anyhow::Result<()> {
         crate::coordinator::validate::url("--bank", url)?;
         accounts.push(AccountAt {
             bank: BankClient::new(Channel::from_shared(url.clone())?.connect_lazy()),
-            account: format!("{name}-{}", run.as_secs()),
+            account: format!("{name}-{}", run.as_millis()),
         });
         println!("{name:<12} {}@{url}", accounts.last().unwrap().account);
     }

@@ -197,3 +197,30 @@ async fn health_answers_for_coordinators_and_participants_and_fails_when_unreach
     let stderr = String::from_utf8_lossy(&nobody.stderr);
     assert!(stderr.contains("cannot be reached"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_demo_runs_through_a_running_deployment_again_and_again() {
+    let coordinator = Server::start(&[]).await;
+    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
+    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    let (a_url, b_url, c_url) = (a.url(), b.url(), coordinator.url());
+    let args = [
+        "demo",
+        "--coordinator",
+        &c_url,
+        "--bank",
+        &a_url,
+        "--bank",
+        &b_url,
+    ];
+    for _ in 0..2 {
+        let out = stdout(&verdict(&args));
+        assert!(out.contains("alice -> bob   30  Committed"), "{out}");
+        assert!(out.contains("voted no: insufficient funds"), "{out}");
+        assert_eq!(out.matches("total  120").count(), 4, "{out}");
+    }
+    let one_bank = verdict(&["demo", "--coordinator", &c_url, "--bank", &a_url]);
+    assert!(!one_bank.status.success());
+    let stderr = String::from_utf8_lossy(&one_bank.stderr);
+    assert!(stderr.contains("give two --bank URLs"), "{stderr}");
+}
