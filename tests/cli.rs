@@ -22,6 +22,14 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A coordinator and two KV banks, `bank-a` and `bank-b`, enlisting with it.
+async fn coordinator_and_banks() -> (Server, Server, Server) {
+    let coordinator = Server::start(&[]).await;
+    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
+    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    (coordinator, a, b)
+}
+
 #[test]
 fn the_demo_runs_transfers_aborts_the_overdraft_and_stops_cleanly() {
     let out = stdout(&verdict(&["demo"]));
@@ -63,9 +71,7 @@ async fn a_second_server_on_a_data_directory_in_use_is_refused_with_a_clear_erro
 
 #[tokio::test]
 async fn bank_subcommands_open_read_and_transfer() {
-    let coordinator = Server::start(&[]).await;
-    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
-    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    let (coordinator, a, b) = coordinator_and_banks().await;
     let (a_url, b_url, c_url) = (a.url(), b.url(), coordinator.url());
     stdout(&verdict(&[
         "bank", "open", "--bank", &a_url, "alice", "100",
@@ -118,24 +124,21 @@ async fn bank_subcommands_open_read_and_transfer() {
 
 #[tokio::test]
 async fn bank_exercise_runs_transfers_and_checks_the_books() {
-    let coordinator = Server::start(&[]).await;
-    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
-    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    let (coordinator, a, b) = coordinator_and_banks().await;
     let (a_url, b_url, c_url) = (a.url(), b.url(), coordinator.url());
-    let out = stdout(&verdict(&[
-        "bank",
-        "exercise",
-        "--coordinator",
-        &c_url,
-        "--bank",
-        &a_url,
-        "--bank",
-        &b_url,
-        "--duration",
-        "2s",
-        "--workers",
-        "4",
-    ]));
+    let exercise = |duration: &str| {
+        let banks = ["--bank", &a_url, "--bank", &b_url];
+        let args = [
+            "bank",
+            "exercise",
+            "--coordinator",
+            &c_url,
+            "--duration",
+            duration,
+        ];
+        stdout(&verdict(&[&args[..], &banks[..]].concat()))
+    };
+    let out = exercise("2s");
     let summary = out.lines().last().unwrap_or_default();
     assert!(summary.starts_with("exercise: attempted "), "{out}");
     assert!(summary.contains(" violations 0 "), "{out}");
@@ -146,21 +149,8 @@ async fn bank_exercise_runs_transfers_and_checks_the_books() {
         .and_then(|n| n.parse().ok())
         .expect("a committed count");
     assert!(committed > 0, "{out}");
-
-    // Run again on the same banks: fresh accounts, the books still balance.
-    let again = verdict(&[
-        "bank",
-        "exercise",
-        "--coordinator",
-        &c_url,
-        "--bank",
-        &a_url,
-        "--bank",
-        &b_url,
-        "--duration",
-        "1s",
-    ]);
-    assert!(stdout(&again).contains(" violations 0 "));
+    // Again on the same banks: fresh accounts, the books still balance.
+    assert!(exercise("1s").contains(" violations 0 "));
 
     let one_bank = verdict(&[
         "bank",
@@ -177,8 +167,7 @@ async fn bank_exercise_runs_transfers_and_checks_the_books() {
 
 #[tokio::test]
 async fn health_answers_for_coordinators_and_participants_and_fails_when_unreachable() {
-    let coordinator = Server::start(&[]).await;
-    let bank = Server::start_bank(&coordinator, "bank-a", &[]).await;
+    let (coordinator, bank, _) = coordinator_and_banks().await;
     bank.wait_serving("verdict.v1.Participant").await;
     let url = coordinator.url();
     assert_eq!(stdout(&verdict(&["health", &url])).trim(), "SERVING");
@@ -200,9 +189,7 @@ async fn health_answers_for_coordinators_and_participants_and_fails_when_unreach
 
 #[tokio::test]
 async fn the_demo_runs_through_a_running_deployment_again_and_again() {
-    let coordinator = Server::start(&[]).await;
-    let a = Server::start_bank(&coordinator, "bank-a", &[]).await;
-    let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
+    let (coordinator, a, b) = coordinator_and_banks().await;
     let (a_url, b_url, c_url) = (a.url(), b.url(), coordinator.url());
     let args = [
         "demo",

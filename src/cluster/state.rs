@@ -115,22 +115,28 @@ impl StateMachine {
     /// same entries hold the same records, so at the same index their digests match. Reads every
     /// record: for an operator's check, not for monitoring.
     pub fn digest(&self) -> Result<Digest, StorageError<NodeId>> {
-        let _applying = self.inner.applying.lock().expect("lock");
-        let frames = self
-            .inner
-            .records
-            .frames()
-            .map_err(storage(ErrorVerb::Read))?;
+        let (frames, (applied, _)) = self.frames_as_applied()?;
         let mut crc = crc32fast::Hasher::new();
         for frame in &frames {
             crc.update(&(frame.len() as u64).to_le_bytes());
             crc.update(frame);
         }
         Ok(Digest {
-            applied_index: self.applied()?.0.map(|id| id.index),
+            applied_index: applied.map(|id| id.index),
             records: frames.len(),
             crc32: crc.finalize(),
         })
+    }
+
+    /// Every record's frame and the applied state they are exactly the state at.
+    fn frames_as_applied(&self) -> Result<(Vec<Vec<u8>>, AppliedState), StorageError<NodeId>> {
+        let _applying = self.inner.applying.lock().expect("lock");
+        let frames = self
+            .inner
+            .records
+            .frames()
+            .map_err(storage(ErrorVerb::Read))?;
+        Ok((frames, self.applied()?))
     }
 
     fn meta<T: serde::de::DeserializeOwned>(
@@ -280,15 +286,7 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (frames, (last_log_id, last_membership)) = {
-            let _applying = self.inner.applying.lock().expect("lock");
-            let frames = self
-                .inner
-                .records
-                .frames()
-                .map_err(storage(ErrorVerb::Read))?;
-            (frames, self.applied()?)
-        };
+        let (frames, (last_log_id, last_membership)) = self.frames_as_applied()?;
         let data = to_bytes(&frames)?;
         let snapshot_id = match &last_log_id {
             Some(id) => format!("{}-{}", id.leader_id, id.index),
