@@ -17,12 +17,14 @@
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
 //!   adapter and the same bank on a PostgreSQL table.
 //! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools and the benchmark.
+//! - [`conformance`]: the kit that checks any participant against the participant contract.
 
 pub mod bank;
 pub mod bench;
 pub mod chaos;
 pub mod client;
 pub mod cluster;
+pub mod conformance;
 pub mod coordinator;
 pub mod core;
 pub mod demo;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use cli::bank::BankCommand;
 use cli::bench::BenchArgs;
 use cli::cluster::ClusterCommand;
+use cli::conformance::ConformanceArgs;
 use cli::demo::DemoArgs;
 use cli::health::HealthArgs;
 use cli::nemesis::NemesisArgs;
@@ -61,6 +62,9 @@ enum Command {
     /// Run the randomized fault test: a bank workload while processes are killed and the
     /// network misbehaves, then check every invariant. Exits non-zero on any violation.
     Nemesis(NemesisArgs),
+    /// Check that a participant keeps the participant contract, rule by rule: the kit stands in
+    /// for the coordinator (point the participant at --listen) and the application.
+    Conformance(ConformanceArgs),
     /// Ask a coordinator or participant whether it is serving (a container's health check).
     /// Exits non-zero unless it is.
     Health(HealthArgs),
@@ -114,5 +118,6 @@ async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()
         Command::Nemesis(args) => cli::nemesis::run(args).await,
         Command::Bench(args) => cli::bench::run(args, worker_threads).await,
         Command::Health(args) => cli::health::run(args).await,
+        Command::Conformance(args) => cli::conformance::run(args).await,
     }
 }

@@ -79,7 +79,7 @@ async fn run_single(
         config.advertise_url = format!("http://{local}");
     }
     let engine = Engine::start(log, config)?;
-    let (health, router) = base_router()?;
+    let (health, router) = base_router().await?;
     health.set_serving::<CoordinatorServer<()>>().await;
     let router = router.add_service(CoordinatorService::new(engine.clone()).into_server());
     tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
@@ -116,7 +116,7 @@ async fn run_node(
         engine: options.engine,
     })
     .await?;
-    let (health, router) = base_router()?;
+    let (health, router) = base_router().await?;
     tokio::spawn(report_readiness(health, Arc::downgrade(&node)));
     let router = router
         .add_service(CoordinatorService::new(node.clone()).into_server())
@@ -131,8 +131,9 @@ async fn run_node(
 /// Health and reflection, which every node serves. The overall status ("") is SERVING while
 /// the process serves (liveness); `verdict.v1.Coordinator` starts NOT_SERVING and is the
 /// caller's to set (readiness).
-fn base_router() -> anyhow::Result<(HealthReporter, Router)> {
+async fn base_router() -> anyhow::Result<(HealthReporter, Router)> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_not_serving::<CoordinatorServer<()>>().await;
     let router = Server::builder()
         .add_service(health_service)
         .add_service(reflection()?);
@@ -146,11 +147,11 @@ const READINESS_EVERY: Duration = Duration::from_millis(250);
 /// Reports a cluster node's readiness (see [`ClusterNode::ready`]) as the status of
 /// `verdict.v1.Coordinator`, until the node is gone.
 async fn report_readiness(health: HealthReporter, node: Weak<ClusterNode>) {
-    let mut reported = None;
+    let mut reported = false;
     while let Some(node) = node.upgrade() {
         let ready = node.ready();
         drop(node);
-        if reported != Some(ready) {
+        if reported != ready {
             let status = match ready {
                 true => ServingStatus::Serving,
                 false => ServingStatus::NotServing,
@@ -158,7 +159,7 @@ async fn report_readiness(health: HealthReporter, node: Weak<ClusterNode>) {
             health
                 .set_service_status(<CoordinatorServer<()> as NamedService>::NAME, status)
                 .await;
-            reported = Some(ready);
+            reported = ready;
         }
         tokio::time::sleep(READINESS_EVERY).await;
     }

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
+use support::conformance::{assert_all_pass, conformance, kit_port};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use rand::Rng;
@@ -45,6 +46,7 @@ const TESTS: &[(&str, Test)] = tests![
     a_prepared_transaction_nobody_voted_for_is_found_and_rolled_back,
     transfers_between_kv_and_postgres_conserve_the_total,
     a_bad_dsn_an_unreachable_server_or_tls_is_a_clear_error,
+    the_postgresql_bank_keeps_every_conformance_rule,
 ];
 
 /// Tests on the server of `VERDICT_TEST_PG_NO_2PC`, which cannot prepare transactions.
@@ -553,4 +555,40 @@ async fn a_server_that_cannot_prepare_transactions_is_refused_with_the_fix(serve
             && stderr.contains("set max_prepared_transactions in postgresql.conf"),
         "{stderr}"
     );
+}
+
+/// The conformance kit against the PostgreSQL bank, the kit standing in for its coordinator;
+/// the restart is a SIGKILL.
+async fn the_postgresql_bank_keeps_every_conformance_rule(server: String) {
+    let db = Database::create(&server).await;
+    let port = kit_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kit_url = format!("http://127.0.0.1:{port}");
+    let args = [
+        "participant",
+        "postgres",
+        "--dsn",
+        &db.dsn,
+        "--coordinator",
+        &kit_url,
+    ];
+    let args = [&args[..], &["--name", "pg-kit", "--quiet-period", "300ms"]].concat();
+    let mut bank = Node::new("pg-bank", exe(), dir.path(), os(&args));
+    bank.start().await.expect("bank");
+    let request = OpenAccountRequest {
+        account: "kit".into(),
+        balance: 0,
+    };
+    let mut client = BankClient::new(bank.channel());
+    client.open_account(request).await.expect("open account");
+    let stage = format!(
+        "{} bank apply --bank {} --txn {{txn_id}} --account kit --delta 1",
+        exe().display(),
+        bank.url()
+    );
+    let url = bank.url();
+    let (report, passed) = conformance(&mut bank, &url, port, Some(stage), "20s").await;
+    assert_all_pass(&report, passed);
+    bank.kill().await.expect("kill");
+    db.drop_it().await;
 }

@@ -9,7 +9,7 @@ use verdict::chaos::ledger::{self, Endpoints, Ledger};
 use verdict::client::Client;
 use verdict::coordinator::validate;
 use verdict::proto::bank_client::BankClient;
-use verdict::proto::{GetBalanceRequest, OpenAccountRequest};
+use verdict::proto::{ApplyRequest, GetBalanceRequest, OpenAccountRequest};
 
 use super::duration;
 
@@ -49,6 +49,22 @@ pub enum BankCommand {
         /// How much, in the smallest unit; positive.
         #[arg(long)]
         amount: i64,
+    },
+    /// Stage a change to an account in a transaction begun already (the bank enlists itself
+    /// with its coordinator); the transaction's commit applies it.
+    Apply {
+        /// The bank's URL.
+        #[arg(long)]
+        bank: String,
+        /// The transaction's id.
+        #[arg(long)]
+        txn: String,
+        /// The account to change.
+        #[arg(long)]
+        account: String,
+        /// The change: negative takes money out, positive puts it in.
+        #[arg(long, allow_hyphen_values = true)]
+        delta: i64,
     },
     /// Run random transfers between fresh accounts on the given banks for a while, then check
     /// every invariant: each committed transfer applied at both banks and each aborted one at
@@ -147,6 +163,20 @@ async fn bank_call(command: BankCommand) -> anyhow::Result<()> {
             };
             let (txn, outcome, reason) = transfer(&client, &from, &to, amount).await?;
             println!("{txn} {outcome:?} {reason}");
+        }
+        BankCommand::Apply {
+            bank,
+            txn,
+            account,
+            delta,
+        } => {
+            let request = ApplyRequest {
+                txn_id: txn,
+                account,
+                delta,
+            };
+            bank_client(&bank)?.apply(request).await?;
+            println!("staged");
         }
         BankCommand::Exercise(args) => exercise(args).await?,
     }

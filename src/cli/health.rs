@@ -20,8 +20,8 @@ pub struct HealthArgs {
     /// The service to ask about. "" (the default) is the process itself: alive and serving
     /// (liveness). "verdict.v1.Coordinator" is ready: a single node has recovered; a cluster
     /// node runs transactions or names the leader that does (not while there is none, while it
-    /// takes over, or while it leads cut off from the majority). "verdict.v1.Participant": a participant has resolved what it held
-    /// prepared at start.
+    /// takes over, or while it leads cut off from the majority). "verdict.v1.Participant": a
+    /// participant has resolved what it held prepared at start.
     #[arg(long, default_value = "")]
     service: String,
     /// How long the answer may take.

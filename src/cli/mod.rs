@@ -3,6 +3,7 @@
 pub mod bank;
 pub mod bench;
 pub mod cluster;
+pub mod conformance;
 pub mod demo;
 pub mod health;
 pub mod nemesis;

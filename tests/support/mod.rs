@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod conformance;
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,11 @@ impl Server {
     pub async fn start_bank_at(urls: &str, name: &str, args: &[&str]) -> Self {
         let base = ["participant", "kv", "--coordinator", urls, "--name", name];
         Self::start_with(base.iter().chain(args)).await
+    }
+
+    /// `verdict ARGS…` on a free port (any kind of server: give the subcommand).
+    pub async fn start_args(args: &[&str]) -> Self {
+        Self::start_with(args.iter()).await
     }
 
     async fn start_with<'a>(args: impl Iterator<Item = &'a &'a str>) -> Self {
