@@ -358,7 +358,8 @@ impl<'a> Kit<'a> {
         self.abort(txn)
             .await
             .map_err(|s| format!("Abort of a transaction it never saw failed: {}", said(&s)))?;
-        self.stage(txn).await?;
+        // Work staged after the abort must not revive it; refusing to stage it is fine too.
+        let _ = self.stage(txn).await;
         match self.prepare(txn).await? {
             (Vote::No, _) => Ok(()),
             (vote, _) => Err(format!(
