@@ -134,9 +134,7 @@ async fn run_node(
 async fn base_router() -> anyhow::Result<(HealthReporter, Router)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<CoordinatorServer<()>>().await;
-    let router = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection()?);
+    let router = with_reflection(Server::builder().add_service(health_service))?;
     Ok((health, router))
 }
 
@@ -165,16 +163,18 @@ async fn report_readiness(health: HealthReporter, node: Weak<ClusterNode>) {
     }
 }
 
-/// Server reflection for every Verdict service and health.
-pub fn reflection() -> anyhow::Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-> {
-    Ok(tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?)
+/// `router` with server reflection for every Verdict service and health, in both versions of
+/// the reflection protocol: `v1`, and `v1alpha`, which many tools still speak only (Python's
+/// grpcio-reflection, several GUI clients).
+pub fn with_reflection(router: Router) -> anyhow::Result<Router> {
+    let described = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok(router
+        .add_service(described().build_v1()?)
+        .add_service(described().build_v1alpha()?))
 }
 
 /// Serves `router` on `listener` until `shutdown`, with TCP_NODELAY on every connection.

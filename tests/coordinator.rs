@@ -430,14 +430,37 @@ async fn resolve_answers_in_every_state() {
     assert_eq!(malformed.code(), Code::InvalidArgument);
 }
 
+/// The services a reflection client of protocol version `$version` (`v1`, `v1alpha`) lists.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.message().await.unwrap().expect("a response");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection response {response:?}");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
 #[tokio::test]
 async fn reflection_and_health_describe_the_server() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let coordinator = Coordinator::start(&[]).await;
     let channel = tonic::transport::Channel::from_shared(coordinator.url())
@@ -445,30 +468,22 @@ async fn reflection_and_health_describe_the_server() {
         .connect()
         .await
         .unwrap();
-    let mut reflection = ServerReflectionClient::new(channel.clone());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = responses.message().await.unwrap().expect("a response");
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection response {response:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in [
-        "verdict.v1.Coordinator",
-        "verdict.v1.Participant",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.contains(&service.to_string()),
-            "{service} not in {names:?}"
-        );
+    // Both versions of the reflection protocol: many tools speak only v1alpha.
+    let listed = [
+        listed_services!(v1, channel.clone()),
+        listed_services!(v1alpha, channel.clone()),
+    ];
+    for names in listed {
+        for service in [
+            "verdict.v1.Coordinator",
+            "verdict.v1.Participant",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.contains(&service.to_string()),
+                "{service} not in {names:?}"
+            );
+        }
     }
 
     let mut health = HealthClient::new(channel);

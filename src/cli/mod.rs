@@ -12,6 +12,30 @@ pub mod serve;
 
 use std::time::Duration;
 
-pub fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(text)
+/// A duration flag's value: "500ms", "30s", "1h 30m", or a bare number of seconds ("8", "0.5").
+pub fn duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("{text:?} is not a duration: give seconds, not negative"));
+    }
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{text:?} is not a duration ({e}): give e.g. 8 (seconds), 8s, 500ms or 1m")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_a_bare_number_of_seconds() {
+        assert_eq!(duration("8"), Ok(Duration::from_secs(8)));
+        assert_eq!(duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(duration("-1").unwrap_err().contains("not negative"));
+        assert!(duration("soon")
+            .unwrap_err()
+            .contains("give e.g. 8 (seconds)"));
+    }
 }

@@ -15,7 +15,7 @@ use tonic::transport::Server;
 use super::{Journal, Participant, ParticipantConfig, ParticipantService, Resource};
 use crate::durable::{DurableDb, LogSync};
 use crate::proto::participant_server::ParticipantServer;
-use crate::server::{reflection, serve};
+use crate::server::{serve, with_reflection};
 
 /// Where and how to run a participant.
 #[derive(Clone, Debug)]
@@ -94,9 +94,7 @@ pub async fn run<R: Resource>(
             tracing::info!("recovery done: serving");
         }
     });
-    let router = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection()?)
+    let router = with_reflection(Server::builder().add_service(health_service))?
         .add_service(ParticipantService::new(participant.clone()).into_server());
     let router = extend(&participant, &identity, router)?;
     tracing::info!(%local, name = %identity.name, data_dir = %options.data_dir.display(), "participant serving");
