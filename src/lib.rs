@@ -16,6 +16,7 @@
 //! - [`participant`]: the participant SDK — a runtime with its own journal around any resource.
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
 //!   adapter and the same bank on a PostgreSQL table.
+//! - [`metrics`]: every metric's name, and the Prometheus endpoint.
 //! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools and the benchmark.
 //! - [`conformance`]: the kit that checks any participant against the participant contract.
 
@@ -32,6 +33,7 @@ pub mod durable;
 pub mod failpoint;
 pub mod frame;
 pub mod log;
+pub mod metrics;
 pub mod participant;
 pub mod periodic;
 pub mod postgres;

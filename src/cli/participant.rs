@@ -73,11 +73,17 @@ pub struct ParticipantArgs {
     /// Whether journal writes wait for the disk. "off" is NOT durable: comparison runs only.
     #[arg(long, env = "VERDICT_LOG_SYNC", value_enum, default_value = "fsync")]
     log_sync: LogSync,
+    /// Serve Prometheus metrics over HTTP on this address (off by default).
+    #[arg(long, env = "VERDICT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl ParticipantArgs {
     fn into_options(self, kind: &str) -> anyhow::Result<ParticipantOptions> {
         validate::urls("--coordinator", &self.coordinator)?;
+        if let Some(addr) = self.metrics_listen {
+            verdict::metrics::serve(addr)?;
+        }
         if let Some(url) = &self.advertise_url {
             validate::url("--advertise-url", url)?;
         }

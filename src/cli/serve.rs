@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC.
     #[arg(long, env = "VERDICT_LISTEN", default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
+    /// Serve Prometheus metrics over HTTP on this address (off by default).
+    #[arg(long, env = "VERDICT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Directory of the decision log (created if missing).
     #[arg(long, env = "VERDICT_DATA_DIR", default_value = "./verdict-data")]
     data_dir: PathBuf,
@@ -156,5 +159,8 @@ impl ServeArgs {
 /// contention than the system allocator.
 /// Runs the coordinator until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(addr) = args.metrics_listen {
+        verdict::metrics::serve(addr)?;
+    }
     server::run(args.into_options()?, server::shutdown_signal()).await
 }

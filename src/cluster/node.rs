@@ -82,6 +82,9 @@ pub struct ClusterNode {
     leading: Mutex<Leading>,
 }
 
+/// How often the cluster gauges are set.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+
 fn raft_config(snapshot_every: u64) -> anyhow::Result<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "verdict".into(),
@@ -141,6 +144,11 @@ impl ClusterNode {
         tokio::spawn(follow_leadership(
             Arc::downgrade(&node),
             node.raft.metrics(),
+        ));
+        tokio::spawn(crate::periodic::every(
+            METRICS_EVERY,
+            Arc::downgrade(&node),
+            |node| async move { node.report_metrics() },
         ));
         Ok(node)
     }
@@ -262,6 +270,26 @@ impl ClusterNode {
             "leading: taking over every unfinished transaction"
         );
         Ok(Engine::start(log, config)?)
+    }
+
+    /// Sets the cluster gauges: role, term, applied index, and on the leader each follower's
+    /// replication lag.
+    fn report_metrics(&self) {
+        use crate::metrics as names;
+        let m = self.metrics();
+        let leads = m.current_leader == Some(self.id);
+        metrics::gauge!(names::IS_LEADER).set(if leads { 1.0 } else { 0.0 });
+        metrics::gauge!(names::TERM).set(m.current_term as f64);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        metrics::gauge!(names::APPLIED_INDEX).set(applied as f64);
+        let last = m.last_log_index.unwrap_or(0);
+        for (id, matched) in m.replication.iter().flatten() {
+            if *id == self.id {
+                continue;
+            }
+            let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
+            metrics::gauge!(names::REPLICATION_LAG, "follower" => id.to_string()).set(lag as f64);
+        }
     }
 
     /// This node's view of the cluster, as `verdict cluster status` prints it.

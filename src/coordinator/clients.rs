@@ -24,6 +24,31 @@ pub struct Coordinator {
     pub cluster_urls: Vec<String>,
 }
 
+/// Why a call to a participant got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer within the call's timeout.
+    TimedOut,
+    /// No connection (or the endpoint is no usable URL).
+    Unreachable,
+    /// It answered with an error status.
+    Refused,
+}
+
+/// A failed call: why, and a message an operator can act on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub failure: Failure,
+    pub message: String,
+}
+
+impl CallError {
+    fn new(failure: Failure, message: String) -> Self {
+        CallError { failure, message }
+    }
+}
+
 /// Pooled gRPC channels to participants, one per endpoint, shared by every transaction.
 #[derive(Default)]
 pub struct ParticipantClients {
@@ -36,13 +61,16 @@ impl ParticipantClients {
     }
 
     /// The pooled channel to `endpoint` (connected lazily, reconnected by tonic after failures).
-    fn client(&self, endpoint: &str) -> Result<ParticipantClient<Channel>, String> {
+    fn client(&self, endpoint: &str) -> Result<ParticipantClient<Channel>, CallError> {
         let mut channels = self.channels.lock().expect("lock");
         if let Some(channel) = channels.get(endpoint) {
             return Ok(ParticipantClient::new(channel.clone()));
         }
         let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| format!("endpoint {endpoint:?} is not a usable URL: {e}"))?
+            .map_err(|e| {
+                let message = format!("endpoint {endpoint:?} is not a usable URL: {e}");
+                CallError::new(Failure::Unreachable, message)
+            })?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .connect_lazy();
@@ -57,7 +85,7 @@ impl ParticipantClients {
         txn_id: TxnId,
         coordinator: &Coordinator,
         timeout: Duration,
-    ) -> Result<Vote, String> {
+    ) -> Result<Vote, CallError> {
         let mut client = self.client(endpoint)?;
         let request = PrepareRequest {
             txn_id: txn_id.to_string(),
@@ -70,7 +98,10 @@ impl ParticipantClients {
             proto::Vote::Yes => Ok(Vote::Yes),
             proto::Vote::ReadOnly => Ok(Vote::ReadOnly),
             proto::Vote::No => Ok(Vote::No(response.reason)),
-            proto::Vote::Unspecified => Err("answered Prepare without a vote".into()),
+            proto::Vote::Unspecified => Err(CallError::new(
+                Failure::Refused,
+                "answered Prepare without a vote".into(),
+            )),
         }
     }
 
@@ -81,7 +112,7 @@ impl ParticipantClients {
         txn_id: TxnId,
         outcome: Outcome,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), CallError> {
         let mut client = self.client(endpoint)?;
         let txn_id = txn_id.to_string();
         match outcome {
@@ -108,16 +139,25 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 async fn call<T>(
     timeout: Duration,
     response: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, String> {
-    let timed_out = || format!("no answer within {}", humantime::format_duration(timeout));
+) -> Result<T, CallError> {
+    let timed_out = || {
+        let message = format!("no answer within {}", humantime::format_duration(timeout));
+        CallError::new(Failure::TimedOut, message)
+    };
     match tokio::time::timeout(timeout, response).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Err(_) => Err(timed_out()),
         // tonic's own deadline (the grpc-timeout we set) may fire first, as Cancelled.
         Ok(Err(status)) => Err(match status.code() {
             tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => timed_out(),
-            tonic::Code::Unavailable => format!("unreachable: {}", status.message()),
-            code => format!("answered {code:?}: {}", status.message()),
+            tonic::Code::Unavailable => CallError::new(
+                Failure::Unreachable,
+                format!("unreachable: {}", status.message()),
+            ),
+            code => CallError::new(
+                Failure::Refused,
+                format!("answered {code:?}: {}", status.message()),
+            ),
         }),
     }
 }

@@ -7,17 +7,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use super::clients::{Coordinator, ParticipantClients};
+use super::clients::{Coordinator, Failure, ParticipantClients};
 use super::view::{State, TxnView};
 use super::{Config, EngineError};
 use crate::core::{Action, Event, Outcome, Phase, Rejection, Transaction, TxnId};
 use crate::log::{DecisionLog, LogError, Status, TxnRecord};
+use crate::metrics::{self as names, AbortReason};
 use crate::periodic::every;
 
 /// A participant named in Begin or Enlist (already validated).
@@ -76,6 +77,9 @@ pub struct Engine<L> {
     stopped: watch::Sender<bool>,
 }
 
+/// How often the in-flight and in-doubt gauges are set.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
 /// What callers of a stopped engine are told.
 const STOPPED: &str = "this coordinator stopped running transactions (in a cluster: it is no \
                        longer the leader); retry the call: it is idempotent, and the client \
@@ -124,6 +128,11 @@ impl<L: DecisionLog> Engine<L> {
             stopped: watch::Sender::new(false),
         });
         engine.recover(recovered);
+        tokio::spawn(every(
+            GAUGES_EVERY,
+            Arc::downgrade(&engine),
+            |engine| async move { engine.report_gauges() },
+        ));
         let gc_interval = engine.config.gc_interval;
         tokio::spawn(every(
             gc_interval,
@@ -146,10 +155,14 @@ impl<L: DecisionLog> Engine<L> {
                 record.commit_requested,
                 self.config.policy,
             );
+            if record.status.outcome().is_none() {
+                metrics::counter!(names::ABORTED, "reason" => AbortReason::Takeover.label())
+                    .increment(1);
+            }
             let entry = self
                 .insert(record.txn_id, record.deadline_unix_ms, txn, None)
                 .expect("recovery is not limited");
-            self.apply(&entry, |_| Ok(actions))
+            self.apply(&entry, AbortReason::Takeover, |_| Ok(actions))
                 .expect("recovery actions are not a request");
         }
         let count = |status| counts.get(&status).copied().unwrap_or(0);
@@ -183,10 +196,34 @@ impl<L: DecisionLog> Engine<L> {
         });
         let mut txns = self.txns.lock().expect("lock");
         if let Some(limit) = limit.filter(|&limit| txns.len() >= limit) {
+            metrics::counter!(names::REJECTED, "reason" => "resource_exhausted").increment(1);
             return Err(EngineError::Overloaded(limit));
         }
         txns.insert(id, entry.clone());
         Ok(entry)
+    }
+
+    /// Sets the gauges: transactions in flight, and those in doubt — past Commit (or aborting)
+    /// and not finished, so participants may hold locks for them — by age.
+    fn report_gauges(&self) {
+        let now = now_unix_ms();
+        let mut in_doubt: HashMap<&str, u64> = HashMap::new();
+        let in_flight = {
+            let txns = self.txns.lock().expect("lock");
+            for entry in txns.values() {
+                let phase = *entry.phase.borrow();
+                if phase != Phase::Active && !phase.is_finished() {
+                    let age = now.saturating_sub(entry.id.begun_unix_ms());
+                    *in_doubt.entry(names::in_doubt_age(age)).or_default() += 1;
+                }
+            }
+            txns.len()
+        };
+        metrics::gauge!(names::IN_FLIGHT).set(in_flight as f64);
+        for (age, _) in names::IN_DOUBT_AGES {
+            let count = in_doubt.get(age).copied().unwrap_or(0);
+            metrics::gauge!(names::IN_DOUBT, "age" => age).set(count as f64);
+        }
     }
 
     fn entry(&self, id: TxnId) -> Option<Arc<Entry>> {
@@ -253,7 +290,8 @@ impl<L: DecisionLog> Engine<L> {
         let id = TxnId::from_uuid(uuid::Uuid::now_v7());
         let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
         let entry = self.insert(id, deadline_unix_ms, txn, Some(self.config.max_in_flight))?;
-        self.apply(&entry, |_| Ok(vec![Action::Record]))?;
+        metrics::counter!(names::BEGUN).increment(1);
+        self.apply(&entry, AbortReason::Client, |_| Ok(vec![Action::Record]))?;
         crate::crash_point!("coordinator::after_begin");
         let engine = Arc::downgrade(self);
         let timer = tokio::spawn(async move {
@@ -285,7 +323,7 @@ impl<L: DecisionLog> Engine<L> {
             return Err(EngineError::Rejected(id, Rejection::NotActive(phase)));
         };
         let mut newly_enlisted = false;
-        self.apply(&entry, |txn| {
+        self.apply(&entry, AbortReason::Client, |txn| {
             let event = Event::Enlist {
                 name: participant.name,
                 endpoint: participant.endpoint,
@@ -320,7 +358,7 @@ impl<L: DecisionLog> Engine<L> {
         };
         let mut phase = entry.phase.subscribe();
         let mut stopped = self.stopped.subscribe();
-        self.apply(&entry, |txn| txn.handle(Event::Commit))?;
+        self.apply(&entry, AbortReason::Client, |txn| txn.handle(Event::Commit))?;
         let done = |p: &Phase| match wait_for_acks {
             true => p.is_finished(),
             false => p.outcome().is_some(),
@@ -348,7 +386,9 @@ impl<L: DecisionLog> Engine<L> {
                 _ => Ok(()),
             };
         };
-        self.apply(&entry, |txn| txn.handle(Event::Abort { reason }))
+        self.apply(&entry, AbortReason::Client, |txn| {
+            txn.handle(Event::Abort { reason })
+        })
     }
 
     /// The state of one transaction.
@@ -450,22 +490,38 @@ impl<L: DecisionLog> Engine<L> {
 
     /// Feeds an event that is not a request (its rejection cannot happen, and nobody awaits it).
     fn event(self: &Arc<Self>, id: TxnId, event: Event) {
+        let reason = match event {
+            Event::DeadlinePassed => AbortReason::Deadline,
+            _ => AbortReason::Client,
+        };
         if let Some(entry) = self.entry(id) {
-            let _ = self.apply(&entry, |txn| txn.handle(event));
+            let _ = self.apply(&entry, reason, |txn| txn.handle(event));
         }
     }
 
-    /// Changes a transaction through the core and carries out what it asks for.
+    /// Changes a transaction through the core and carries out what it asks for. `reason` is
+    /// why, should the change decide an abort (for the metrics).
     fn apply(
         self: &Arc<Self>,
         entry: &Arc<Entry>,
+        reason: AbortReason,
         change: impl FnOnce(&mut Transaction) -> Result<Vec<Action>, Rejection>,
     ) -> Result<(), EngineError> {
         let mut txn = entry.txn.lock().expect("lock");
         if self.is_stopped() {
             return Err(EngineError::Unavailable(STOPPED.into()));
         }
+        let undecided = txn.phase().outcome().is_none();
         let actions = change(&mut txn).map_err(|r| EngineError::Rejected(entry.id, r))?;
+        match txn.phase().outcome() {
+            Some(Outcome::Committed) if undecided => {
+                metrics::counter!(names::COMMITTED).increment(1);
+            }
+            Some(Outcome::Aborted) if undecided => {
+                metrics::counter!(names::ABORTED, "reason" => reason.label()).increment(1);
+            }
+            _ => {}
+        }
         if actions.contains(&Action::Persist) {
             crate::crash_point!("coordinator::after_all_votes");
         }
@@ -565,6 +621,7 @@ impl<L: DecisionLog> Engine<L> {
             return;
         }
         let id = entry.id;
+        let mut reason = AbortReason::Client;
         let event = match io {
             Io::Prepare {
                 participant,
@@ -572,12 +629,24 @@ impl<L: DecisionLog> Engine<L> {
             } => {
                 let timeout = self.config.prepare_timeout;
                 crate::crash_point!("coordinator::before_prepare_send");
+                let started = Instant::now();
                 let vote = self
                     .clients
                     .prepare(&endpoint, id, &self.coordinator, timeout)
                     .await;
                 crate::crash_point!("coordinator::after_prepare_send");
+                metrics::histogram!(names::PREPARE_SECONDS, "participant" => endpoint.clone())
+                    .record(started.elapsed());
                 tracing::debug!(participant = %endpoint, ?vote, "vote");
+                reason = match &vote {
+                    Err(error) => match error.failure {
+                        Failure::TimedOut => AbortReason::PrepareTimeout,
+                        Failure::Unreachable => AbortReason::Unreachable,
+                        Failure::Refused => AbortReason::ParticipantError,
+                    },
+                    Ok(_) => AbortReason::VoteNo,
+                };
+                let vote = vote.map_err(|error| error.message);
                 Event::Voted { participant, vote }
             }
             Io::Persist(forced) => match forced.await {
@@ -600,18 +669,31 @@ impl<L: DecisionLog> Engine<L> {
                 }
                 let timeout = self.config.decision_timeout;
                 crate::crash_point!("coordinator::before_phase2_send");
+                let started = Instant::now();
                 let result = self.clients.deliver(&endpoint, id, outcome, timeout).await;
                 crate::crash_point!("coordinator::after_phase2_send");
+                let decision = match outcome {
+                    Outcome::Committed => "commit",
+                    Outcome::Aborted => "abort",
+                };
+                let labels = [
+                    ("participant", endpoint.clone()),
+                    ("decision", decision.into()),
+                ];
+                metrics::histogram!(names::PHASE2_SECONDS, &labels).record(started.elapsed());
                 if let Err(error) = &result {
+                    metrics::counter!(names::PHASE2_RETRIES, "participant" => endpoint.clone())
+                        .increment(1);
                     tracing::warn!(txn_id = %id, participant = %endpoint, attempt, %error, "decision not delivered");
                 }
+                let result = result.map_err(|error| error.message);
                 Event::Delivered {
                     participant,
                     result,
                 }
             }
         };
-        let _ = self.apply(&entry, |txn| txn.handle(event));
+        let _ = self.apply(&entry, reason, |txn| txn.handle(event));
     }
 }
 

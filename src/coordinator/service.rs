@@ -225,11 +225,13 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
     ) -> Result<Response<proto::CommitResponse>, Status> {
         let request = request.into_inner();
         let id = validate::txn_id(&request.txn_id)?;
+        let started = std::time::Instant::now();
         let (outcome, reason) = self
             .engine()?
             .commit(id, request.wait_for_acks)
             .instrument(span("Commit", &request.txn_id))
             .await?;
+        metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed());
         Ok(Response::new(proto::CommitResponse {
             outcome: wire_outcome(Some(outcome)).into(),
             reason: reason.unwrap_or_default(),

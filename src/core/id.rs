@@ -25,6 +25,18 @@ impl TxnId {
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.into_bytes()
     }
+
+    /// When the transaction began, in milliseconds since the Unix epoch: the first 48 bits of
+    /// a version-7 UUID (0 for an id of another version).
+    pub fn begun_unix_ms(self) -> u64 {
+        if self.0.get_version_num() != 7 {
+            return 0;
+        }
+        let bytes = self.to_bytes();
+        bytes[..6]
+            .iter()
+            .fold(0, |ms, &byte| (ms << 8) | u64::from(byte))
+    }
 }
 
 impl fmt::Display for TxnId {
@@ -67,6 +79,9 @@ mod tests {
     fn text_and_bytes_round_trip() {
         let id = TxnId::from_bytes([7; 16]);
         assert_eq!(id.to_string().parse::<TxnId>(), Ok(id));
+        let v7: TxnId = "01a23508-cd7a-776a-8973-2ef3bdfb38d5".parse().unwrap();
+        assert_eq!(v7.begun_unix_ms(), 0x01a2_3508_cd7a);
+        assert_eq!(id.begun_unix_ms(), 0, "not a version-7 id");
         assert_eq!(TxnId::from_bytes(id.to_bytes()), id);
     }
 

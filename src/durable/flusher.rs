@@ -155,7 +155,10 @@ impl Flusher {
                 continue;
             }
             last_urgent = batch.urgent;
+            let started = Instant::now();
             let result = self.flush_redo(&mut redo);
+            metrics::histogram!(crate::metrics::FLUSH_SECONDS).record(started.elapsed());
+            metrics::histogram!(crate::metrics::FLUSH_BATCH).record(batch.waiters.len() as f64);
             self.answer(std::mem::take(&mut batch), result);
             if redo.wants_checkpoint() || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                 self.checkpoint(&mut redo);

@@ -245,6 +245,12 @@ impl<R: Resource> Participant<R> {
             });
         }
         let vote = self.resource.prepare(txn).await?;
+        let label = match &vote {
+            Vote::Yes => "yes",
+            Vote::No(_) => "no",
+            Vote::ReadOnly => "read_only",
+        };
+        metrics::counter!(crate::metrics::VOTES, "vote" => label).increment(1);
         let now = now_unix_ms();
         match &vote {
             Vote::Yes => {
@@ -273,7 +279,13 @@ impl<R: Resource> Participant<R> {
 
     /// Phase 2 from the coordinator.
     pub async fn decide(&self, txn: TxnId, outcome: Outcome) -> Result<(), ParticipantError> {
-        self.finish(txn, outcome).await
+        self.finish(txn, outcome).await?;
+        let label = match outcome {
+            Outcome::Committed => "commit",
+            Outcome::Aborted => "abort",
+        };
+        metrics::counter!(crate::metrics::DECISIONS, "decision" => label).increment(1);
+        Ok(())
     }
 
     /// Starts waiting for the decision: `Resolve` is asked after the quiet period.
@@ -410,6 +422,7 @@ impl<R: Resource> Participant<R> {
     /// Asks the coordinator, or each node of a coordinator cluster in turn (`coordinator` is
     /// then their comma-separated URLs), until one answers.
     async fn ask_resolve(&self, txn: TxnId, coordinator: &str) -> Result<proto::Outcome, String> {
+        metrics::counter!(crate::metrics::RESOLVE_ASKED).increment(1);
         let mut errors = Vec::new();
         for url in coordinator.split(',') {
             match self.ask_resolve_one(txn, url).await {

@@ -291,6 +291,11 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes with `args` added to each.
     pub async fn start(n: usize, args: &[&str]) -> Self {
+        Self::start_each(n, |_| args.iter().map(|&a| a.to_owned()).collect()).await
+    }
+
+    /// Starts `n` nodes, node index `i` with `args(i)` added.
+    pub async fn start_each(n: usize, args: impl Fn(usize) -> Vec<String>) -> Self {
         let ports = verdict::process::free_local_ports(n).expect("free ports");
         let peers: Vec<String> = ports
             .iter()
@@ -301,9 +306,12 @@ impl TestCluster {
         let mut nodes = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let id = (i + 1).to_string();
+            let extra = args(i);
             let base = ["serve", "--node-id", &id, "--peers", &peers];
+            let all = base.into_iter().chain(extra.iter().map(String::as_str));
+            let all: Vec<&str> = all.collect();
             let listen = format!("127.0.0.1:{port}");
-            nodes.push(Server::start_at(&listen, base.iter().chain(args)).await);
+            nodes.push(Server::start_at(&listen, all.iter()).await);
         }
         TestCluster { nodes, peers }
     }
