@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
-use crate::coordinator::service::LEADER_METADATA;
+use crate::coordinator::service::{LEADER_METADATA, TRACEPARENT};
 
 use crate::core::{Outcome, TxnId};
 use crate::proto::coordinator_client::CoordinatorClient;
@@ -24,6 +24,8 @@ use crate::proto::{self, *};
 pub struct Client {
     nodes: Arc<Nodes>,
     timeout: Duration,
+    /// The W3C `traceparent` sent with every call (see [`Client::with_trace`]).
+    trace: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 /// The coordinator nodes known, and which one is believed to lead.
@@ -158,6 +160,20 @@ impl Client {
                 leader: AtomicUsize::new(0),
             }),
             timeout,
+            trace: None,
+        })
+    }
+
+    /// This client, sending `traceparent` (a W3C trace context, e.g. from the application's
+    /// tracer) with every call: the coordinator carries it into every Prepare, Commit and Abort
+    /// it sends to the transaction's participants, so one trace shows the whole transaction.
+    pub fn with_trace(&self, traceparent: &str) -> Result<Client, Status> {
+        let value = traceparent.parse().map_err(|_| {
+            Status::invalid_argument(format!("{traceparent:?} is not a traceparent header value"))
+        })?;
+        Ok(Client {
+            trace: Some(value),
+            ..self.clone()
         })
     }
 
@@ -177,6 +193,9 @@ impl Client {
             let (node, client) = self.nodes.current();
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+            if let Some(trace) = &self.trace {
+                request.metadata_mut().insert(TRACEPARENT, trace.clone());
+            }
             let status = match call(client, request).await {
                 Ok(response) => {
                     self.nodes.answered(node);

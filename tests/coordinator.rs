@@ -742,3 +742,99 @@ async fn finished_transactions_are_collected_after_retention() {
     // Only Resolve presumes.
     assert_eq!(resolve(&mut client, &txn).await, Outcome::Aborted);
 }
+
+/// A `Request` carrying `traceparent` in its metadata, as a traced application sends it.
+fn traced<T>(message: T, traceparent: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = traceparent.parse().unwrap();
+    request.metadata_mut().insert("traceparent", value);
+    request
+}
+
+#[tokio::test]
+async fn the_callers_trace_context_reaches_every_participant_call() {
+    let coordinator = Coordinator::start(&[]).await;
+    let (a, b) = (
+        Double::start(yes()).await,
+        Double::start(votes_no("no stock")).await,
+    );
+    let mut client = coordinator.client().await;
+    let begun = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let committed = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
+
+    // Traced from Begin: the Prepares and the phase-2 Commits carry it.
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![participant("a", &a.endpoint())],
+    };
+    let txn = client
+        .begin(traced(request, begun))
+        .await
+        .unwrap()
+        .into_inner()
+        .txn_id;
+    commit_and_wait(&mut client, &txn).await;
+    let traces = a.traces();
+    for call in [Call::Prepare(txn.clone()), Call::Commit(txn.clone())] {
+        assert!(
+            traces.contains(&(call.clone(), Some(begun.into()))),
+            "{call:?} without the trace: {traces:?}"
+        );
+    }
+
+    // Commit's own context wins; an abort (b votes NO) carries it too.
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![
+            participant("a", &a.endpoint()),
+            participant("b", &b.endpoint()),
+        ],
+    };
+    let txn = client.begin(request).await.unwrap().into_inner().txn_id;
+    let commit = CommitRequest {
+        txn_id: txn.clone(),
+        wait_for_acks: true,
+    };
+    let answer = client.commit(traced(commit, committed)).await.unwrap();
+    assert_eq!(answer.into_inner().outcome(), Outcome::Aborted);
+    a.wait_for(Call::Abort(txn.clone()), 1).await;
+    assert!(a
+        .traces()
+        .contains(&(Call::Abort(txn.clone()), Some(committed.into()))));
+    assert!(b
+        .traces()
+        .contains(&(Call::Prepare(txn.clone()), Some(committed.into()))));
+
+    // The Rust client sends it on every call once given one.
+    let traced_client = verdict::client::Client::new(&coordinator.url(), PATIENCE)
+        .unwrap()
+        .with_trace(committed)
+        .unwrap();
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![participant("a", &a.endpoint())],
+    };
+    let id = traced_client.begin_with(request).await.unwrap().txn_id;
+    traced_client.commit_and_wait(id).await.unwrap();
+    let traces = a.traces();
+    assert!(traces.contains(&(Call::Commit(id.to_string()), Some(committed.into()))));
+
+    // A malformed context is not passed on.
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![participant("a", &a.endpoint())],
+    };
+    let bad = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    let txn = client
+        .begin(traced(request, bad))
+        .await
+        .unwrap()
+        .into_inner()
+        .txn_id;
+    commit_and_wait(&mut client, &txn).await;
+    let traces = a.traces();
+    assert!(
+        traces.contains(&(Call::Prepare(txn.clone()), None)),
+        "{traces:?}"
+    );
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use super::service::TRACEPARENT;
 use crate::core::{Outcome, TxnId, Vote};
 use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{self, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest};
@@ -85,6 +86,7 @@ impl ParticipantClients {
         txn_id: TxnId,
         coordinator: &Coordinator,
         timeout: Duration,
+        trace: Option<&str>,
     ) -> Result<Vote, CallError> {
         let mut client = self.client(endpoint)?;
         let request = PrepareRequest {
@@ -93,7 +95,7 @@ impl ParticipantClients {
             coordinator_endpoints: coordinator.cluster_urls.clone(),
             timeout_ms: timeout.as_millis() as u64,
         };
-        let response = call(timeout, client.prepare(with_timeout(request, timeout))).await?;
+        let response = call(timeout, client.prepare(outgoing(request, timeout, trace))).await?;
         match response.vote() {
             proto::Vote::Yes => Ok(Vote::Yes),
             proto::Vote::ReadOnly => Ok(Vote::ReadOnly),
@@ -112,26 +114,31 @@ impl ParticipantClients {
         txn_id: TxnId,
         outcome: Outcome,
         timeout: Duration,
+        trace: Option<&str>,
     ) -> Result<(), CallError> {
         let mut client = self.client(endpoint)?;
         let txn_id = txn_id.to_string();
         match outcome {
             Outcome::Committed => {
-                let request = with_timeout(ParticipantCommitRequest { txn_id }, timeout);
+                let request = outgoing(ParticipantCommitRequest { txn_id }, timeout, trace);
                 call(timeout, client.commit(request)).await.map(drop)
             }
             Outcome::Aborted => {
-                let request = with_timeout(ParticipantAbortRequest { txn_id }, timeout);
+                let request = outgoing(ParticipantAbortRequest { txn_id }, timeout, trace);
                 call(timeout, client.abort(request)).await.map(drop)
             }
         }
     }
 }
 
-fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+/// A request to a participant: it says how long we wait (the grpc-timeout header), and carries
+/// the application's trace context on, so one trace shows the whole transaction.
+fn outgoing<T>(message: T, timeout: Duration, trace: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    // Tells the participant how long we wait (the grpc-timeout header).
     request.set_timeout(timeout);
+    if let Some(value) = trace.and_then(|t| t.parse().ok()) {
+        request.metadata_mut().insert(TRACEPARENT, value);
+    }
     request
 }
 

@@ -44,6 +44,8 @@ struct Entry {
     phase: watch::Sender<Phase>,
     /// The deadline timer, cancelled once the transaction is decided.
     expiry: Mutex<Option<AbortHandle>>,
+    /// The application's W3C `traceparent` (from Begin, or Commit), sent on to participants.
+    trace: Mutex<Option<String>>,
     span: tracing::Span,
 }
 
@@ -190,6 +192,7 @@ impl<L: DecisionLog> Engine<L> {
             txn: Mutex::new(txn),
             phase,
             expiry: Mutex::new(None),
+            trace: Mutex::new(None),
             // A debug span: building one per transaction costs throughput; events that matter
             // at info level and above name the transaction themselves.
             span: tracing::debug_span!("txn", txn_id = %id),
@@ -389,6 +392,14 @@ impl<L: DecisionLog> Engine<L> {
         self.apply(&entry, AbortReason::Client, |txn| {
             txn.handle(Event::Abort { reason })
         })
+    }
+
+    /// Carries `traceparent` (the application's trace context) into every call to the
+    /// transaction's participants from now on. Does nothing for a finished transaction.
+    pub fn trace(&self, id: TxnId, traceparent: String) {
+        if let Some(entry) = self.entry(id) {
+            *entry.trace.lock().expect("lock") = Some(traceparent);
+        }
     }
 
     /// The state of one transaction.
@@ -621,6 +632,8 @@ impl<L: DecisionLog> Engine<L> {
             return;
         }
         let id = entry.id;
+        let trace = entry.trace.lock().expect("lock").clone();
+        let trace = trace.as_deref();
         let mut reason = AbortReason::Client;
         let event = match io {
             Io::Prepare {
@@ -632,7 +645,7 @@ impl<L: DecisionLog> Engine<L> {
                 let started = Instant::now();
                 let vote = self
                     .clients
-                    .prepare(&endpoint, id, &self.coordinator, timeout)
+                    .prepare(&endpoint, id, &self.coordinator, timeout, trace)
                     .await;
                 crate::crash_point!("coordinator::after_prepare_send");
                 metrics::histogram!(names::PREPARE_SECONDS, "participant" => endpoint.clone())
@@ -670,7 +683,10 @@ impl<L: DecisionLog> Engine<L> {
                 let timeout = self.config.decision_timeout;
                 crate::crash_point!("coordinator::before_phase2_send");
                 let started = Instant::now();
-                let result = self.clients.deliver(&endpoint, id, outcome, timeout).await;
+                let result = self
+                    .clients
+                    .deliver(&endpoint, id, outcome, timeout, trace)
+                    .await;
                 crate::crash_point!("coordinator::after_phase2_send");
                 let decision = match outcome {
                     Outcome::Committed => "commit",

@@ -18,6 +18,10 @@ use crate::proto::{self, coordinator_server};
 /// The trailing metadata key that names the leader's URL in an `UNAVAILABLE` answer.
 pub const LEADER_METADATA: &str = "verdict-leader";
 
+/// The W3C Trace Context header: read from the application's Begin and Commit, carried into
+/// every Prepare, Commit and Abort sent to the transaction's participants.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// Marks a read forwarded by a node that does not lead, so it is forwarded at most once.
 const FORWARDED_METADATA: &str = "verdict-forwarded";
 
@@ -183,6 +187,23 @@ fn wire_transaction(view: TxnView) -> proto::Transaction {
     }
 }
 
+/// The caller's W3C trace context (`traceparent`), if it sent a well-formed one: version `00`,
+/// a 32-hex trace id and a 16-hex parent id (neither all zeros), 2-hex flags. A malformed one is
+/// ignored, as the W3C Trace Context recommendation says.
+fn trace_parent(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    let value = metadata.get(TRACEPARENT)?.to_str().ok()?.trim();
+    let fields: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let well_formed = matches!(fields.as_slice(), [version, trace, parent, flags]
+        if *version == "00"
+            && hex(trace, 32) && trace.bytes().any(|b| b != b'0')
+            && hex(parent, 16) && parent.bytes().any(|b| b != b'0')
+            && hex(flags, 2));
+    well_formed.then(|| value.to_owned())
+}
+
 fn span(method: &'static str, txn_id: &str) -> tracing::Span {
     tracing::debug_span!("rpc", method, txn_id = %txn_id.chars().take(40).collect::<String>())
 }
@@ -193,11 +214,15 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         &self,
         request: Request<proto::BeginRequest>,
     ) -> Result<Response<proto::BeginResponse>, Status> {
+        let trace = trace_parent(request.metadata());
         let request = request.into_inner();
         let engine = self.engine()?;
         let timeout = validate::txn_timeout(request.timeout_ms, engine.max_txn_timeout())?;
         let participants = validate::participants(request.participants)?;
         let begun = engine.begin(timeout, participants)?;
+        if let Some(trace) = trace {
+            engine.trace(begun.txn_id, trace);
+        }
         Ok(Response::new(proto::BeginResponse {
             txn_id: begun.txn_id.to_string(),
             deadline_unix_ms: begun.deadline_unix_ms,
@@ -223,11 +248,15 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         &self,
         request: Request<proto::CommitRequest>,
     ) -> Result<Response<proto::CommitResponse>, Status> {
+        let trace = trace_parent(request.metadata());
         let request = request.into_inner();
         let id = validate::txn_id(&request.txn_id)?;
         let started = std::time::Instant::now();
-        let (outcome, reason) = self
-            .engine()?
+        let engine = self.engine()?;
+        if let Some(trace) = trace {
+            engine.trace(id, trace);
+        }
+        let (outcome, reason) = engine
             .commit(id, request.wait_for_acks)
             .instrument(span("Commit", &request.txn_id))
             .await?;

@@ -433,12 +433,18 @@ impl Default for Behavior {
 struct Shared {
     behavior: Mutex<Behavior>,
     calls: Mutex<Vec<Call>>,
+    /// The `traceparent` each call carried, in call order.
+    traces: Mutex<Vec<(Call, Option<String>)>>,
     called: Notify,
     changed: Notify,
 }
 
 impl Shared {
-    fn record(&self, call: Call) {
+    fn record(&self, call: Call, metadata: &tonic::metadata::MetadataMap) {
+        let trace = metadata
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap().to_owned());
+        self.traces.lock().unwrap().push((call.clone(), trace));
         self.calls.lock().unwrap().push(call);
         self.called.notify_waiters();
     }
@@ -515,6 +521,11 @@ impl Double {
         self.shared.calls.lock().unwrap().clone()
     }
 
+    /// Every call with the `traceparent` it carried.
+    pub fn traces(&self) -> Vec<(Call, Option<String>)> {
+        self.shared.traces.lock().unwrap().clone()
+    }
+
     pub fn count(&self, call: &Call) -> usize {
         self.calls().iter().filter(|c| *c == call).count()
     }
@@ -550,8 +561,8 @@ struct DoubleService(Arc<Shared>);
 
 impl DoubleService {
     /// Records a phase-2 call; fails it while the double is failing decisions.
-    fn decided(&self, call: Call) -> Result<(), Status> {
-        self.0.record(call);
+    fn decided(&self, call: Call, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        self.0.record(call, metadata);
         match self.0.behavior().fail_decisions {
             true => Err(Status::unavailable("test double is failing decisions")),
             false => Ok(()),
@@ -565,8 +576,8 @@ impl Participant for DoubleService {
         &self,
         request: Request<PrepareRequest>,
     ) -> Result<Response<PrepareResponse>, Status> {
-        let request = request.into_inner();
-        self.0.record(Call::Prepare(request.txn_id));
+        let (metadata, _, request) = request.into_parts();
+        self.0.record(Call::Prepare(request.txn_id), &metadata);
         loop {
             let changed = self.0.changed.notified();
             if !self.0.behavior().hold_prepare {
@@ -586,7 +597,8 @@ impl Participant for DoubleService {
         &self,
         request: Request<ParticipantCommitRequest>,
     ) -> Result<Response<ParticipantCommitResponse>, Status> {
-        self.decided(Call::Commit(request.into_inner().txn_id))?;
+        let (metadata, _, request) = request.into_parts();
+        self.decided(Call::Commit(request.txn_id), &metadata)?;
         Ok(Response::new(ParticipantCommitResponse {}))
     }
 
@@ -594,7 +606,8 @@ impl Participant for DoubleService {
         &self,
         request: Request<ParticipantAbortRequest>,
     ) -> Result<Response<ParticipantAbortResponse>, Status> {
-        self.decided(Call::Abort(request.into_inner().txn_id))?;
+        let (metadata, _, request) = request.into_parts();
+        self.decided(Call::Abort(request.txn_id), &metadata)?;
         Ok(Response::new(ParticipantAbortResponse {}))
     }
 }
