@@ -12,6 +12,7 @@ use cli::health::HealthArgs;
 use cli::nemesis::NemesisArgs;
 use cli::participant::ParticipantCommand;
 use cli::serve::ServeArgs;
+use cli::txn::TxnCommand;
 use verdict::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -48,6 +49,9 @@ enum Command {
     /// Look at a coordinator cluster and change its members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Look at transactions: what is in flight or in doubt, and one in detail.
+    #[command(subcommand)]
+    Txn(TxnCommand),
     /// Run a participant.
     #[command(subcommand)]
     Participant(ParticipantCommand),
@@ -113,6 +117,7 @@ async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()
         Command::Serve(args) => cli::serve::run(args).await,
         Command::Cluster(command) => cli::cluster::run(command).await,
         Command::Participant(command) => cli::participant::run(command).await,
+        Command::Txn(command) => cli::txn::run(command).await,
         Command::Bank(command) => cli::bank::run(command).await,
         Command::Demo(args) => cli::demo::run(args).await,
         Command::Nemesis(args) => cli::nemesis::run(args).await,

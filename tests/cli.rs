@@ -211,3 +211,74 @@ async fn the_demo_runs_through_a_running_deployment_again_and_again() {
     let stderr = String::from_utf8_lossy(&one_bank.stderr);
     assert!(stderr.contains("give two --bank URLs"), "{stderr}");
 }
+
+#[tokio::test]
+async fn txn_list_and_show_find_a_transaction_stuck_in_doubt() {
+    use support::{Behavior, Double};
+    use verdict::proto::{BeginRequest, CommitRequest, Outcome, ParticipantRef};
+
+    let coordinator = Server::start(&["--retry-max", "200ms"]).await;
+    let stuck = Double::start(Behavior {
+        fail_decisions: true,
+        ..Behavior::default()
+    })
+    .await;
+    let mut client = coordinator.client().await;
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![ParticipantRef {
+            name: "payments".into(),
+            endpoint: stuck.endpoint(),
+        }],
+    };
+    let txn = client.begin(request).await.unwrap().into_inner().txn_id;
+    let commit = CommitRequest {
+        txn_id: txn.clone(),
+        wait_for_acks: false,
+    };
+    let answer = client.commit(commit).await.unwrap().into_inner();
+    assert_eq!(answer.outcome(), Outcome::Committed);
+    stuck.wait_for(support::Call::Commit(txn.clone()), 2).await;
+
+    let url = coordinator.url();
+    let list = |extra: &[&str]| {
+        let args = [&["txn", "list", "--coordinator", &url, "--json"][..], extra].concat();
+        let listed: serde_json::Value = serde_json::from_str(&stdout(&verdict(&args))).unwrap();
+        listed.as_array().unwrap().clone()
+    };
+    let in_doubt = list(&["--state", "in-doubt"]);
+    assert_eq!(in_doubt.len(), 1, "{in_doubt:?}");
+    assert_eq!(in_doubt[0]["txn_id"], txn.as_str());
+    assert_eq!(in_doubt[0]["state"], "committing");
+    let payments = &in_doubt[0]["participants"][0];
+    assert_eq!(
+        (
+            payments["vote"].as_str(),
+            payments["acknowledged"].as_bool()
+        ),
+        (Some("yes"), Some(false))
+    );
+    assert_eq!(
+        list(&["--state", "in-doubt", "--participant", "payments"]).len(),
+        1
+    );
+    assert!(list(&["--state", "in-doubt", "--participant", "shipping"]).is_empty());
+    assert!(list(&["--state", "in-doubt", "--older-than", "1h"]).is_empty());
+    assert!(list(&["--state", "finished"]).is_empty());
+
+    let table = stdout(&verdict(&["txn", "list", "--coordinator", &url]));
+    assert!(
+        table.contains(&txn) && table.contains("payments:yes"),
+        "{table}"
+    );
+    let shown = stdout(&verdict(&["txn", "show", &txn, "--coordinator", &url]));
+    assert!(shown.contains("committing"), "{shown}");
+    assert!(
+        shown.contains("test double is failing decisions"),
+        "{shown}"
+    );
+
+    let bad = verdict(&["txn", "show", "not-an-id", "--coordinator", &url]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a transaction id"));
+}

@@ -9,6 +9,7 @@ pub mod health;
 pub mod nemesis;
 pub mod participant;
 pub mod serve;
+pub mod txn;
 
 use std::time::Duration;
 
