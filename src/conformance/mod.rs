@@ -339,7 +339,7 @@ impl<'a> Kit<'a> {
     async fn repeated_prepare(&self) -> Result<(), String> {
         let txn = self.prepared_yes().await?;
         match self.prepare(txn).await? {
-            (Vote::Yes, _) => self.committed(txn, "").await,
+            (Vote::Yes, _) => self.committed(txn, "closing").await,
             (vote, reason) => Err(format!(
                 "the second Prepare voted {} ({reason:?}) after a YES",
                 vote.as_str_name()
@@ -434,8 +434,9 @@ impl<'a> Kit<'a> {
         let after = self.stand_in.await_asked(txn, told.len(), quiet).await;
         if after.len() > told.len() {
             return Err(format!(
-                "it asked Resolve {} times after being told COMMITTED: it did not act on the answer",
-                after.len() - told.len() + 1
+                "it asked Resolve {} more time(s) after being told COMMITTED: it did not act on \
+                 the answer",
+                after.len() - told.len()
             ));
         }
         self.committed(txn, "kit's own").await
@@ -454,7 +455,7 @@ impl<'a> Kit<'a> {
             Err(why) => return Verdict::Fail(why),
         };
         let result = match after {
-            (Vote::Yes, _) => self.committed(txn, "").await,
+            (Vote::Yes, _) => self.committed(txn, "closing").await,
             (vote, reason) => Err(format!(
                 "after the restart it voted {} ({reason:?}) on a transaction it had voted YES on: \
                  the YES was not durable",

@@ -1,4 +1,4 @@
-//! The coordinator the kit stands in for: it accepts `Enlist` (staging work enlists the
+//! The coordinator the kit stands in for: it accepts every `Enlist` (staging work enlists the
 //! participant), answers `Resolve` as the rule being checked wants, and remembers every
 //! `Resolve` asked, so a rule can see whether and when the participant asked.
 
@@ -32,7 +32,6 @@ struct State {
     answers: HashMap<TxnId, Outcome>,
     /// When each transaction's `Resolve` calls came.
     asked: HashMap<TxnId, Vec<Instant>>,
-    enlisted: HashMap<TxnId, Vec<String>>,
 }
 
 impl StandIn {
@@ -50,12 +49,6 @@ impl StandIn {
     pub fn asked(&self, txn: TxnId) -> Vec<Instant> {
         let state = self.inner.state.lock().expect("lock");
         state.asked.get(&txn).cloned().unwrap_or_default()
-    }
-
-    /// Who enlisted in `txn`, by name.
-    pub fn enlisted(&self, txn: TxnId) -> Vec<String> {
-        let state = self.inner.state.lock().expect("lock");
-        state.enlisted.get(&txn).cloned().unwrap_or_default()
     }
 
     /// Waits until `Resolve` of `txn` has been asked more than `count` times, or `until`.
@@ -92,21 +85,16 @@ impl Coordinator for StandIn {
         &self,
         request: Request<proto::EnlistRequest>,
     ) -> Result<Response<proto::EnlistResponse>, Status> {
+        // Any transaction may be enlisted in: the kit makes up its ids itself.
         let request = request.into_inner();
-        let txn = validate::txn_id(&request.txn_id)?;
-        let participant = validate::participant(request.participant)?;
-        let mut state = self.inner.state.lock().expect("lock");
-        let names = state.enlisted.entry(txn).or_default();
-        let newly_enlisted = !names.contains(&participant.name);
-        if newly_enlisted {
-            names.push(participant.name);
-        }
+        validate::txn_id(&request.txn_id)?;
+        validate::participant(request.participant)?;
         let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
         let deadline_unix_ms = in_an_hour
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         Ok(Response::new(proto::EnlistResponse {
-            newly_enlisted,
+            newly_enlisted: true,
             deadline_unix_ms,
         }))
     }
