@@ -321,6 +321,16 @@ impl Client {
     }
 
     /// The coordinator's view of a transaction.
+    /// Has the coordinator send `txn`'s decision now to every participant still owed it.
+    pub async fn retry_delivery(&self, txn: TxnId) -> Result<(), Status> {
+        let request = RetryDeliveryRequest {
+            txn_id: txn.to_string(),
+        };
+        self.call(request, |mut c, r| async move { c.retry_delivery(r).await })
+            .await
+            .map(drop)
+    }
+
     pub async fn get(&self, txn: TxnId) -> Result<proto::Transaction, Status> {
         let request = GetTransactionRequest {
             txn_id: txn.to_string(),

@@ -282,3 +282,74 @@ async fn txn_list_and_show_find_a_transaction_stuck_in_doubt() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a transaction id"));
 }
+
+#[tokio::test]
+async fn txn_retry_delivers_phase_2_now_instead_of_after_the_backoff() {
+    use support::{Behavior, Call, Double};
+    use verdict::proto::{BeginRequest, CommitRequest, ParticipantRef};
+
+    // The first retry would come only after an hour.
+    let coordinator = Server::start(&["--retry-initial", "1h", "--retry-max", "1h"]).await;
+    let down = Double::start(Behavior {
+        fail_decisions: true,
+        ..Behavior::default()
+    })
+    .await;
+    let mut client = coordinator.client().await;
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![ParticipantRef {
+            name: "payments".into(),
+            endpoint: down.endpoint(),
+        }],
+    };
+    let txn = client.begin(request).await.unwrap().into_inner().txn_id;
+    let commit = CommitRequest {
+        txn_id: txn.clone(),
+        wait_for_acks: false,
+    };
+    client.commit(commit).await.unwrap();
+    down.wait_for(Call::Commit(txn.clone()), 1).await;
+
+    let url = coordinator.url();
+    let finished = || {
+        let args = [
+            "txn",
+            "list",
+            "--coordinator",
+            &url,
+            "--state",
+            "finished",
+            "--json",
+        ];
+        let listed: serde_json::Value = serde_json::from_str(&stdout(&verdict(&args))).unwrap();
+        listed.as_array().unwrap().len()
+    };
+    assert_eq!(finished(), 0);
+    // The participant is back; the operator does not wait the hour.
+    down.set(|b| b.fail_decisions = false);
+    let retried = stdout(&verdict(&["txn", "retry", &txn, "--coordinator", &url]));
+    assert!(retried.contains("being sent again now"), "{retried}");
+    down.wait_for(Call::Commit(txn.clone()), 2).await;
+    let done = tokio::time::timeout(support::PATIENCE, async {
+        while finished() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        done.is_ok(),
+        "the retried delivery never finished the transaction"
+    );
+
+    let again = verdict(&["txn", "retry", &txn, "--coordinator", &url]);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("FailedPrecondition") && stderr.contains("is finished"),
+        "{stderr}"
+    );
+    let unknown = "0190a0a0-0000-7000-8000-000000000000";
+    let unknown = verdict(&["txn", "retry", unknown, "--coordinator", &url]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
+}

@@ -11,7 +11,7 @@ use verdict::coordinator::validate;
 use verdict::proto::bank_client::BankClient;
 use verdict::proto::{ApplyRequest, GetBalanceRequest, OpenAccountRequest};
 
-use super::duration;
+use super::{duration, plainly};
 
 #[derive(Subcommand)]
 pub enum BankCommand {
@@ -108,24 +108,8 @@ fn bank_client(url: &str) -> anyhow::Result<BankClient<Channel>> {
     ))
 }
 
-/// A failed call, said plainly: what the server answered, or that it could not be reached.
-fn said(status: tonic::Status) -> anyhow::Error {
-    match status.code() {
-        tonic::Code::Unavailable => anyhow::anyhow!(
-            "the server cannot be reached ({}); is it running at that address?",
-            status.message()
-        ),
-        code => anyhow::anyhow!("{code:?}: {}", status.message()),
-    }
-}
-
 pub async fn run(command: BankCommand) -> anyhow::Result<()> {
-    bank_call(command)
-        .await
-        .map_err(|e| match e.downcast::<tonic::Status>() {
-            Ok(status) => said(status),
-            Err(other) => other,
-        })
+    bank_call(command).await.map_err(plainly)
 }
 
 async fn bank_call(command: BankCommand) -> anyhow::Result<()> {

@@ -13,6 +13,21 @@ pub mod txn;
 
 use std::time::Duration;
 
+/// A failed call, said plainly: what the server answered, or that it could not be reached.
+pub fn plainly(error: anyhow::Error) -> anyhow::Error {
+    let status = match error.downcast::<tonic::Status>() {
+        Ok(status) => status,
+        Err(other) => return other,
+    };
+    match status.code() {
+        tonic::Code::Unavailable => anyhow::anyhow!(
+            "the server cannot be reached ({}); is it running at that address?",
+            status.message()
+        ),
+        code => anyhow::anyhow!("{code:?}: {}", status.message()),
+    }
+}
+
 /// A duration flag's value: "500ms", "30s", "1h 30m", or a bare number of seconds ("8", "0.5").
 pub fn duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.trim().parse::<f64>() {

@@ -1,5 +1,6 @@
-//! `verdict txn list|show`: the operator's view of transactions — what is in flight, what is in
-//! doubt and for how long, and one transaction participant by participant.
+//! `verdict txn list|show|retry`: the operator's view of transactions — what is in flight, what
+//! is in doubt and for how long, one transaction participant by participant — and a retry of
+//! phase 2 now.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use verdict::client::Client;
 use verdict::core::TxnId;
 use verdict::proto::{ListTransactionsRequest, ParticipantStatus, Transaction, TransactionState};
 
-use super::duration;
+use super::{duration, plainly};
 
 #[derive(Subcommand)]
 pub enum TxnCommand {
@@ -32,6 +33,17 @@ pub enum TxnCommand {
         /// Print one JSON array.
         #[arg(long)]
         json: bool,
+    },
+    /// Send a decided transaction's decision now to every participant still owed it, instead
+    /// of at the next retry after the backoff (e.g. once a participant that was down is back).
+    Retry {
+        txn_id: String,
+        #[arg(
+            long,
+            env = "VERDICT_COORDINATOR",
+            default_value = "http://127.0.0.1:7400"
+        )]
+        coordinator: String,
     },
     /// Show one transaction: its state, and per participant its vote, acknowledgement,
     /// delivery attempts and last error.
@@ -79,6 +91,10 @@ impl StateFilter {
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(command: TxnCommand) -> anyhow::Result<()> {
+    txn_call(command).await.map_err(plainly)
+}
+
+async fn txn_call(command: TxnCommand) -> anyhow::Result<()> {
     match command {
         TxnCommand::List {
             coordinator,
@@ -109,14 +125,23 @@ pub async fn run(command: TxnCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        TxnCommand::Retry {
+            txn_id,
+            coordinator,
+        } => {
+            let id = txn_id_of(&txn_id)?;
+            Client::new(&coordinator, CALL_TIMEOUT)?
+                .retry_delivery(id)
+                .await?;
+            println!("phase 2 of {id} is being sent again now");
+            Ok(())
+        }
         TxnCommand::Show {
             txn_id,
             coordinator,
             json,
         } => {
-            let id: TxnId = txn_id.parse().map_err(|_| {
-                anyhow::anyhow!("{txn_id:?} is not a transaction id (a UUID, as Begin returns)")
-            })?;
+            let id = txn_id_of(&txn_id)?;
             let txn = Client::new(&coordinator, CALL_TIMEOUT)?.get(id).await?;
             match json {
                 true => println!("{}", to_json(&txn)),
@@ -125,6 +150,11 @@ pub async fn run(command: TxnCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn txn_id_of(text: &str) -> anyhow::Result<TxnId> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a transaction id (a UUID, as Begin returns)"))
 }
 
 /// Every transaction in `state`, page after page.

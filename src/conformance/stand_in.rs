@@ -127,6 +127,13 @@ impl Coordinator for StandIn {
         Err(kit_only("ListTransactions"))
     }
 
+    async fn retry_delivery(
+        &self,
+        _: Request<proto::RetryDeliveryRequest>,
+    ) -> Result<Response<proto::RetryDeliveryResponse>, Status> {
+        Err(kit_only("RetryDelivery"))
+    }
+
     async fn resolve(
         &self,
         request: Request<proto::ResolveRequest>,

@@ -46,6 +46,8 @@ struct Entry {
     expiry: Mutex<Option<AbortHandle>>,
     /// The application's W3C `traceparent` (from Begin, or Commit), sent on to participants.
     trace: Mutex<Option<String>>,
+    /// Bumped by an operator's retry: phase-2 sends waiting out their backoff go at once.
+    retry_now: watch::Sender<u64>,
     span: tracing::Span,
 }
 
@@ -193,6 +195,7 @@ impl<L: DecisionLog> Engine<L> {
             phase,
             expiry: Mutex::new(None),
             trace: Mutex::new(None),
+            retry_now: watch::Sender::new(0),
             // A debug span: building one per transaction costs throughput; events that matter
             // at info level and above name the transaction themselves.
             span: tracing::debug_span!("txn", txn_id = %id),
@@ -400,6 +403,24 @@ impl<L: DecisionLog> Engine<L> {
         if let Some(entry) = self.entry(id) {
             *entry.trace.lock().expect("lock") = Some(traceparent);
         }
+    }
+
+    /// Sends the decision now to every participant still owed it, instead of after the backoff.
+    pub fn retry_delivery(&self, id: TxnId) -> Result<(), EngineError> {
+        let Some(entry) = self.entry(id) else {
+            self.finished_record(id)?;
+            return Err(EngineError::NothingToDeliver(format!(
+                "transaction {id} is finished: every participant has its decision"
+            )));
+        };
+        let phase = *entry.phase.borrow();
+        if !matches!(phase, Phase::Committing | Phase::Aborting) {
+            return Err(EngineError::NothingToDeliver(format!(
+                "transaction {id} is not decided yet ({phase:?}): there is nothing to deliver"
+            )));
+        }
+        entry.retry_now.send_modify(|n| *n += 1);
+        Ok(())
     }
 
     /// The state of one transaction.
@@ -676,7 +697,11 @@ impl<L: DecisionLog> Engine<L> {
                 attempt,
             } => {
                 let delay = self.config.backoff.delay(attempt, rand::random());
-                tokio::time::sleep(delay).await;
+                let mut retry_now = entry.retry_now.subscribe();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = retry_now.changed() => {}
+                }
                 if self.is_stopped() {
                     return;
                 }

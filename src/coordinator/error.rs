@@ -17,6 +17,9 @@ pub enum EngineError {
     /// The transaction is in the wrong state for the request.
     #[error("transaction {0}: {1}")]
     Rejected(TxnId, Rejection),
+    /// An operator's retry of phase 2 for a transaction with nothing to deliver.
+    #[error("{0}")]
+    NothingToDeliver(String),
     /// Too many transactions in flight.
     #[error(
         "too many transactions in flight ({0}, the --max-in-flight limit); retry later with \

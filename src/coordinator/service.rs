@@ -121,7 +121,9 @@ impl From<EngineError> for Status {
         match error {
             EngineError::InvalidArgument(_) => Status::invalid_argument(message),
             EngineError::NotFound(_) => Status::not_found(message),
-            EngineError::Rejected(..) => Status::failed_precondition(message),
+            EngineError::Rejected(..) | EngineError::NothingToDeliver(_) => {
+                Status::failed_precondition(message)
+            }
             EngineError::Overloaded(_) => Status::resource_exhausted(message),
             EngineError::Corrupt(_) => Status::data_loss(message),
             EngineError::Unavailable(_) => Status::unavailable(message),
@@ -321,6 +323,15 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
             leader.list_transactions(request).await
         })
         .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        request: Request<proto::RetryDeliveryRequest>,
+    ) -> Result<Response<proto::RetryDeliveryResponse>, Status> {
+        let id = validate::txn_id(&request.get_ref().txn_id)?;
+        self.engine()?.retry_delivery(id)?;
+        Ok(Response::new(proto::RetryDeliveryResponse {}))
     }
 
     async fn resolve(
