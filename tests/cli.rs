@@ -212,15 +212,15 @@ async fn the_demo_runs_through_a_running_deployment_again_and_again() {
     assert!(stderr.contains("give two --bank URLs"), "{stderr}");
 }
 
-#[tokio::test]
-async fn txn_list_and_show_find_a_transaction_stuck_in_doubt() {
-    use support::{Behavior, Double};
+/// A transaction committed with one participant, "payments", a double that fails every
+/// decision sent to it: it stays in doubt.
+async fn committed_to_a_participant_that_fails_decisions(
+    coordinator: &Server,
+) -> (support::Double, String) {
     use verdict::proto::{BeginRequest, CommitRequest, Outcome, ParticipantRef};
-
-    let coordinator = Server::start(&["--retry-max", "200ms"]).await;
-    let stuck = Double::start(Behavior {
+    let double = support::Double::start(support::Behavior {
         fail_decisions: true,
-        ..Behavior::default()
+        ..support::Behavior::default()
     })
     .await;
     let mut client = coordinator.client().await;
@@ -228,7 +228,7 @@ async fn txn_list_and_show_find_a_transaction_stuck_in_doubt() {
         timeout_ms: 0,
         participants: vec![ParticipantRef {
             name: "payments".into(),
-            endpoint: stuck.endpoint(),
+            endpoint: double.endpoint(),
         }],
     };
     let txn = client.begin(request).await.unwrap().into_inner().txn_id;
@@ -238,6 +238,13 @@ async fn txn_list_and_show_find_a_transaction_stuck_in_doubt() {
     };
     let answer = client.commit(commit).await.unwrap().into_inner();
     assert_eq!(answer.outcome(), Outcome::Committed);
+    (double, txn)
+}
+
+#[tokio::test]
+async fn txn_list_and_show_find_a_transaction_stuck_in_doubt() {
+    let coordinator = Server::start(&["--retry-max", "200ms"]).await;
+    let (stuck, txn) = committed_to_a_participant_that_fails_decisions(&coordinator).await;
     stuck.wait_for(support::Call::Commit(txn.clone()), 2).await;
 
     let url = coordinator.url();
@@ -285,30 +292,11 @@ async fn txn_list_and_show_find_a_transaction_stuck_in_doubt() {
 
 #[tokio::test]
 async fn txn_retry_delivers_phase_2_now_instead_of_after_the_backoff() {
-    use support::{Behavior, Call, Double};
-    use verdict::proto::{BeginRequest, CommitRequest, ParticipantRef};
+    use support::Call;
 
     // The first retry would come only after an hour.
     let coordinator = Server::start(&["--retry-initial", "1h", "--retry-max", "1h"]).await;
-    let down = Double::start(Behavior {
-        fail_decisions: true,
-        ..Behavior::default()
-    })
-    .await;
-    let mut client = coordinator.client().await;
-    let request = BeginRequest {
-        timeout_ms: 0,
-        participants: vec![ParticipantRef {
-            name: "payments".into(),
-            endpoint: down.endpoint(),
-        }],
-    };
-    let txn = client.begin(request).await.unwrap().into_inner().txn_id;
-    let commit = CommitRequest {
-        txn_id: txn.clone(),
-        wait_for_acks: false,
-    };
-    client.commit(commit).await.unwrap();
+    let (down, txn) = committed_to_a_participant_that_fails_decisions(&coordinator).await;
     down.wait_for(Call::Commit(txn.clone()), 1).await;
 
     let url = coordinator.url();

@@ -743,6 +743,26 @@ async fn finished_transactions_are_collected_after_retention() {
     assert_eq!(resolve(&mut client, &txn).await, Outcome::Aborted);
 }
 
+/// Begin with `double` as the one participant, "a".
+fn only(double: &Double) -> BeginRequest {
+    BeginRequest {
+        timeout_ms: 0,
+        participants: vec![participant("a", &double.endpoint())],
+    }
+}
+
+/// Begins with `double` as the one participant, `traceparent` on the Begin, and commits.
+async fn begin_traced_and_commit(
+    client: &mut CoordinatorClient<tonic::transport::Channel>,
+    double: &Double,
+    traceparent: &str,
+) -> String {
+    let begun = client.begin(traced(only(double), traceparent)).await;
+    let txn = begun.unwrap().into_inner().txn_id;
+    commit_and_wait(client, &txn).await;
+    txn
+}
+
 /// A `Request` carrying `traceparent` in its metadata, as a traced application sends it.
 fn traced<T>(message: T, traceparent: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -763,17 +783,7 @@ async fn the_callers_trace_context_reaches_every_participant_call() {
     let committed = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
 
     // Traced from Begin: the Prepares and the phase-2 Commits carry it.
-    let request = BeginRequest {
-        timeout_ms: 0,
-        participants: vec![participant("a", &a.endpoint())],
-    };
-    let txn = client
-        .begin(traced(request, begun))
-        .await
-        .unwrap()
-        .into_inner()
-        .txn_id;
-    commit_and_wait(&mut client, &txn).await;
+    let txn = begin_traced_and_commit(&mut client, &a, begun).await;
     let traces = a.traces();
     for call in [Call::Prepare(txn.clone()), Call::Commit(txn.clone())] {
         assert!(
@@ -810,28 +820,14 @@ async fn the_callers_trace_context_reaches_every_participant_call() {
         .unwrap()
         .with_trace(committed)
         .unwrap();
-    let request = BeginRequest {
-        timeout_ms: 0,
-        participants: vec![participant("a", &a.endpoint())],
-    };
-    let id = traced_client.begin_with(request).await.unwrap().txn_id;
+    let id = traced_client.begin_with(only(&a)).await.unwrap().txn_id;
     traced_client.commit_and_wait(id).await.unwrap();
     let traces = a.traces();
     assert!(traces.contains(&(Call::Commit(id.to_string()), Some(committed.into()))));
 
     // A malformed context is not passed on.
-    let request = BeginRequest {
-        timeout_ms: 0,
-        participants: vec![participant("a", &a.endpoint())],
-    };
     let bad = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
-    let txn = client
-        .begin(traced(request, bad))
-        .await
-        .unwrap()
-        .into_inner()
-        .txn_id;
-    commit_and_wait(&mut client, &txn).await;
+    let txn = begin_traced_and_commit(&mut client, &a, bad).await;
     let traces = a.traces();
     assert!(
         traces.contains(&(Call::Prepare(txn.clone()), None)),

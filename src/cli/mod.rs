@@ -13,6 +13,24 @@ pub mod txn;
 
 use std::time::Duration;
 
+/// The `--coordinator` flag of the commands that talk to a running coordinator.
+#[derive(clap::Args)]
+pub struct Coordinator {
+    /// The coordinator's URL, or every node of a cluster, comma-separated.
+    #[arg(
+        long = "coordinator",
+        env = "VERDICT_COORDINATOR",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    pub urls: String,
+}
+
+impl Coordinator {
+    pub fn client(&self, timeout: std::time::Duration) -> anyhow::Result<verdict::client::Client> {
+        Ok(verdict::client::Client::new(&self.urls, timeout)?)
+    }
+}
+
 /// A failed call, said plainly: what the server answered, or that it could not be reached.
 pub fn plainly(error: anyhow::Error) -> anyhow::Error {
     let status = match error.downcast::<tonic::Status>() {

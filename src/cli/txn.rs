@@ -9,18 +9,14 @@ use verdict::client::Client;
 use verdict::core::TxnId;
 use verdict::proto::{ListTransactionsRequest, ParticipantStatus, Transaction, TransactionState};
 
-use super::{duration, plainly};
+use super::{duration, plainly, Coordinator};
 
 #[derive(Subcommand)]
 pub enum TxnCommand {
     /// List transactions, newest last, as a table (or --json).
     List {
-        #[arg(
-            long,
-            env = "VERDICT_COORDINATOR",
-            default_value = "http://127.0.0.1:7400"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        coordinator: Coordinator,
         /// Only transactions in this state.
         #[arg(long, value_enum)]
         state: Option<StateFilter>,
@@ -38,23 +34,15 @@ pub enum TxnCommand {
     /// of at the next retry after the backoff (e.g. once a participant that was down is back).
     Retry {
         txn_id: String,
-        #[arg(
-            long,
-            env = "VERDICT_COORDINATOR",
-            default_value = "http://127.0.0.1:7400"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        coordinator: Coordinator,
     },
     /// Show one transaction: its state, and per participant its vote, acknowledgement,
     /// delivery attempts and last error.
     Show {
         txn_id: String,
-        #[arg(
-            long,
-            env = "VERDICT_COORDINATOR",
-            default_value = "http://127.0.0.1:7400"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        coordinator: Coordinator,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -103,7 +91,7 @@ async fn txn_call(command: TxnCommand) -> anyhow::Result<()> {
             participant,
             json,
         } => {
-            let client = Client::new(&coordinator, CALL_TIMEOUT)?;
+            let client = coordinator.client(CALL_TIMEOUT)?;
             let states = state.map_or(&[TransactionState::Unspecified][..], StateFilter::states);
             let mut found = Vec::new();
             for &state in states {
@@ -130,9 +118,7 @@ async fn txn_call(command: TxnCommand) -> anyhow::Result<()> {
             coordinator,
         } => {
             let id = txn_id_of(&txn_id)?;
-            Client::new(&coordinator, CALL_TIMEOUT)?
-                .retry_delivery(id)
-                .await?;
+            coordinator.client(CALL_TIMEOUT)?.retry_delivery(id).await?;
             println!("phase 2 of {id} is being sent again now");
             Ok(())
         }
@@ -142,7 +128,7 @@ async fn txn_call(command: TxnCommand) -> anyhow::Result<()> {
             json,
         } => {
             let id = txn_id_of(&txn_id)?;
-            let txn = Client::new(&coordinator, CALL_TIMEOUT)?.get(id).await?;
+            let txn = coordinator.client(CALL_TIMEOUT)?.get(id).await?;
             match json {
                 true => println!("{}", to_json(&txn)),
                 false => print!("{}", details(&txn)),
