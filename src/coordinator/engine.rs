@@ -210,12 +210,14 @@ impl<L: DecisionLog> Engine<L> {
     }
 
     /// Sets the gauges: transactions in flight, and those in doubt — past Commit (or aborting)
-    /// and not finished, so participants may hold locks for them — by age.
+    /// and not finished, so participants may hold locks for them — by age. None once stopped.
     fn report_gauges(&self) {
-        let now = now_unix_ms();
         let mut in_doubt: HashMap<&str, u64> = HashMap::new();
-        let in_flight = {
+        let mut in_flight = 0;
+        if !self.is_stopped() {
+            let now = now_unix_ms();
             let txns = self.txns.lock().expect("lock");
+            in_flight = txns.len();
             for entry in txns.values() {
                 let phase = *entry.phase.borrow();
                 if phase != Phase::Active && !phase.is_finished() {
@@ -223,8 +225,7 @@ impl<L: DecisionLog> Engine<L> {
                     *in_doubt.entry(names::in_doubt_age(age)).or_default() += 1;
                 }
             }
-            txns.len()
-        };
+        }
         metrics::gauge!(names::IN_FLIGHT).set(in_flight as f64);
         for (age, _) in names::IN_DOUBT_AGES {
             let count = in_doubt.get(age).copied().unwrap_or(0);
@@ -250,6 +251,8 @@ impl<L: DecisionLog> Engine<L> {
                 in_flight = self.txns.lock().expect("lock").len(),
                 "engine stopped"
             );
+            // A node that no longer leads holds no transactions: its gauges say so.
+            self.report_gauges();
         }
     }
 
