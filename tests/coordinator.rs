@@ -834,3 +834,38 @@ async fn the_callers_trace_context_reaches_every_participant_call() {
         "{traces:?}"
     );
 }
+
+#[tokio::test]
+async fn only_allowed_participant_endpoints_are_called() {
+    let coordinator = Coordinator::start(&["--allow-participants", "localhost:*"]).await;
+    let double = Double::start(yes()).await;
+    let port = double.addr.port();
+    let mut client = coordinator.client().await;
+
+    let by_address = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![participant("a", &double.endpoint())],
+    };
+    let refused = client.begin(by_address).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("--allow-participants localhost"),
+        "{refused:?}"
+    );
+
+    let by_name = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![participant("a", &format!("http://localhost:{port}"))],
+    };
+    let txn = client.begin(by_name).await.unwrap().into_inner().txn_id;
+    let enlist = EnlistRequest {
+        txn_id: txn.clone(),
+        participant: Some(participant("b", &double.endpoint())),
+    };
+    let refused = client.enlist(enlist).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // The refusal changed nothing: the transaction commits with its one allowed participant.
+    let response = commit_and_wait(&mut client, &txn).await;
+    assert_eq!(response.outcome(), Outcome::Committed);
+    assert_eq!(get(&mut client, &txn).await.participants.len(), 1);
+}

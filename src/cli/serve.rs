@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use verdict::cluster::{NodeId, Peers};
-use verdict::coordinator::{validate, Config};
+use verdict::coordinator::{validate, AllowedParticipants, Config};
 use verdict::core::{Backoff, Policy};
 use verdict::log::LogSync;
 use verdict::server::{self, ClusterSettings, ServeOptions};
@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// Most participants in one transaction.
     #[arg(long, env = "VERDICT_MAX_PARTICIPANTS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
     max_participants: u32,
+    /// Only these participant endpoints may be named in Begin and Enlist (others are refused
+    /// with PERMISSION_DENIED), as HOST[:PORT] comma-separated; HOST may be *.DOMAIN, PORT *.
+    /// E.g. payments.internal:7500,*.svc.cluster.local. Default: any endpoint.
+    #[arg(long, env = "VERDICT_ALLOW_PARTICIPANTS")]
+    allow_participants: Option<AllowedParticipants>,
     /// Most transactions in flight; Begin beyond it answers RESOURCE_EXHAUSTED.
     #[arg(long, env = "VERDICT_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
@@ -127,6 +132,7 @@ impl ServeArgs {
                 max_in_flight: self.max_in_flight as usize,
                 retention: self.retention,
                 gc_interval: self.gc_interval,
+                allowed_participants: self.allow_participants.unwrap_or_default(),
             },
         })
     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::AllowedParticipants;
 use crate::core::{Backoff, Policy};
 
 /// How the engine behaves; `verdict serve` fills it from flags.
@@ -30,6 +31,8 @@ pub struct Config {
     pub retention: Duration,
     /// How often finished transactions past retention are collected.
     pub gc_interval: Duration,
+    /// The participant endpoints Begin and Enlist may name (any, when empty).
+    pub allowed_participants: AllowedParticipants,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             max_in_flight: 10_000,
             retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
+            allowed_participants: AllowedParticipants::default(),
         }
     }
 }

@@ -233,6 +233,12 @@ impl<L: DecisionLog> Engine<L> {
         }
     }
 
+    /// Whether `--allow-participants` lets this coordinator call `endpoint`.
+    fn allowed(&self, endpoint: &str) -> Result<(), EngineError> {
+        let allowed = &self.config.allowed_participants;
+        allowed.check(endpoint).map_err(EngineError::NotAllowed)
+    }
+
     fn entry(&self, id: TxnId) -> Option<Arc<Entry>> {
         self.txns.lock().expect("lock").get(&id).cloned()
     }
@@ -288,6 +294,9 @@ impl<L: DecisionLog> Engine<L> {
         participants: Vec<NewParticipant>,
     ) -> Result<Begun, EngineError> {
         let timeout = timeout.unwrap_or(self.config.default_txn_timeout);
+        for p in &participants {
+            self.allowed(&p.endpoint)?;
+        }
         let mut txn = Transaction::new(self.config.policy);
         for p in participants {
             txn.handle(Event::Enlist {
@@ -323,6 +332,7 @@ impl<L: DecisionLog> Engine<L> {
         id: TxnId,
         participant: NewParticipant,
     ) -> Result<(bool, u64), EngineError> {
+        self.allowed(&participant.endpoint)?;
         let Some(entry) = self.entry(id) else {
             let record = self.finished_record(id)?;
             let phase = match record.status {

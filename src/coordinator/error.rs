@@ -17,6 +17,9 @@ pub enum EngineError {
     /// The transaction is in the wrong state for the request.
     #[error("transaction {0}: {1}")]
     Rejected(TxnId, Rejection),
+    /// A participant endpoint outside `--allow-participants`.
+    #[error("{0}")]
+    NotAllowed(String),
     /// An operator's retry of phase 2 for a transaction with nothing to deliver.
     #[error("{0}")]
     NothingToDeliver(String),

@@ -3,12 +3,14 @@
 //! - [`Engine`]: owns in-flight transactions, carries out the core's actions (log writes,
 //!   prepares, phase-2 delivery with backoff, deadlines), recovers from the log at start and
 //!   collects finished transactions after the retention period.
-//! - [`clients`]: the one pooled client layer through which participants are reached.
+//! - [`clients`]: the one pooled client layer through which participants are reached;
+//!   [`allow`]: which participant endpoints it may reach at all.
 //! - [`service`]: `verdict.v1.Coordinator` over gRPC: validation and the mapping of errors to
 //!   status codes; on a cluster node that does not lead, writes are redirected to the leader
 //!   and reads forwarded to it.
 //! - [`leadership`]: which engine serves this node's requests (single node: always its own).
 
+pub mod allow;
 pub mod clients;
 mod config;
 mod engine;
@@ -18,6 +20,7 @@ pub mod service;
 pub mod validate;
 mod view;
 
+pub use allow::AllowedParticipants;
 pub use config::Config;
 pub use engine::{Begun, Engine, NewParticipant};
 pub use error::EngineError;

@@ -125,6 +125,7 @@ impl From<EngineError> for Status {
                 Status::failed_precondition(message)
             }
             EngineError::Overloaded(_) => Status::resource_exhausted(message),
+            EngineError::NotAllowed(_) => Status::permission_denied(message),
             EngineError::Corrupt(_) => Status::data_loss(message),
             EngineError::Unavailable(_) => Status::unavailable(message),
             EngineError::Log(e) => {
