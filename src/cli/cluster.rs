@@ -5,17 +5,14 @@ use serde_json::Value;
 use verdict::cluster::admin;
 use verdict::coordinator::validate;
 
+use super::Coordinator;
+
 #[derive(Subcommand)]
 pub enum ClusterCommand {
     /// Print members, leader, term, log indexes and each member's replication lag.
     Status {
-        /// The nodes to ask, comma-separated (any of them will do; all are asked).
-        #[arg(
-            long,
-            env = "VERDICT_COORDINATOR",
-            default_value = "http://127.0.0.1:7400"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        coordinator: Coordinator,
         /// Print one JSON object: the leader's view, with every asked node's own.
         #[arg(long)]
         json: bool,
@@ -28,28 +25,21 @@ pub enum ClusterCommand {
     AddNode {
         /// The new node as ID=URL.
         node: String,
-        #[arg(
-            long,
-            env = "VERDICT_COORDINATOR",
-            default_value = "http://127.0.0.1:7400"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        coordinator: Coordinator,
     },
     /// Remove a node from the cluster (joint consensus); stop it afterwards.
     RemoveNode {
         id: u64,
-        #[arg(
-            long,
-            env = "VERDICT_COORDINATOR",
-            default_value = "http://127.0.0.1:7400"
-        )]
-        coordinator: String,
+        #[command(flatten)]
+        coordinator: Coordinator,
     },
 }
 
-fn urls(coordinator: &str) -> anyhow::Result<Vec<String>> {
-    validate::urls("--coordinator", coordinator)?;
+fn urls(coordinator: &Coordinator) -> anyhow::Result<Vec<String>> {
+    validate::urls("--coordinator", &coordinator.urls)?;
     Ok(coordinator
+        .urls
         .split(',')
         .map(|u| u.trim().to_owned())
         .collect())

@@ -10,7 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use verdict::coordinator::validate;
 
-use super::duration;
+use super::{duration, plainly};
 
 #[derive(Args)]
 pub struct HealthArgs {
@@ -46,13 +46,7 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
     let status = HealthClient::new(channel)
         .check(request)
         .await
-        .map_err(|status| match status.code() {
-            tonic::Code::Unavailable => anyhow::anyhow!(
-                "{what} cannot be reached ({}): is it running at that address?",
-                status.message()
-            ),
-            code => anyhow::anyhow!("{what}: {code:?}: {}", status.message()),
-        })?
+        .map_err(|status| plainly(status.into()).context(what.clone()))?
         .into_inner()
         .status();
     println!("{}", status.as_str_name());
