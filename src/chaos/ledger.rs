@@ -277,12 +277,13 @@ async fn balances(
     Ok(found)
 }
 
-/// The checker's client: it follows a cluster's leader, and waits out an election.
+/// The checker's client, one for the whole check: it follows a cluster's leader, and waits out
+/// an election.
 fn client(deployment: &impl Deployment) -> Result<Client, Status> {
     Client::new(&deployment.coordinator_urls(), Duration::from_secs(10))
 }
 
-async fn in_flight(deployment: &impl Deployment) -> Result<usize, Status> {
+async fn in_flight(client: &Client) -> Result<usize, Status> {
     let mut count = 0;
     for state in [
         TransactionState::Active,
@@ -295,7 +296,7 @@ async fn in_flight(deployment: &impl Deployment) -> Result<usize, Status> {
             page_size: 1000,
             page_token: String::new(),
         };
-        count += client(deployment)?.list(request).await?.transactions.len();
+        count += client.list(request).await?.transactions.len();
     }
     Ok(count)
 }
@@ -304,13 +305,14 @@ async fn in_flight(deployment: &impl Deployment) -> Result<usize, Status> {
 /// money for a prepared transaction. Returns what is still unsettled if that never happens.
 async fn settle(
     deployment: &impl Deployment,
+    client: &Client,
     ledger: &Ledger,
     patience: Duration,
 ) -> Option<String> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let state = async {
-            let flying = in_flight(deployment).await?;
+            let flying = in_flight(client).await?;
             let held: i64 = balances(deployment, ledger)
                 .await?
                 .iter()
@@ -341,7 +343,8 @@ pub async fn check(
         attempted: attempts.iter().filter(|a| a.txn.is_some()).count(),
         ..Report::default()
     };
-    if let Some(unsettled) = settle(deployment, ledger, patience).await {
+    let client = client(deployment)?;
+    if let Some(unsettled) = settle(deployment, &client, ledger, patience).await {
         report
             .violations
             .push(format!("not settled after {patience:?}: {unsettled}"));
@@ -354,7 +357,7 @@ pub async fn check(
         let request = ResolveRequest {
             txn_id: txn.to_string(),
         };
-        let outcome = client(deployment)?.resolve(request).await?.outcome();
+        let outcome = client.resolve(request).await?.outcome();
         use crate::proto::Outcome as Wire;
         let committed = match outcome {
             Wire::Committed => true,
