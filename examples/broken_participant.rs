@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tonic::{Request, Response, Status};
-use verdict::proto::participant_server::{Participant, ParticipantServer};
-use verdict::proto::*;
+use verdict_sdk::proto::participant_server::{Participant, ParticipantServer};
+use verdict_sdk::proto::*;
 
 struct Broken {
     stage_dir: PathBuf,

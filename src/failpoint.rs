@@ -4,7 +4,8 @@
 //! [`fail`] point: arming it with the action `return` (for example
 //! `FAILPOINTS="coordinator::after_decision_durable=return"`, read at start) makes the process
 //! abort there — as SIGKILL would: no destructors, no flush. Without the feature it compiles to
-//! nothing.
+//! nothing. The `crash_point!` macro is the SDK's (its participant runtime has points too),
+//! re-exported at this crate's root.
 
 /// Every crash point, for the crash matrix.
 pub const CRASH_POINTS: &[&str] = &[
@@ -25,17 +26,3 @@ pub const CRASH_POINTS: &[&str] = &[
     "participant::after_commit_applied",
     "participant::before_ack",
 ];
-
-/// Aborts the process here when the named point is armed (see the module doc).
-#[macro_export]
-macro_rules! crash_point {
-    ($name:literal) => {
-        #[cfg(feature = "failpoints")]
-        {
-            if ::fail::eval($name, |_| ()).is_some() {
-                ::tracing::error!(point = $name, "crash point reached: aborting");
-                ::std::process::abort();
-            }
-        }
-    };
-}

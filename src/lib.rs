@@ -1,8 +1,10 @@
 //! Verdict: a two-phase-commit transaction coordinator.
 //!
 //! A map of the crate:
-//! - [`core`]: the pure protocol — a transaction's state machine, ids, backoff. No I/O.
-//! - [`durable`]: a sled database with one flusher: group commit made truly durable.
+//! - [`verdict_sdk`] (re-exported here as [`client`], [`participant`], [`durable`], [`frame`],
+//!   [`periodic`] and the public part of [`proto`]): what a Rust participant or application
+//!   depends on, without the coordinator.
+//! - [`core`]: the pure protocol — a transaction's state machine. No I/O.
 //! - [`log`]: the durable decision log behind the [`log::DecisionLog`] trait, with the sled
 //!   implementation and its group commit.
 //! - [`coordinator`]: the engine that drives the core with real I/O, the participant client
@@ -11,33 +13,29 @@
 //!   on the leader only.
 //! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown, as a
 //!   single node or a cluster node.
-//! - [`client`]: the application client, which follows a cluster's leader.
-//! - [`proto`]: the generated wire contract.
-//! - [`participant`]: the participant SDK — a runtime with its own journal around any resource.
+//! - [`proto`]: the generated wire contract, with the cluster nodes' own traffic.
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
 //!   adapter and the same bank on a PostgreSQL table.
 //! - [`metrics`]: every metric's name, and the Prometheus endpoint.
-//! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools and the benchmark.
+//! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools (every crash point named)
+//!   and the benchmark.
 //! - [`conformance`]: the kit that checks any participant against the participant contract.
 
 pub mod bank;
 pub mod bench;
 pub mod chaos;
-pub mod client;
 pub mod cluster;
 pub mod conformance;
 pub mod coordinator;
 pub mod core;
 pub mod demo;
-pub mod durable;
 pub mod failpoint;
-pub mod frame;
 pub mod log;
 pub mod metrics;
-pub mod participant;
-pub mod periodic;
 pub mod postgres;
 pub mod process;
 pub mod proto;
 pub mod server;
 pub mod telemetry;
+
+pub use verdict_sdk::{client, crash_point, durable, frame, participant, periodic};

@@ -19,18 +19,14 @@ pub const PREPARE_SECONDS: &str = "verdict_prepare_duration_seconds";
 pub const PHASE2_SECONDS: &str = "verdict_phase2_duration_seconds";
 pub const PHASE2_RETRIES: &str = "verdict_phase2_retries_total";
 pub const REJECTED: &str = "verdict_requests_rejected_total";
-// The decision log (and a participant's journal: the same group-commit flusher).
-pub const FLUSH_SECONDS: &str = "verdict_log_flush_duration_seconds";
-pub const FLUSH_BATCH: &str = "verdict_log_flush_batch_size";
 // A cluster node.
 pub const IS_LEADER: &str = "verdict_cluster_is_leader";
 pub const TERM: &str = "verdict_cluster_term";
 pub const APPLIED_INDEX: &str = "verdict_cluster_last_applied_index";
 pub const REPLICATION_LAG: &str = "verdict_cluster_replication_lag";
-// A participant.
-pub const VOTES: &str = "verdict_participant_votes_total";
-pub const DECISIONS: &str = "verdict_participant_decisions_total";
-pub const RESOLVE_ASKED: &str = "verdict_participant_resolve_asked_total";
+// The decision log and a participant's journal (the same group-commit flusher), and a
+// participant: recorded in the SDK.
+pub use verdict_sdk::metrics::{DECISIONS, FLUSH_BATCH, FLUSH_SECONDS, RESOLVE_ASKED, VOTES};
 
 /// Why a transaction aborted, as the `reason` label of [`ABORTED`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -41,3 +41,9 @@ pub enum EngineError {
     #[error(transparent)]
     Log(#[from] LogError),
 }
+
+impl From<verdict_sdk::validate::Invalid> for EngineError {
+    fn from(invalid: verdict_sdk::validate::Invalid) -> Self {
+        EngineError::InvalidArgument(invalid.0)
+    }
+}

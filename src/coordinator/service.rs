@@ -15,12 +15,7 @@ use crate::core::{Outcome, Participant, Vote};
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, coordinator_server};
 
-/// The trailing metadata key that names the leader's URL in an `UNAVAILABLE` answer.
-pub const LEADER_METADATA: &str = "verdict-leader";
-
-/// The W3C Trace Context header: read from the application's Begin and Commit, carried into
-/// every Prepare, Commit and Abort sent to the transaction's participants.
-pub const TRACEPARENT: &str = "traceparent";
+pub use crate::proto::{LEADER_METADATA, TRACEPARENT};
 
 /// Marks a read forwarded by a node that does not lead, so it is forwarded at most once.
 const FORWARDED_METADATA: &str = "verdict-forwarded";

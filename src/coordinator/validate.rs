@@ -1,14 +1,15 @@
-//! Checks of request arguments, each failing with a message that says what is wrong and how to
-//! fix it.
+//! Checks of the coordinator's request arguments, each failing with a message that says what is
+//! wrong and how to fix it. The rules every server of the contract shares (ids, URLs) are the
+//! SDK's.
 
 use std::time::Duration;
 
 use super::{EngineError, NewParticipant};
 use crate::core::TxnId;
 use crate::proto;
+pub use verdict_sdk::validate::{url, urls, Invalid, MAX_ENDPOINT_BYTES};
 
 pub const MAX_NAME_BYTES: usize = 128;
-pub const MAX_ENDPOINT_BYTES: usize = 512;
 pub const MAX_REASON_BYTES: usize = 1024;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -18,13 +19,7 @@ fn invalid(message: String) -> EngineError {
 }
 
 pub fn txn_id(text: &str) -> Result<TxnId, EngineError> {
-    if text.is_empty() {
-        return Err(invalid(
-            "txn_id is empty: pass the id returned by Begin".into(),
-        ));
-    }
-    text.parse()
-        .map_err(|e: crate::core::id::MalformedId| invalid(e.to_string()))
+    Ok(verdict_sdk::validate::txn_id(text)?)
 }
 
 pub fn participant(p: Option<proto::ParticipantRef>) -> Result<NewParticipant, EngineError> {
@@ -51,38 +46,7 @@ pub fn participant(p: Option<proto::ParticipantRef>) -> Result<NewParticipant, E
 
 /// A participant endpoint must be an absolute http(s) URL with a host, and nothing after it.
 pub fn endpoint(text: &str) -> Result<(), EngineError> {
-    url("participant endpoint", text)
-}
-
-/// `text`, named `what` in errors, must be an absolute http(s) URL with a host and no path.
-pub fn url(what: &str, text: &str) -> Result<(), EngineError> {
-    let bad = |why: &str| {
-        invalid(format!(
-            "{what} {:?} {why}; expected a URL such as \"http://payments:7500\"",
-            text.chars().take(80).collect::<String>()
-        ))
-    };
-    if text.len() > MAX_ENDPOINT_BYTES {
-        return Err(bad(&format!("is longer than {MAX_ENDPOINT_BYTES} bytes")));
-    }
-    let uri: tonic::codegen::http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(bad("must start with http:// or https://")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("has no host"));
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(bad("must not have a path or query"));
-    }
-    Ok(())
-}
-
-/// `text`, named `what` in errors, is one coordinator URL or a cluster's nodes comma-separated.
-pub fn urls(what: &str, text: &str) -> Result<(), EngineError> {
-    text.split(',')
-        .try_for_each(|url| self::url(what, url.trim()))
+    Ok(url("participant endpoint", text)?)
 }
 
 pub fn participants(list: Vec<proto::ParticipantRef>) -> Result<Vec<NewParticipant>, EngineError> {

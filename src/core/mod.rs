@@ -7,12 +7,11 @@
 //! decision (the answer to the client, phase 2) is emitted until the driver reports
 //! [`Event::Persisted`].
 
-mod backoff;
-pub mod id;
 mod txn;
 
-pub use backoff::Backoff;
-pub use id::TxnId;
+// The protocol's shared vocabulary — ids, votes, outcomes, backoff — is defined in the SDK, which
+// participants and applications build on too; it is as pure as this module.
 pub use txn::{
     Action, Delivery, Event, Outcome, Participant, Phase, Policy, Rejection, Transaction, Vote,
 };
+pub use verdict_sdk::{id, Backoff, TxnId};

@@ -13,23 +13,7 @@
 
 use std::fmt;
 
-/// A participant's vote on Prepare.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Vote {
-    /// Prepared: its changes are durable and it will follow the decision.
-    Yes,
-    /// Cannot commit, with the participant's reason.
-    No(String),
-    /// Nothing to commit: takes no part in phase 2.
-    ReadOnly,
-}
-
-/// The decision on a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Committed,
-    Aborted,
-}
+pub use verdict_sdk::{Outcome, Vote};
 
 /// Where a transaction is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

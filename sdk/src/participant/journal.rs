@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::core::TxnId;
 use crate::durable::{DurableDb, StorageError, Tree};
 use crate::frame;
+use crate::TxnId;
 
 const MAGIC: &[u8; 2] = b"VJ";
 

@@ -32,11 +32,11 @@ use tonic::transport::Channel;
 use super::journal::{Journal, Local};
 use super::resource::{Resource, ResourceError};
 use super::serial::TxnLocks;
-use crate::core::{Backoff, Outcome, TxnId, Vote};
 use crate::durable::StorageError;
 use crate::periodic::every;
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, ResolveRequest};
+use crate::{Backoff, Outcome, TxnId, Vote};
 
 /// How a participant runtime behaves.
 #[derive(Clone, Debug)]

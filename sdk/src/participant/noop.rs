@@ -1,8 +1,8 @@
 //! A participant with nothing to do: it votes YES to every transaction (the runtime still
 //! journals the YES and the commit, forced), for measuring the protocol's own cost.
 
-use crate::core::{TxnId, Vote};
 use crate::participant::{Resource, ResourceError};
+use crate::{TxnId, Vote};
 
 /// Votes YES; commits and aborts nothing.
 pub struct Noop;

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
-use crate::coordinator::service::{LEADER_METADATA, TRACEPARENT};
+use crate::proto::{LEADER_METADATA, TRACEPARENT};
 
-use crate::core::{Outcome, TxnId};
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, *};
+use crate::{Outcome, TxnId};
 
 /// A connection to a Verdict coordinator, or to the nodes of a cluster.
 #[derive(Clone)]

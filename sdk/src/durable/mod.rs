@@ -44,7 +44,8 @@ const APPLIED_TREE: &str = "verdict_redo";
 const APPLIED_KEY: &[u8] = b"applied";
 
 /// Whether forced writes wait for the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LogSync {
     /// A forced write waits for the redo log's fdatasync: durable across power loss.
     Fsync,

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::core::{TxnId, Vote};
+use crate::{TxnId, Vote};
 
 /// A failure of the resource (its storage, its database connection…). Answered to the
 /// coordinator as an error: a failed prepare counts as no vote, a failed commit is retried.

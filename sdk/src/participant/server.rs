@@ -15,7 +15,7 @@ use tonic::transport::Server;
 use super::{Journal, Participant, ParticipantConfig, ParticipantService, Resource};
 use crate::durable::{DurableDb, LogSync};
 use crate::proto::participant_server::ParticipantServer;
-use crate::server::{serve, with_reflection};
+use crate::serve::{serve, with_reflection};
 
 /// Where and how to run a participant.
 #[derive(Clone, Debug)]

@@ -6,9 +6,9 @@ use tonic::{Request, Response, Status};
 
 use super::resource::Resource;
 use super::runtime::{Participant, ParticipantError};
-use crate::coordinator::validate;
-use crate::core::{Outcome, TxnId, Vote};
 use crate::proto::{self, participant_server};
+use crate::validate;
+use crate::{Outcome, TxnId, Vote};
 
 /// The gRPC face of a [`Participant`].
 pub struct ParticipantService<R> {

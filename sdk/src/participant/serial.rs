@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
 
-use crate::core::TxnId;
+use crate::TxnId;
 
 type Gate = Arc<tokio::sync::Mutex<()>>;
 
