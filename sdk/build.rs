@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "verdict/v1/bank.proto",
     "verdict/v1/coordinator.proto",
     "verdict/v1/participant.proto",
+    "verdict/v1/records.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

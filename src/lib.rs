@@ -35,7 +35,9 @@ pub mod metrics;
 pub mod postgres;
 pub mod process;
 pub mod proto;
+pub mod records;
 pub mod server;
+pub mod staging;
 pub mod telemetry;
 
 pub use verdict_sdk::{client, crash_point, durable, frame, participant, periodic};

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::core::TxnId;
 use crate::durable::StorageError;
-use crate::participant::Resource;
+use crate::staging::Staging;
 
 /// Why a bank request failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,7 @@ impl From<sled::Error> for BankError {
 
 /// Accounts as a participant resource: changes are staged per transaction, checked when it
 /// prepares (an overdraft votes NO) and applied when it commits.
-pub trait Accounts: Resource {
+pub trait Accounts: Staging {
     /// Opens an account, durably.
     fn open_account(
         &self,
@@ -58,7 +58,4 @@ pub trait Accounts: Resource {
         delta: i64,
         expires: Instant,
     ) -> impl Future<Output = Result<(), BankError>> + Send;
-
-    /// Discards staged work whose transaction's deadline has passed; returns how many.
-    fn discard_expired(&self, now: Instant) -> usize;
 }

@@ -2,19 +2,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::accounts::Accounts;
 use super::service::BankService;
 use super::store::KvBank;
-use crate::client::Client;
 use crate::durable::DurableDb;
-use crate::participant::server::{self, ParticipantOptions};
-use crate::participant::Participant;
-use crate::periodic::every;
-
-/// How often staged work past its transaction's deadline is discarded.
-const DISCARD_EVERY: Duration = Duration::from_secs(1);
+use crate::participant::server::ParticipantOptions;
+use crate::staging;
 
 /// Runs the embedded bank until `shutdown`.
 pub async fn run(
@@ -32,29 +26,8 @@ pub async fn run_bank<A: Accounts>(
     open: impl FnOnce(Arc<DurableDb>) -> anyhow::Result<A>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let coordinator = Client::new(&options.coordinator_url, Duration::from_secs(10))?;
-    let extend = |participant: &Arc<Participant<A>>, me: &server::Identity, router| {
-        let discard = |participant: Arc<Participant<A>>| async move {
-            let now = tokio::time::Instant::now();
-            let discarded = participant.resource().discard_expired(now);
-            if discarded > 0 {
-                tracing::info!(
-                    discarded,
-                    "discarded staged work past its transaction's deadline"
-                );
-            }
-        };
-        tokio::spawn(every(DISCARD_EVERY, Arc::downgrade(participant), discard));
-        let bank = BankService::new(
-            participant.clone(),
-            coordinator,
-            me.name.clone(),
-            me.endpoint.clone(),
-        );
-        Ok(tonic::transport::server::Router::add_service(
-            router,
-            bank.into_server(),
-        ))
+    let add = |participant, enlister, router: tonic::transport::server::Router| {
+        router.add_service(BankService::new(participant, enlister).into_server())
     };
-    server::run(options, kind, open, extend, shutdown).await
+    staging::run(options, kind, open, add, shutdown).await
 }

@@ -1,15 +1,12 @@
 //! `verdict.v1.Bank` over gRPC.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::accounts::{Accounts, BankError};
-use crate::client::Client;
 use crate::coordinator::validate;
-use crate::participant::Participant;
+use crate::participant::{Enlister, Participant};
 use crate::proto::{self, bank_server};
 
 const MAX_ACCOUNT_BYTES: usize = 64;
@@ -17,24 +14,14 @@ const MAX_ACCOUNT_BYTES: usize = 64;
 /// The bank's application-facing service, over any kind of [`Accounts`].
 pub struct BankService<A> {
     participant: Arc<Participant<A>>,
-    coordinator: Client,
-    /// This bank as it enlists: its name and `verdict.v1.Participant` endpoint.
-    name: String,
-    endpoint: String,
+    enlister: Enlister,
 }
 
 impl<A: Accounts> BankService<A> {
-    pub fn new(
-        participant: Arc<Participant<A>>,
-        coordinator: Client,
-        name: String,
-        endpoint: String,
-    ) -> Self {
+    pub fn new(participant: Arc<Participant<A>>, enlister: Enlister) -> Self {
         BankService {
             participant,
-            coordinator,
-            name,
-            endpoint,
+            enlister,
         }
     }
 
@@ -67,14 +54,6 @@ fn account(text: &str) -> Result<&str, Status> {
         )));
     }
     Ok(text)
-}
-
-/// The local instant of a deadline given in Unix milliseconds.
-fn instant_of(deadline_unix_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Instant::now() + Duration::from_millis(deadline_unix_ms.saturating_sub(now_ms))
 }
 
 #[tonic::async_trait]
@@ -118,17 +97,7 @@ impl<A: Accounts> bank_server::Bank for BankService<A> {
         }
         // Refuse an unknown account before enlisting, so a bad request changes nothing.
         self.bank().exists(account).await?;
-        let enlisted = self
-            .coordinator
-            .enlist(txn, &self.name, &self.endpoint)
-            .await
-            .map_err(|status| {
-                Status::new(
-                    status.code(),
-                    format!("enlisting in {txn} failed: {}", status.message()),
-                )
-            })?;
-        let expires = instant_of(enlisted.deadline_unix_ms);
+        let expires = self.enlister.enlist(txn).await?;
         self.bank()
             .stage(txn, account, request.delta, expires)
             .await?;

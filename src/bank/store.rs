@@ -19,6 +19,7 @@ use crate::core::{TxnId, Vote};
 use crate::durable::{DurableDb, StorageError, Tree};
 use crate::frame;
 use crate::participant::{Resource, ResourceError};
+use crate::staging::Staging;
 
 const MAGIC: &[u8; 2] = b"VB";
 
@@ -274,7 +275,9 @@ impl Accounts for KvBank {
         staged.expires = staged.expires.max(expires);
         Ok(())
     }
+}
 
+impl Staging for KvBank {
     fn discard_expired(&self, now: Instant) -> usize {
         let mut books = self.books.lock().expect("lock");
         let before = books.staged.len();

@@ -1,4 +1,4 @@
-//! `verdict participant kv|postgres|noop`.
+//! `verdict participant kv|postgres|records|noop`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use verdict::log::LogSync;
 use verdict::participant::noop::Noop;
 use verdict::participant::server::ParticipantOptions;
 use verdict::postgres::pool::PgOptions;
-use verdict::{bank, participant, postgres, server};
+use verdict::{bank, participant, postgres, records, server};
 
 use super::duration;
 
@@ -20,6 +20,9 @@ pub enum ParticipantCommand {
     Kv(ParticipantArgs),
     /// The bank with its accounts in PostgreSQL, through PREPARE TRANSACTION.
     Postgres(PostgresArgs),
+    /// Records under unique keys, on embedded sled (verdict.v1.Records): an order under its id,
+    /// a courier's assignment under the courier's name.
+    Records(RecordsArgs),
     /// A participant that journals and votes YES to everything (for benchmarks).
     Noop(ParticipantArgs),
 }
@@ -38,6 +41,15 @@ pub struct PostgresArgs {
     /// How long a prepare waits for a row lock before voting NO.
     #[arg(long, env = "VERDICT_PG_LOCK_TIMEOUT", value_parser = duration, default_value = "2s")]
     lock_timeout: Duration,
+}
+
+#[derive(Args)]
+pub struct RecordsArgs {
+    #[command(flatten)]
+    participant: ParticipantArgs,
+    /// What a key stands for, in the reasons it votes NO with ("no courier is free: …").
+    #[arg(long, env = "VERDICT_RECORDS_ITEM", default_value = "key")]
+    item: String,
 }
 
 #[derive(Args)]
@@ -117,6 +129,10 @@ pub async fn run(command: ParticipantCommand) -> anyhow::Result<()> {
             };
             let options = args.participant.into_options("pg")?;
             postgres::server::run(options, pg, server::shutdown_signal()).await
+        }
+        ParticipantCommand::Records(args) => {
+            let options = args.participant.into_options("records")?;
+            records::run(options, args.item, server::shutdown_signal()).await
         }
         ParticipantCommand::Noop(args) => {
             let open = |_| Ok(Noop);

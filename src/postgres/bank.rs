@@ -18,6 +18,7 @@ use super::resource::{describe, PgResource, Refusal, Work};
 use crate::bank::{Accounts, BankError};
 use crate::core::{TxnId, Vote};
 use crate::participant::{Resource, ResourceError};
+use crate::staging::Staging;
 
 /// A PostgreSQL bank: the accounts' resource, and the accounts known to exist.
 pub struct PgBank {
@@ -139,7 +140,9 @@ impl Accounts for PgBank {
             false => self.balance(account).await.map(drop),
         }
     }
+}
 
+impl Staging for PgBank {
     fn discard_expired(&self, now: Instant) -> usize {
         self.resource.discard_expired(now)
     }

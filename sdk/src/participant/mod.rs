@@ -7,8 +7,10 @@
 //!   acknowledged), answers every request idempotently, resolves transactions left in doubt
 //!   with the coordinator's `Resolve`, and recovers after a restart.
 //! - [`ParticipantService`]: `verdict.v1.Participant` over gRPC around a [`Participant`].
+//! - [`Enlister`]: how an application-facing service enlists its participant before staging.
 //! - [`server`]: a participant process around any resource.
 
+mod enlist;
 mod journal;
 pub mod noop;
 mod resource;
@@ -17,6 +19,7 @@ mod serial;
 pub mod server;
 mod service;
 
+pub use enlist::Enlister;
 pub use journal::{Journal, Local};
 pub use resource::{Resource, ResourceError};
 pub use runtime::{Participant, ParticipantConfig, ParticipantError};

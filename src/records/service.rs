@@ -1,0 +1,112 @@
+//! `verdict.v1.Records` over gRPC.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::store::{RecordStore, RecordsError};
+use crate::coordinator::validate;
+use crate::participant::{Enlister, Participant};
+use crate::proto::{self, records_server};
+
+const MAX_KEYS: usize = 16;
+const MAX_KEY_BYTES: usize = 64;
+const MAX_VALUE_BYTES: usize = 256;
+
+/// The records' application-facing service.
+pub struct RecordsService {
+    participant: Arc<Participant<RecordStore>>,
+    enlister: Enlister,
+}
+
+impl RecordsService {
+    pub fn new(participant: Arc<Participant<RecordStore>>, enlister: Enlister) -> Self {
+        RecordsService {
+            participant,
+            enlister,
+        }
+    }
+
+    pub fn into_server(self) -> records_server::RecordsServer<Self> {
+        records_server::RecordsServer::new(self)
+    }
+
+    fn store(&self) -> &RecordStore {
+        self.participant.resource()
+    }
+}
+
+impl From<RecordsError> for Status {
+    fn from(error: RecordsError) -> Self {
+        let message = error.to_string();
+        match error {
+            RecordsError::AlreadyPrepared(_) => Status::failed_precondition(message),
+            RecordsError::Storage(_) => Status::unavailable(message),
+        }
+    }
+}
+
+fn keys(keys: Vec<String>) -> Result<Vec<String>, Status> {
+    if keys.is_empty() || keys.len() > MAX_KEYS {
+        return Err(Status::invalid_argument(format!(
+            "give 1 to {MAX_KEYS} keys for the record to go under, not {}",
+            keys.len()
+        )));
+    }
+    for key in &keys {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(format!(
+                "key {:?} must be 1 to {MAX_KEY_BYTES} bytes without control characters",
+                key.chars().take(80).collect::<String>()
+            )));
+        }
+    }
+    Ok(keys)
+}
+
+fn value(value: String) -> Result<String, Status> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "the record is {} bytes; at most {MAX_VALUE_BYTES} are allowed",
+            value.len()
+        )));
+    }
+    Ok(value)
+}
+
+#[tonic::async_trait]
+impl records_server::Records for RecordsService {
+    async fn insert(
+        &self,
+        request: Request<proto::InsertRequest>,
+    ) -> Result<Response<proto::InsertResponse>, Status> {
+        let request = request.into_inner();
+        let txn = validate::txn_id(&request.txn_id)?;
+        let (keys, value) = (keys(request.keys)?, value(request.value)?);
+        let expires = self.enlister.enlist(txn).await?;
+        self.store().stage(txn, keys, value, expires)?;
+        Ok(Response::new(proto::InsertResponse {}))
+    }
+
+    async fn list_records(
+        &self,
+        _request: Request<proto::ListRecordsRequest>,
+    ) -> Result<Response<proto::ListRecordsResponse>, Status> {
+        let records = self
+            .store()
+            .list()?
+            .into_iter()
+            .map(|record| proto::Record {
+                key: record.key,
+                value: record.value,
+                pending: record.pending.is_some(),
+                txn_id: record
+                    .pending
+                    .map(|txn| txn.to_string())
+                    .unwrap_or_default(),
+            });
+        Ok(Response::new(proto::ListRecordsResponse {
+            records: records.collect(),
+        }))
+    }
+}
