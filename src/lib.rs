@@ -15,7 +15,9 @@
 //!   single node or a cluster node.
 //! - [`proto`]: the generated wire contract, with the cluster nodes' own traffic.
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
-//!   adapter and the same bank on a PostgreSQL table.
+//!   adapter and the same bank on a PostgreSQL table; [`records`]: records under unique keys
+//!   (the food-order demo's order and delivery services); [`staging`]: what such participants
+//!   share — work staged per transaction, enlisting, discarding at the deadline.
 //! - [`metrics`]: every metric's name, and the Prometheus endpoint.
 //! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools (every crash point named)
 //!   and the benchmark.

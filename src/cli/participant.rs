@@ -54,7 +54,7 @@ pub struct RecordsArgs {
 
 #[derive(Args)]
 pub struct ParticipantArgs {
-    /// Address to listen on (serves verdict.v1.Participant and verdict.v1.Bank).
+    /// Address to listen on (serves verdict.v1.Participant, and verdict.v1.Bank or verdict.v1.Records).
     #[arg(long, env = "VERDICT_KV_LISTEN", default_value = "127.0.0.1:7500")]
     listen: SocketAddr,
     /// Directory of the participant's journal, and of the kv bank's accounts (created if
