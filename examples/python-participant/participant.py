@@ -111,11 +111,12 @@ def held(db, account):
 
 
 class Participant:
-    def __init__(self, store, name, endpoint, coordinators):
+    def __init__(self, store, name, endpoint, coordinators, shortage):
         self.store = store
         self.name = name
         self.endpoint = endpoint
         self.coordinators = coordinators
+        self.shortage = shortage
 
     # --- the application's side (verdict.v1.Bank) ---------------------------------------------
 
@@ -180,7 +181,7 @@ class Participant:
                 # Nothing staged: remember the abort, so a late Apply cannot revive it.
                 db.execute("INSERT INTO txns (id, state) VALUES (?, 'aborted')", (txn,))
                 return participant_pb2.VOTE_NO, "no work was staged here for this transaction"
-            short = self.overdrawn(db, txn)
+            short = self.overdrawn(db, txn, self.shortage)
             if short:
                 db.execute("UPDATE txns SET state = 'aborted' WHERE id = ?", (txn,))
                 return participant_pb2.VOTE_NO, short
@@ -190,13 +191,14 @@ class Participant:
         return self.store.transaction(work)
 
     @staticmethod
-    def overdrawn(db, txn):
-        """Why the staged changes cannot commit, or None."""
+    def overdrawn(db, txn, shortage):
+        """Why the staged changes cannot commit (the shortage template, naming the account), or
+        None."""
         rows = db.execute("SELECT s.account, s.delta, a.balance FROM staged s "
                           "JOIN accounts a ON a.id = s.account WHERE s.txn_id = ?", (txn,))
         for account, delta, balance in rows.fetchall():
             if balance - held(db, account) + delta < 0:
-                return f"insufficient funds in {account!r}"
+                return shortage.format(account=account)
         return None
 
     def commit(self, txn):
@@ -329,14 +331,29 @@ class BankService(bank_pb2_grpc.BankServicer):
         return bank_pb2.ApplyResponse()
 
 
+def database(args):
+    """The SQLite file: --db, or participant.sqlite3 in --data-dir."""
+    if not args.data_dir:
+        return args.db
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    return str(Path(args.data_dir) / "participant.sqlite3")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:7600")
     parser.add_argument("--db", default="participant.sqlite3", help="the SQLite file")
+    parser.add_argument("--data-dir", help="a directory for the SQLite file instead (created if "
+                                           "missing; the file is participant.sqlite3 in it), as "
+                                           "Verdict's own participants take")
     parser.add_argument("--coordinator", default="http://127.0.0.1:7400",
                         help="the coordinator's URL, or every node's, comma-separated")
     parser.add_argument("--name", default="python-participant", help="the name it enlists under")
     parser.add_argument("--advertise-url", help="its URL as the coordinator reaches it")
+    parser.add_argument("--shortage", default="insufficient funds in {account!r}",
+                        help="the reason it votes NO with when a change would go below zero; "
+                             "{account} names the account (a restaurant: '{account} is sold "
+                             "out')")
     parser.add_argument("--quiet-period", type=float, default=5.0,
                         help="seconds prepared without a decision before asking Resolve")
     args = parser.parse_args()
@@ -348,8 +365,8 @@ def main():
         sys.exit(f"cannot listen on {args.listen}")
     address = f"{args.listen.rsplit(':', 1)[0]}:{port}"
     participant = Participant(
-        Store(args.db), args.name, args.advertise_url or f"http://{address}",
-        [url.strip() for url in args.coordinator.split(",") if url.strip()])
+        Store(database(args)), args.name, args.advertise_url or f"http://{address}",
+        [url.strip() for url in args.coordinator.split(",") if url.strip()], args.shortage)
     participant_pb2_grpc.add_ParticipantServicer_to_server(ParticipantService(participant), server)
     bank_pb2_grpc.add_BankServicer_to_server(BankService(participant), server)
     server.start()

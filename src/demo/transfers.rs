@@ -1,7 +1,8 @@
-//! `verdict demo`: a coordinator and two bank participants as child processes on free local
-//! ports, a handful of transfers between them (one overdraws and is aborted), the outcome of
-//! each and the balances, then a clean shutdown. Or the same transfers through a deployment
-//! already running (`--coordinator`, `--bank`), between accounts of its own.
+//! The bank scenario of `verdict demo`: a coordinator and two bank participants as child
+//! processes on free local ports, a handful of transfers between them (one overdraws and is
+//! aborted), the outcome of each and the balances, then a clean shutdown. Or the same transfers
+//! through a deployment already running (`--coordinator`, `--bank`), between accounts of its
+//! own.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
