@@ -551,7 +551,7 @@ async fn payment_killed_after_voting_yes(town: &mut Town, order: &Order) -> anyh
     expect(txn, outcome, &reason, Outcome::Committed, "")?;
     print!("{}", town.stores().await?);
     town.payment.start().await?;
-    println!("   payment restarted: it finds its YES, asks the coordinator (Resolve) and commits");
+    println!("   payment restarted: it finds the charge still prepared and commits it, as decided");
     print!("{}", town.settled(Some(order)).await?);
     Ok(())
 }
