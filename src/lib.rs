@@ -16,8 +16,9 @@
 //! - [`proto`]: the generated wire contract, with the cluster nodes' own traffic.
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
 //!   adapter and the same bank on a PostgreSQL table; [`records`]: records under unique keys
-//!   (the food-order demo's order and delivery services); [`staging`]: what such participants
-//!   share — work staged per transaction, enlisting, discarding at the deadline.
+//!   (the food-order demo's order and delivery services); [`kv`]: the embedded resource the KV
+//!   bank and the records are work on; [`staging`]: what such participants share — work staged
+//!   per transaction, enlisting, discarding at the deadline.
 //! - [`metrics`]: every metric's name, and the Prometheus endpoint.
 //! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools (every crash point named)
 //!   and the benchmark.
@@ -32,6 +33,7 @@ pub mod coordinator;
 pub mod core;
 pub mod demo;
 pub mod failpoint;
+pub mod kv;
 pub mod log;
 pub mod metrics;
 pub mod postgres;

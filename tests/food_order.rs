@@ -150,7 +150,7 @@ fn open(dir: &Path) -> Arc<DurableDb> {
 
 /// The records in a stopped records service's directory: exactly `expected`, none pending.
 fn check_records(dir: &Path, expected: &[(&str, &str)]) {
-    let store = RecordStore::open(open(dir), "record".into()).expect("records");
+    let store = RecordStore::open(open(dir)).expect("records");
     let records = store.list().expect("list");
     let found: Vec<(&str, &str)> = records
         .iter()

@@ -3,9 +3,9 @@
 //! per courier). Reached by applications through `verdict.v1.Records` and by the coordinator
 //! through `verdict.v1.Participant`; `verdict participant records`.
 //!
-//! - [`store`]: the records on embedded sled, as a participant resource: an insertion is staged,
-//!   takes the first free of its keys when it prepares (or votes NO), and becomes visible when
-//!   it commits.
+//! - [`store`]: the records on the embedded [`KvResource`](crate::kv::KvResource): an insertion
+//!   is staged, takes the first free of its keys when it prepares (or votes NO), and becomes
+//!   visible when it commits.
 //! - [`service`]: `verdict.v1.Records` over gRPC; `Insert` enlists the service in the
 //!   transaction.
 
@@ -16,7 +16,7 @@ use std::future::Future;
 
 use crate::participant::server::ParticipantOptions;
 use crate::staging;
-pub use store::{Record, RecordStore};
+pub use store::{Record, RecordStore, Wanted};
 
 /// Runs a records participant until `shutdown`; `item` names what a key stands for ("order",
 /// "courier") in the reasons it votes NO with.
@@ -25,9 +25,10 @@ pub async fn run(
     item: String,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let open = |db| Ok(RecordStore::open(db, item)?);
+    let open = |db| Ok(RecordStore::open(db)?);
     let add = |participant, enlister, router: tonic::transport::server::Router| {
-        router.add_service(service::RecordsService::new(participant, enlister).into_server())
+        let records = service::RecordsService::new(participant, enlister, item);
+        router.add_service(records.into_server())
     };
     staging::run(options, "records", open, add, shutdown).await
 }

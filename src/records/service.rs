@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::store::{RecordStore, RecordsError};
+use super::store::{RecordStore, Wanted};
 use crate::coordinator::validate;
+use crate::durable::StorageError;
+use crate::kv::AlreadyPrepared;
 use crate::participant::{Enlister, Participant};
 use crate::proto::{self, records_server};
 
@@ -17,13 +19,20 @@ const MAX_VALUE_BYTES: usize = 256;
 pub struct RecordsService {
     participant: Arc<Participant<RecordStore>>,
     enlister: Enlister,
+    /// What a key stands for, in the reasons of a NO.
+    item: String,
 }
 
 impl RecordsService {
-    pub fn new(participant: Arc<Participant<RecordStore>>, enlister: Enlister) -> Self {
+    pub fn new(
+        participant: Arc<Participant<RecordStore>>,
+        enlister: Enlister,
+        item: String,
+    ) -> Self {
         RecordsService {
             participant,
             enlister,
+            item,
         }
     }
 
@@ -33,16 +42,6 @@ impl RecordsService {
 
     fn store(&self) -> &RecordStore {
         self.participant.resource()
-    }
-}
-
-impl From<RecordsError> for Status {
-    fn from(error: RecordsError) -> Self {
-        let message = error.to_string();
-        match error {
-            RecordsError::AlreadyPrepared(_) => Status::failed_precondition(message),
-            RecordsError::Storage(_) => Status::unavailable(message),
-        }
     }
 }
 
@@ -74,6 +73,10 @@ fn value(value: String) -> Result<String, Status> {
     Ok(value)
 }
 
+fn storage(error: StorageError) -> Status {
+    Status::unavailable(format!("the records' storage failed: {error}"))
+}
+
 #[tonic::async_trait]
 impl records_server::Records for RecordsService {
     async fn insert(
@@ -82,9 +85,19 @@ impl records_server::Records for RecordsService {
     ) -> Result<Response<proto::InsertResponse>, Status> {
         let request = request.into_inner();
         let txn = validate::txn_id(&request.txn_id)?;
-        let (keys, value) = (keys(request.keys)?, value(request.value)?);
+        let wanted = Wanted {
+            keys: keys(request.keys)?,
+            value: value(request.value)?,
+            item: self.item.clone(),
+        };
         let expires = self.enlister.enlist(txn).await?;
-        self.store().stage(txn, keys, value, expires)?;
+        self.store()
+            .insert(txn, wanted, expires)
+            .map_err(|AlreadyPrepared| {
+                Status::failed_precondition(format!(
+                    "transaction {txn} is already prepared here; it can no longer change"
+                ))
+            })?;
         Ok(Response::new(proto::InsertResponse {}))
     }
 
@@ -94,7 +107,8 @@ impl records_server::Records for RecordsService {
     ) -> Result<Response<proto::ListRecordsResponse>, Status> {
         let records = self
             .store()
-            .list()?
+            .list()
+            .map_err(storage)?
             .into_iter()
             .map(|record| proto::Record {
                 key: record.key,

@@ -2,7 +2,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::bank::Accounts;
-use crate::durable::LogSync;
+use crate::core::Vote;
+use crate::durable::{DurableDb, LogSync};
+use crate::participant::Resource;
+use crate::staging::Staging;
+use std::sync::Arc;
 
 fn bank() -> (tempfile::TempDir, Arc<DurableDb>, KvBank) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,26 +1,33 @@
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use super::*;
-use crate::durable::LogSync;
+use crate::core::Vote;
+use crate::durable::{DurableDb, LogSync};
+use crate::participant::Resource;
+use crate::staging::Staging;
 
 fn open(dir: &std::path::Path) -> RecordStore {
     let db = Arc::new(DurableDb::open(dir, LogSync::Fsync).unwrap());
-    RecordStore::open(db, "courier".into()).unwrap()
+    RecordStore::open(db).unwrap()
+}
+
+fn wanted(names: &[&str], value: &str) -> Wanted {
+    Wanted {
+        keys: names.iter().map(|k| k.to_string()).collect(),
+        value: value.into(),
+        item: "courier".into(),
+    }
 }
 
 fn txn(n: u8) -> TxnId {
     TxnId::from_bytes([n; 16])
 }
 
-fn keys(names: &[&str]) -> Vec<String> {
-    names.iter().map(|k| k.to_string()).collect()
-}
-
 fn stage(store: &RecordStore, n: u8, names: &[&str], value: &str) {
     let later = Instant::now() + Duration::from_secs(60);
-    store
-        .stage(txn(n), keys(names), value.into(), later)
-        .unwrap();
+    store.insert(txn(n), wanted(names, value), later).unwrap();
 }
 
 fn committed(store: &RecordStore) -> Vec<(String, String)> {
@@ -94,8 +101,8 @@ async fn a_prepared_insertion_survives_a_reopen_and_still_holds_its_key() {
         let store = open(dir.path());
         stage(&store, 1, &["ana"], "order-1");
         store.prepare(txn(1)).await.unwrap();
-        store.db.flush().await.unwrap();
-        store.db.close();
+        store.db().flush().await.unwrap();
+        store.db().close();
     }
     let store = open(dir.path());
     assert_eq!(store.prepared().await, Ok(vec![txn(1)]));
@@ -113,7 +120,7 @@ async fn staged_work_is_discarded_at_its_deadline_and_then_votes_no() {
     let store = open(dir.path());
     let deadline = Instant::now() + Duration::from_secs(5);
     store
-        .stage(txn(1), keys(&["ana"]), "order-1".into(), deadline)
+        .insert(txn(1), wanted(&["ana"], "order-1"), deadline)
         .unwrap();
     assert_eq!(store.discard_expired(deadline - Duration::from_secs(1)), 0);
     assert_eq!(store.discard_expired(deadline), 1);
