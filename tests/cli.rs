@@ -341,3 +341,164 @@ async fn txn_retry_delivers_phase_2_now_instead_of_after_the_backoff() {
     let unknown = verdict(&["txn", "retry", unknown, "--coordinator", &url]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
 }
+
+/// `verdict` failing with `code` (as the status prints it) and a message containing `words`.
+fn refused(output: &Output, code: &str, words: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "expected a refusal, got success");
+    assert!(
+        stderr.contains(code) && stderr.contains(words),
+        "expected {code} with {words:?}: {stderr}"
+    );
+}
+
+fn shown(url: &str, txn: &str) -> serde_json::Value {
+    let args = ["txn", "show", txn, "--coordinator", url, "--json"];
+    serde_json::from_str(&stdout(&verdict(&args))).unwrap()
+}
+
+fn events(txn: &serde_json::Value) -> Vec<String> {
+    let timeline = txn["timeline"].as_array().unwrap();
+    timeline
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn txn_resolve_settles_a_stuck_commit_by_hand_and_records_who_why_and_when() {
+    let mut coordinator = Server::start(&["--retry-initial", "1h", "--retry-max", "1h"]).await;
+    let (gone, txn) = committed_to_a_participant_that_fails_decisions(&coordinator).await;
+    gone.wait_for(support::Call::Commit(txn.clone()), 1).await;
+    let url = coordinator.url();
+    let resolve = |outcome: &str, operator: &str| {
+        let args = [
+            "txn",
+            "resolve",
+            &txn,
+            outcome,
+            "--reason",
+            "payments was decommissioned",
+            "--operator",
+            operator,
+            "--coordinator",
+            &url,
+        ];
+        verdict(&args)
+    };
+
+    // An abort would contradict the durable commit: refused, and nothing changes.
+    refused(
+        &resolve("--abort", "mallory"),
+        "FailedPrecondition",
+        "is committed",
+    );
+    assert_eq!(shown(&url, &txn)["state"], "committing");
+    assert!(shown(&url, &txn)["resolution"].is_null());
+
+    let settled = stdout(&resolve("--commit", "alice@ops-1"));
+    assert!(settled.contains("resolved  by hand as COMMIT"), "{settled}");
+    assert!(settled.contains("by hand"), "{settled}");
+    // Repeating the same resolution succeeds; the other one is still refused.
+    stdout(&resolve("--commit", "alice@ops-1"));
+    refused(
+        &resolve("--abort", "mallory"),
+        "FailedPrecondition",
+        "is committed",
+    );
+
+    // Recorded durably: the coordinator SIGKILLed and restarted still tells who, why and when.
+    coordinator.kill().await;
+    coordinator.restart().await;
+    let after = shown(&coordinator.url(), &txn);
+    assert_eq!(after["state"], "committed");
+    let resolution = &after["resolution"];
+    assert_eq!(resolution["outcome"], "commit");
+    assert_eq!(resolution["reason"], "payments was decommissioned");
+    let by = resolution["operator"].as_str().unwrap();
+    assert!(by.starts_with("alice@ops-1 (from 127.0.0.1:"), "{by}");
+    assert!(resolution["at_unix_ms"].as_u64().unwrap() > 0);
+    assert_eq!(after["participants"][0]["settled_by_hand"], true);
+    assert_eq!(after["participants"][0]["acknowledged"], false);
+    let timeline = events(&after);
+    let expected = [
+        "begun",
+        "commit requested",
+        "\"payments\" voted YES",
+        "decided COMMIT",
+        "resolved by hand as COMMIT by alice@ops-1",
+        "finished",
+    ];
+    let mut at = 0;
+    for step in expected {
+        let found = timeline[at..].iter().position(|e| e.starts_with(step));
+        let found = found.unwrap_or_else(|| panic!("no {step:?} after {at} in {timeline:?}"));
+        at += found + 1;
+    }
+}
+
+#[tokio::test]
+async fn txn_resolve_commits_an_undecided_transaction_only_with_every_yes() {
+    use verdict::proto::{BeginRequest, ParticipantRef};
+    let coordinator = Server::start(&[]).await;
+    let double = support::Double::start(support::Behavior::default()).await;
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![ParticipantRef {
+            name: "stock".into(),
+            endpoint: double.endpoint(),
+        }],
+    };
+    let mut client = coordinator.client().await;
+    let txn = client.begin(request).await.unwrap().into_inner().txn_id;
+    let url = coordinator.url();
+    let resolve = |outcome: &str| {
+        let args = [
+            "txn",
+            "resolve",
+            &txn,
+            outcome,
+            "--reason",
+            "the order was cancelled by phone",
+            "--coordinator",
+            &url,
+        ];
+        verdict(&args)
+    };
+    refused(
+        &resolve("--commit"),
+        "FailedPrecondition",
+        "stock did not vote YES",
+    );
+    assert_eq!(shown(&url, &txn)["state"], "active");
+    let without_reason = [
+        "txn",
+        "resolve",
+        &txn,
+        "--abort",
+        "--reason",
+        " ",
+        "--coordinator",
+        &url,
+    ];
+    refused(
+        &verdict(&without_reason),
+        "InvalidArgument",
+        "reason is empty",
+    );
+
+    stdout(&resolve("--abort"));
+    let after = shown(&url, &txn);
+    assert!(
+        matches!(after["state"].as_str(), Some("aborting" | "aborted")),
+        "{after}"
+    );
+    assert_eq!(
+        after["reason"],
+        "settled by hand: the order was cancelled by phone"
+    );
+    assert!(events(&after)
+        .iter()
+        .any(|e| e.starts_with("resolved by hand as ABORT by ")));
+    refused(&resolve("--commit"), "FailedPrecondition", "is aborted");
+}

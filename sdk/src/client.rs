@@ -331,6 +331,36 @@ impl Client {
             .map(drop)
     }
 
+    /// For operators: settles `txn` by hand as `outcome` — see `ResolveByHand` in the contract.
+    /// Returns the transaction as it is after.
+    pub async fn resolve_by_hand(
+        &self,
+        txn: TxnId,
+        outcome: Outcome,
+        reason: &str,
+        operator: &str,
+    ) -> Result<proto::Transaction, Status> {
+        let outcome = match outcome {
+            Outcome::Committed => proto::Outcome::Committed,
+            Outcome::Aborted => proto::Outcome::Aborted,
+        };
+        let request = ResolveByHandRequest {
+            txn_id: txn.to_string(),
+            outcome: outcome.into(),
+            reason: reason.into(),
+            operator: operator.into(),
+        };
+        let response = self
+            .call(
+                request,
+                |mut c, r| async move { c.resolve_by_hand(r).await },
+            )
+            .await?;
+        response
+            .transaction
+            .ok_or_else(|| Status::internal("the coordinator answered with no transaction"))
+    }
+
     pub async fn get(&self, txn: TxnId) -> Result<proto::Transaction, Status> {
         let request = GetTransactionRequest {
             txn_id: txn.to_string(),

@@ -1,12 +1,13 @@
-//! `verdict txn list|show|retry`: the operator's view of transactions — what is in flight, what
-//! is in doubt and for how long, one transaction participant by participant — and a retry of
-//! phase 2 now.
+//! `verdict txn list|show|retry|resolve`: the operator's view of transactions — what is in
+//! flight, what is in doubt and for how long, one transaction participant by participant with
+//! its timeline — a retry of phase 2 now, and the resolution by hand of what no protocol step
+//! can settle.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::{Subcommand, ValueEnum};
+use clap::{ArgGroup, Subcommand, ValueEnum};
 use verdict::client::Client;
-use verdict::core::TxnId;
+use verdict::core::{Outcome, TxnId};
 use verdict::proto::{ListTransactionsRequest, ParticipantStatus, Transaction, TransactionState};
 
 use super::{duration, plainly, Coordinator};
@@ -37,8 +38,33 @@ pub enum TxnCommand {
         #[command(flatten)]
         coordinator: Coordinator,
     },
-    /// Show one transaction: its state, and per participant its vote, acknowledgement,
-    /// delivery attempts and last error.
+    /// Settle by hand what no protocol step can — a participant gone for good: an undecided
+    /// transaction is decided (--commit only with every participant's YES); a decided one stops
+    /// being delivered to the participants still owed it. Refused where it would contradict the
+    /// decision. Recorded in the decision log with who, why and when.
+    #[command(group(ArgGroup::new("outcome").required(true).args(["commit", "abort"])))]
+    Resolve {
+        txn_id: String,
+        /// Settle it as committed.
+        #[arg(long)]
+        commit: bool,
+        /// Settle it as aborted.
+        #[arg(long)]
+        abort: bool,
+        /// Why, for the record (required).
+        #[arg(long)]
+        reason: String,
+        /// Who is acting, for the record; default USER@HOST.
+        #[arg(long)]
+        operator: Option<String>,
+        #[command(flatten)]
+        coordinator: Coordinator,
+        /// Print the transaction after as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one transaction: its state, per participant its vote, acknowledgement, delivery
+    /// attempts and last error, its timeline, and a resolution by hand.
     Show {
         txn_id: String,
         #[command(flatten)]
@@ -122,19 +148,57 @@ async fn txn_call(command: TxnCommand) -> anyhow::Result<()> {
             println!("phase 2 of {id} is being sent again now");
             Ok(())
         }
+        TxnCommand::Resolve {
+            txn_id,
+            commit,
+            reason,
+            operator,
+            coordinator,
+            json,
+            ..
+        } => {
+            let id = txn_id_of(&txn_id)?;
+            let outcome = match commit {
+                true => Outcome::Committed,
+                false => Outcome::Aborted,
+            };
+            let operator = operator.unwrap_or_else(whoami);
+            let client = coordinator.client(CALL_TIMEOUT)?;
+            let txn = client
+                .resolve_by_hand(id, outcome, &reason, &operator)
+                .await?;
+            show(&txn, json);
+            Ok(())
+        }
         TxnCommand::Show {
             txn_id,
             coordinator,
             json,
         } => {
             let id = txn_id_of(&txn_id)?;
-            let txn = coordinator.client(CALL_TIMEOUT)?.get(id).await?;
-            match json {
-                true => println!("{}", to_json(&txn)),
-                false => print!("{}", details(&txn)),
-            }
+            show(&coordinator.client(CALL_TIMEOUT)?.get(id).await?, json);
             Ok(())
         }
+    }
+}
+
+fn show(txn: &Transaction, json: bool) {
+    match json {
+        true => println!("{}", to_json(txn)),
+        false => print!("{}", details(txn)),
+    }
+}
+
+/// USER@HOST, for the record of a resolution by hand.
+fn whoami() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let mut host = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `len` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) } == 0;
+    let end = host.iter().position(|&b| b == 0).unwrap_or(0);
+    match ok && end > 0 {
+        true => format!("{user}@{}", String::from_utf8_lossy(&host[..end])),
+        false => user,
     }
 }
 
@@ -242,6 +306,19 @@ fn table(txns: &[Transaction]) -> String {
     out
 }
 
+fn acked(p: &ParticipantStatus) -> &'static str {
+    match (p.acknowledged, p.settled_by_hand) {
+        (true, _) => "yes",
+        (false, true) => "by hand",
+        (false, false) => "no",
+    }
+}
+
+fn when(unix_ms: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 fn details(txn: &Transaction) -> String {
     let mut out = format!(
         "txn       {}\nstate     {}\nage       {}\n",
@@ -252,17 +329,26 @@ fn details(txn: &Transaction) -> String {
     if !txn.reason.is_empty() {
         out += &format!("reason    {}\n", txn.reason);
     }
+    if let Some(r) = &txn.resolution {
+        out += &format!(
+            "resolved  by hand as {} at {} by {}: {}\n",
+            outcome_name(r.outcome()),
+            when(r.at_unix_ms),
+            r.operator,
+            r.reason
+        );
+    }
     out += &format!(
-        "\n{:<16}  {:<9}  {:<5}  {:>8}  {:<32}  {}\n",
+        "\n{:<16}  {:<9}  {:<7}  {:>8}  {:<32}  {}\n",
         "participant", "vote", "acked", "attempts", "endpoint", "last error"
     );
     for p in &txn.participants {
         let endpoint = p.participant.as_ref().map_or("", |r| r.endpoint.as_str());
         out += &format!(
-            "{:<16}  {:<9}  {:<5}  {:>8}  {:<32}  {}\n",
+            "{:<16}  {:<9}  {:<7}  {:>8}  {:<32}  {}\n",
             name(p),
             vote(p),
-            if p.acknowledged { "yes" } else { "no" },
+            acked(p),
             p.attempts,
             endpoint,
             if p.last_error.is_empty() {
@@ -272,7 +358,19 @@ fn details(txn: &Transaction) -> String {
             }
         );
     }
+    out += "\ntimeline\n";
+    for event in &txn.timeline {
+        out += &format!("  {}  {}\n", when(event.at_unix_ms), event.event);
+    }
     out
+}
+
+fn outcome_name(outcome: verdict::proto::Outcome) -> &'static str {
+    match outcome {
+        verdict::proto::Outcome::Committed => "COMMIT",
+        verdict::proto::Outcome::Aborted => "ABORT",
+        _ => "?",
+    }
 }
 
 fn to_json(txn: &Transaction) -> serde_json::Value {
@@ -287,6 +385,7 @@ fn to_json(txn: &Transaction) -> serde_json::Value {
                 "acknowledged": p.acknowledged,
                 "attempts": p.attempts,
                 "last_error": p.last_error,
+                "settled_by_hand": p.settled_by_hand,
             })
         })
         .collect();
@@ -297,5 +396,15 @@ fn to_json(txn: &Transaction) -> serde_json::Value {
         "reason": txn.reason,
         "deadline_unix_ms": txn.deadline_unix_ms,
         "participants": participants,
+        "timeline": txn.timeline.iter().map(|e| serde_json::json!({
+            "at_unix_ms": e.at_unix_ms,
+            "event": e.event,
+        })).collect::<Vec<_>>(),
+        "resolution": txn.resolution.as_ref().map(|r| serde_json::json!({
+            "outcome": outcome_name(r.outcome()).to_lowercase(),
+            "operator": r.operator,
+            "reason": r.reason,
+            "at_unix_ms": r.at_unix_ms,
+        })),
     })
 }

@@ -402,6 +402,7 @@ mod tests {
             commit_requested: true,
             reason: None,
             participants: vec![],
+            timeline: Default::default(),
         }
     }
 

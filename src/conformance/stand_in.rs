@@ -134,6 +134,13 @@ impl Coordinator for StandIn {
         Err(kit_only("RetryDelivery"))
     }
 
+    async fn resolve_by_hand(
+        &self,
+        _: Request<proto::ResolveByHandRequest>,
+    ) -> Result<Response<proto::ResolveByHandResponse>, Status> {
+        Err(kit_only("ResolveByHand"))
+    }
+
     async fn resolve(
         &self,
         request: Request<proto::ResolveRequest>,

@@ -17,7 +17,7 @@ use super::clients::{Coordinator, Failure, ParticipantClients};
 use super::view::{State, TxnView};
 use super::{Config, EngineError};
 use crate::core::{Action, Event, Outcome, Phase, Rejection, Transaction, TxnId};
-use crate::log::{DecisionLog, LogError, Status, TxnRecord};
+use crate::log::{DecisionLog, LogError, Settlement, Status, Timeline, TxnRecord};
 use crate::metrics::{self as names, AbortReason};
 use crate::periodic::every;
 
@@ -48,6 +48,8 @@ struct Entry {
     trace: Mutex<Option<String>>,
     /// Bumped by an operator's retry: phase-2 sends waiting out their backoff go at once.
     retry_now: watch::Sender<u64>,
+    /// Its milestones and a settlement by hand, for operators; locked inside `txn`'s lock.
+    timeline: Mutex<Timeline>,
     span: tracing::Span,
 }
 
@@ -164,7 +166,13 @@ impl<L: DecisionLog> Engine<L> {
                     .increment(1);
             }
             let entry = self
-                .insert(record.txn_id, record.deadline_unix_ms, txn, None)
+                .insert(
+                    record.txn_id,
+                    record.deadline_unix_ms,
+                    txn,
+                    record.timeline,
+                    None,
+                )
                 .expect("recovery is not limited");
             self.apply(&entry, AbortReason::Takeover, |_| Ok(actions))
                 .expect("recovery actions are not a request");
@@ -185,6 +193,7 @@ impl<L: DecisionLog> Engine<L> {
         id: TxnId,
         deadline_unix_ms: u64,
         txn: Transaction,
+        timeline: Timeline,
         limit: Option<usize>,
     ) -> Result<Arc<Entry>, EngineError> {
         let (phase, _) = watch::channel(txn.phase());
@@ -196,6 +205,7 @@ impl<L: DecisionLog> Engine<L> {
             expiry: Mutex::new(None),
             trace: Mutex::new(None),
             retry_now: watch::Sender::new(0),
+            timeline: Mutex::new(timeline),
             // A debug span: building one per transaction costs throughput; events that matter
             // at info level and above name the transaction themselves.
             span: tracing::debug_span!("txn", txn_id = %id),
@@ -307,7 +317,8 @@ impl<L: DecisionLog> Engine<L> {
         }
         let id = TxnId::from_uuid(uuid::Uuid::now_v7());
         let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
-        let entry = self.insert(id, deadline_unix_ms, txn, Some(self.config.max_in_flight))?;
+        let limit = Some(self.config.max_in_flight);
+        let entry = self.insert(id, deadline_unix_ms, txn, Timeline::default(), limit)?;
         metrics::counter!(names::BEGUN).increment(1);
         self.apply(&entry, AbortReason::Client, |_| Ok(vec![Action::Record]))?;
         crate::crash_point!("coordinator::after_begin");
@@ -377,7 +388,9 @@ impl<L: DecisionLog> Engine<L> {
         };
         let mut phase = entry.phase.subscribe();
         let mut stopped = self.stopped.subscribe();
-        self.apply(&entry, AbortReason::Client, |txn| txn.handle(Event::Commit))?;
+        self.apply(&entry, AbortReason::Client, |txn| {
+            Self::handle(&entry, txn, Event::Commit)
+        })?;
         let done = |p: &Phase| match wait_for_acks {
             true => p.is_finished(),
             false => p.outcome().is_some(),
@@ -422,18 +435,81 @@ impl<L: DecisionLog> Engine<L> {
     pub fn retry_delivery(&self, id: TxnId) -> Result<(), EngineError> {
         let Some(entry) = self.entry(id) else {
             self.finished_record(id)?;
-            return Err(EngineError::NothingToDeliver(format!(
+            return Err(EngineError::NothingToDo(format!(
                 "transaction {id} is finished: every participant has its decision"
             )));
         };
         let phase = *entry.phase.borrow();
         if !matches!(phase, Phase::Committing | Phase::Aborting) {
-            return Err(EngineError::NothingToDeliver(format!(
+            return Err(EngineError::NothingToDo(format!(
                 "transaction {id} is not decided yet ({phase:?}): there is nothing to deliver"
             )));
         }
         entry.retry_now.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Settles a transaction by hand, for what no protocol step can settle (a participant gone
+    /// for good): see [`Event::SettleByHand`]. Recorded in the log with who, why and when,
+    /// durably before it returns. Refused where it would contradict a decision; repeating a
+    /// settlement that was made succeeds.
+    pub async fn settle_by_hand(
+        self: &Arc<Self>,
+        id: TxnId,
+        outcome: Outcome,
+        by: String,
+        reason: String,
+    ) -> Result<TxnView, EngineError> {
+        let Some(entry) = self.entry(id) else {
+            return Self::settled_already(self.finished_record(id)?, outcome);
+        };
+        let settlement = Settlement {
+            outcome,
+            by,
+            reason: reason.clone(),
+            at_unix_ms: now_unix_ms(),
+        };
+        let mut forced = None;
+        self.apply(&entry, AbortReason::Client, |txn| {
+            let actions = txn.handle(Event::SettleByHand { outcome, reason })?;
+            entry.timeline.lock().expect("lock").settlement = Some(settlement);
+            let status = match (txn.phase(), txn.phase().outcome()) {
+                (phase, Some(outcome)) if phase.is_finished() => Status::Finished(outcome),
+                (_, Some(Outcome::Committed)) => Status::Committed,
+                (_, Some(Outcome::Aborted)) => Status::Aborted,
+                // A commit by hand: its decision is forced by the core's own Persist.
+                (_, None) => Status::Active,
+            };
+            forced = Some(self.log.force(&self.record(&entry, txn, status)));
+            Ok(actions)
+        })?;
+        if let Some(forced) = forced {
+            forced.await?;
+        }
+        tracing::warn!(txn_id = %id, ?outcome, "transaction settled by hand");
+        Ok(Self::view(&entry))
+    }
+
+    /// A settlement by hand of a transaction that is over: a repeat of the one it had succeeds;
+    /// anything else is refused.
+    fn settled_already(record: TxnRecord, outcome: Outcome) -> Result<TxnView, EngineError> {
+        let id = record.txn_id;
+        let same = |s: &Settlement| s.outcome == outcome;
+        if record.timeline.settlement.as_ref().is_some_and(same) {
+            return Ok(TxnView::of_record(record));
+        }
+        Err(match record.status.outcome() {
+            Some(Outcome::Committed) if outcome == Outcome::Aborted => {
+                EngineError::Rejected(id, Rejection::Committed)
+            }
+            Some(Outcome::Aborted) if outcome == Outcome::Committed => EngineError::Rejected(
+                id,
+                Rejection::Aborted(record.reason.unwrap_or_default()),
+            ),
+            _ => EngineError::NothingToDo(format!(
+                "transaction {id} is finished: every participant has its decision; there is                  nothing to settle"
+            )),
+        })
     }
 
     /// The state of one transaction.
@@ -510,11 +586,9 @@ impl<L: DecisionLog> Engine<L> {
     }
 
     fn view(entry: &Entry) -> TxnView {
-        TxnView::of_transaction(
-            entry.id,
-            entry.deadline_unix_ms,
-            &entry.txn.lock().expect("lock"),
-        )
+        let txn = entry.txn.lock().expect("lock");
+        let timeline = entry.timeline.lock().expect("lock").clone();
+        TxnView::of_transaction(entry.id, entry.deadline_unix_ms, &txn, timeline)
     }
 
     fn record(&self, entry: &Entry, txn: &Transaction, status: Status) -> TxnRecord {
@@ -530,6 +604,7 @@ impl<L: DecisionLog> Engine<L> {
             commit_requested: txn.commit_requested(),
             reason: txn.reason().map(str::to_owned),
             participants: txn.participants().to_vec(),
+            timeline: entry.timeline.lock().expect("lock").clone(),
         }
     }
 
@@ -558,6 +633,12 @@ impl<L: DecisionLog> Engine<L> {
         }
         let undecided = txn.phase().outcome().is_none();
         let actions = change(&mut txn).map_err(|r| EngineError::Rejected(entry.id, r))?;
+        if txn.phase() == Phase::Deciding || txn.phase().outcome().is_some() {
+            let mut timeline = entry.timeline.lock().expect("lock");
+            if timeline.decided_unix_ms == 0 {
+                timeline.decided_unix_ms = now_unix_ms();
+            }
+        }
         match txn.phase().outcome() {
             Some(Outcome::Committed) if undecided => {
                 metrics::counter!(names::COMMITTED).increment(1);
@@ -747,7 +828,32 @@ impl<L: DecisionLog> Engine<L> {
                 }
             }
         };
-        let _ = self.apply(&entry, reason, |txn| txn.handle(event));
+        let _ = self.apply(&entry, reason, |txn| Self::handle(&entry, txn, event));
+    }
+
+    /// Feeds `event` to the core, noting the milestone it marks in the timeline.
+    fn handle(
+        entry: &Entry,
+        txn: &mut Transaction,
+        event: Event,
+    ) -> Result<Vec<Action>, Rejection> {
+        let now = now_unix_ms();
+        let mut timeline = entry.timeline.lock().expect("lock");
+        let first = |at: &mut u64| *at = if *at == 0 { now } else { *at };
+        match &event {
+            Event::Commit => first(&mut timeline.commit_requested_unix_ms),
+            Event::Voted {
+                participant,
+                vote: Ok(_),
+            } => first(&mut timeline.participant(*participant).voted_unix_ms),
+            Event::Delivered {
+                participant,
+                result: Ok(()),
+            } => first(&mut timeline.participant(*participant).acked_unix_ms),
+            _ => {}
+        }
+        drop(timeline);
+        txn.handle(event)
     }
 }
 

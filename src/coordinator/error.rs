@@ -20,9 +20,10 @@ pub enum EngineError {
     /// A participant endpoint outside `--allow-participants`.
     #[error("{0}")]
     NotAllowed(String),
-    /// An operator's retry of phase 2 for a transaction with nothing to deliver.
+    /// An operator's request with nothing to act on: a retry of phase 2 with nothing to deliver,
+    /// a settlement of a transaction already over.
     #[error("{0}")]
-    NothingToDeliver(String),
+    NothingToDo(String),
     /// Too many transactions in flight.
     #[error(
         "too many transactions in flight ({0}, the --max-in-flight limit); retry later with \

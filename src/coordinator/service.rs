@@ -116,7 +116,7 @@ impl From<EngineError> for Status {
         match error {
             EngineError::InvalidArgument(_) => Status::invalid_argument(message),
             EngineError::NotFound(_) => Status::not_found(message),
-            EngineError::Rejected(..) | EngineError::NothingToDeliver(_) => {
+            EngineError::Rejected(..) | EngineError::NothingToDo(_) => {
                 Status::failed_precondition(message)
             }
             EngineError::Overloaded(_) => Status::resource_exhausted(message),
@@ -168,11 +168,28 @@ fn wire_participant(p: Participant) -> proto::ParticipantStatus {
         acknowledged: p.delivery == crate::core::Delivery::Acked,
         attempts: p.attempts,
         last_error: p.last_error.unwrap_or_default(),
+        settled_by_hand: p.delivery == crate::core::Delivery::SettledByHand,
     }
 }
 
 fn wire_transaction(view: TxnView) -> proto::Transaction {
+    let timeline = view
+        .events()
+        .into_iter()
+        .map(|(at_unix_ms, event)| proto::TimelineEvent { at_unix_ms, event });
+    let resolution = view
+        .timeline
+        .settlement
+        .as_ref()
+        .map(|s| proto::HandResolution {
+            outcome: wire_outcome(Some(s.outcome)).into(),
+            operator: s.by.clone(),
+            reason: s.reason.clone(),
+            at_unix_ms: s.at_unix_ms,
+        });
     proto::Transaction {
+        timeline: timeline.collect(),
+        resolution,
         txn_id: view.txn_id.to_string(),
         state: wire_state(view.state).into(),
         reason: view.reason.unwrap_or_default(),
@@ -328,6 +345,30 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let id = validate::txn_id(&request.get_ref().txn_id)?;
         self.engine()?.retry_delivery(id)?;
         Ok(Response::new(proto::RetryDeliveryResponse {}))
+    }
+
+    async fn resolve_by_hand(
+        &self,
+        request: Request<proto::ResolveByHandRequest>,
+    ) -> Result<Response<proto::ResolveByHandResponse>, Status> {
+        let from = request.remote_addr();
+        let request = request.into_inner();
+        let id = validate::txn_id(&request.txn_id)?;
+        let outcome = validate::decided_outcome(request.outcome)?;
+        let reason = validate::required_reason(request.reason)?;
+        let operator = validate::operator(request.operator)?;
+        let by = match from {
+            Some(addr) => format!("{operator} (from {addr})"),
+            None => operator,
+        };
+        let view = self
+            .engine()?
+            .settle_by_hand(id, outcome, by, reason)
+            .instrument(span("ResolveByHand", &request.txn_id))
+            .await?;
+        Ok(Response::new(proto::ResolveByHandResponse {
+            transaction: Some(wire_transaction(view)),
+        }))
     }
 
     async fn resolve(

@@ -79,6 +79,38 @@ pub fn reason(text: String) -> Result<String, EngineError> {
     Ok(text)
 }
 
+/// A resolution by hand's reason: required, for the record.
+pub fn required_reason(text: String) -> Result<String, EngineError> {
+    if text.trim().is_empty() {
+        return Err(invalid(
+            "reason is empty: say why the transaction is resolved by hand, for the record".into(),
+        ));
+    }
+    reason(text)
+}
+
+/// Who resolves by hand: required, for the record.
+pub fn operator(text: String) -> Result<String, EngineError> {
+    if text.trim().is_empty() || text.len() > MAX_NAME_BYTES || text.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "operator must name who is acting, 1 to {MAX_NAME_BYTES} bytes without control \
+             characters (e.g. \"alice@ops-1\")"
+        )));
+    }
+    Ok(text)
+}
+
+/// An outcome to decide: committed or aborted.
+pub fn decided_outcome(value: i32) -> Result<crate::core::Outcome, EngineError> {
+    match proto::Outcome::try_from(value) {
+        Ok(proto::Outcome::Committed) => Ok(crate::core::Outcome::Committed),
+        Ok(proto::Outcome::Aborted) => Ok(crate::core::Outcome::Aborted),
+        _ => Err(invalid(format!(
+            "outcome {value} is not one to resolve to: give OUTCOME_COMMITTED or OUTCOME_ABORTED"
+        ))),
+    }
+}
+
 pub fn page_size(size: u32) -> Result<usize, EngineError> {
     match size as usize {
         0 => Ok(DEFAULT_PAGE_SIZE),

@@ -1,7 +1,7 @@
 //! What callers see of a transaction, whether it is in memory or only in the log.
 
-use crate::core::{Participant, Phase, Transaction, TxnId};
-use crate::log::{Status, TxnRecord};
+use crate::core::{Participant, Phase, Transaction, TxnId, Vote};
+use crate::log::{Status, Timeline, TxnRecord};
 
 /// A transaction's state as reported to callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,17 +56,27 @@ pub struct TxnView {
     pub state: State,
     pub reason: Option<String>,
     pub deadline_unix_ms: u64,
+    /// When phase 2 finished; 0 before.
+    pub finished_unix_ms: u64,
     pub participants: Vec<Participant>,
+    pub timeline: Timeline,
 }
 
 impl TxnView {
-    pub fn of_transaction(txn_id: TxnId, deadline_unix_ms: u64, txn: &Transaction) -> Self {
+    pub fn of_transaction(
+        txn_id: TxnId,
+        deadline_unix_ms: u64,
+        txn: &Transaction,
+        timeline: Timeline,
+    ) -> Self {
         TxnView {
             txn_id,
             state: txn.phase().into(),
             reason: txn.reason().map(str::to_owned),
             deadline_unix_ms,
+            finished_unix_ms: 0,
             participants: txn.participants().to_vec(),
+            timeline,
         }
     }
 
@@ -76,7 +86,52 @@ impl TxnView {
             state: record.status.into(),
             reason: record.reason,
             deadline_unix_ms: record.deadline_unix_ms,
+            finished_unix_ms: record.finished_unix_ms,
             participants: record.participants,
+            timeline: record.timeline,
         }
+    }
+
+    /// What happened to the transaction, oldest first, in words: the operator's timeline.
+    pub fn events(&self) -> Vec<(u64, String)> {
+        let timeline = &self.timeline;
+        let decision = match self.state {
+            State::Committing | State::Committed => "COMMIT",
+            State::Aborting | State::Aborted => "ABORT",
+            // Decided to commit, the decision being made durable.
+            State::Active | State::Preparing => "COMMIT (being made durable)",
+        };
+        // In the order things happen, so that a stable sort keeps it for equal times.
+        let mut events = vec![
+            (self.txn_id.begun_unix_ms(), "begun".to_string()),
+            (timeline.commit_requested_unix_ms, "commit requested".into()),
+        ];
+        let participants = || self.participants.iter().zip(&timeline.participants);
+        for (p, times) in participants() {
+            let vote = match &p.vote {
+                Some(Vote::Yes) => "YES".to_string(),
+                Some(Vote::No(why)) => format!("NO: {why}"),
+                Some(Vote::ReadOnly) => "READ-ONLY".into(),
+                None => "(lost)".into(),
+            };
+            events.push((times.voted_unix_ms, format!("{:?} voted {vote}", p.name)));
+        }
+        events.push((timeline.decided_unix_ms, format!("decided {decision}")));
+        for (p, times) in participants() {
+            let acked = format!("{:?} acknowledged the {decision}", p.name);
+            events.push((times.acked_unix_ms, acked));
+        }
+        if let Some(s) = &timeline.settlement {
+            let outcome = match s.outcome {
+                crate::core::Outcome::Committed => "COMMIT",
+                crate::core::Outcome::Aborted => "ABORT",
+            };
+            let text = format!("resolved by hand as {outcome} by {}: {}", s.by, s.reason);
+            events.push((s.at_unix_ms, text));
+        }
+        events.push((self.finished_unix_ms, "finished".into()));
+        events.retain(|(at, _)| *at > 0);
+        events.sort_by_key(|(at, _)| *at);
+        events
     }
 }

@@ -66,6 +66,9 @@ pub enum Delivery {
     Acked,
     /// Best-effort delivery ran out of attempts.
     GaveUp,
+    /// An operator settled the transaction by hand while the decision was still owed here (the
+    /// participant gone for good): it is no longer sent.
+    SettledByHand,
 }
 
 impl Delivery {
@@ -138,6 +141,11 @@ pub enum Event {
         participant: usize,
         result: Result<(), String>,
     },
+    /// An operator settles the transaction by hand, for what no protocol step can settle (a
+    /// participant gone for good): an undecided transaction is decided `outcome` — a commit
+    /// only with every participant's YES — and a decided one stops being delivered to the
+    /// participants still owed it. Never contradicts a decision.
+    SettleByHand { outcome: Outcome, reason: String },
 }
 
 /// Something the driver must do.
@@ -176,6 +184,11 @@ pub enum Rejection {
     Deciding,
     /// Abort of a committed transaction.
     Committed,
+    /// A commit by hand of an aborted transaction, with why it aborted.
+    Aborted(String),
+    /// A commit by hand without every participant's YES: these participants voted otherwise,
+    /// or not yet.
+    NotAllYes(Vec<String>),
 }
 
 impl fmt::Display for Rejection {
@@ -210,6 +223,15 @@ impl fmt::Display for Rejection {
                     "the transaction is committed; it can no longer be aborted"
                 )
             }
+            Rejection::Aborted(reason) => write!(
+                f,
+                "the transaction is aborted ({reason}); it can no longer be committed"
+            ),
+            Rejection::NotAllYes(names) => write!(
+                f,
+                "a commit needs every participant's YES, and {} did not vote YES (NO, or no vote                  yet): settle it as an abort",
+                names.join(", ")
+            ),
         }
     }
 }
@@ -307,6 +329,7 @@ impl Transaction {
                 participant,
                 result,
             } => Ok(self.delivered(participant, result)),
+            Event::SettleByHand { outcome, reason } => self.settle_by_hand(outcome, reason),
         }
     }
 
@@ -357,6 +380,49 @@ impl Transaction {
             Phase::Deciding => Err(Rejection::Deciding),
             Phase::Committing | Phase::Committed => Err(Rejection::Committed),
             Phase::Aborting | Phase::Aborted => Ok(Vec::new()),
+        }
+    }
+
+    fn settle_by_hand(
+        &mut self,
+        outcome: Outcome,
+        reason: String,
+    ) -> Result<Vec<Action>, Rejection> {
+        match (self.phase, outcome) {
+            (Phase::Active | Phase::Preparing, Outcome::Aborted) => {
+                Ok(self.abort(format!("settled by hand: {reason}")))
+            }
+            (Phase::Active | Phase::Preparing, Outcome::Committed) => {
+                let not_yes: Vec<String> = self
+                    .participants
+                    .iter()
+                    .filter(|p| !matches!(p.vote, Some(Vote::Yes | Vote::ReadOnly)))
+                    .map(|p| p.name.clone())
+                    .collect();
+                if !not_yes.is_empty() {
+                    return Err(Rejection::NotAllYes(not_yes));
+                }
+                self.commit_requested = true;
+                self.phase = Phase::Deciding;
+                Ok(vec![Action::Persist])
+            }
+            (Phase::Deciding, Outcome::Committed) => Ok(Vec::new()),
+            (Phase::Deciding, Outcome::Aborted) => Err(Rejection::Deciding),
+            (Phase::Committing | Phase::Aborting, _) if self.phase.outcome() == Some(outcome) => {
+                for participant in &mut self.participants {
+                    if participant.delivery.is_pending() {
+                        participant.delivery = Delivery::SettledByHand;
+                    }
+                }
+                Ok(self.finish())
+            }
+            (Phase::Committed, Outcome::Committed) | (Phase::Aborted, Outcome::Aborted) => {
+                Ok(Vec::new())
+            }
+            (Phase::Committing | Phase::Committed, _) => Err(Rejection::Committed),
+            (Phase::Aborting | Phase::Aborted, _) => {
+                Err(Rejection::Aborted(self.reason.clone().unwrap_or_default()))
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 
 mod record;
 mod sled;
+mod timeline;
 
 use std::future::Future;
 
@@ -20,6 +21,7 @@ use crate::core::{Outcome, Participant, TxnId};
 
 pub use self::record::{decode, encode};
 pub use self::sled::SledLog;
+pub use self::timeline::{ParticipantTimes, Settlement, Timeline};
 pub use crate::durable::{FlushStats, LogSync};
 
 /// What a record says about its transaction.
@@ -61,6 +63,8 @@ pub struct TxnRecord {
     /// Why it aborted.
     pub reason: Option<String>,
     pub participants: Vec<Participant>,
+    /// Its milestones, and a settlement by hand.
+    pub timeline: Timeline,
 }
 
 /// A failure of the log.

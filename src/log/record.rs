@@ -6,7 +6,7 @@
 
 use prost::Message;
 
-use super::{LogError, Status, TxnRecord};
+use super::{LogError, ParticipantTimes, Settlement, Status, Timeline, TxnRecord};
 use crate::core::{Delivery, Outcome, Participant, TxnId, Vote};
 use crate::frame;
 
@@ -28,6 +28,25 @@ struct RecordBody {
     reason: Option<String>,
     #[prost(message, repeated, tag = "7")]
     participants: Vec<ParticipantBody>,
+    #[prost(uint64, tag = "8")]
+    commit_requested_unix_ms: u64,
+    #[prost(uint64, tag = "9")]
+    decided_unix_ms: u64,
+    #[prost(message, optional, tag = "10")]
+    settlement: Option<SettlementBody>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SettlementBody {
+    /// 1 committed, 2 aborted.
+    #[prost(uint32, tag = "1")]
+    outcome: u32,
+    #[prost(string, tag = "2")]
+    by: String,
+    #[prost(string, tag = "3")]
+    reason: String,
+    #[prost(uint64, tag = "4")]
+    at_unix_ms: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -46,6 +65,10 @@ struct ParticipantBody {
     attempts: u32,
     #[prost(string, optional, tag = "7")]
     last_error: Option<String>,
+    #[prost(uint64, tag = "8")]
+    voted_unix_ms: u64,
+    #[prost(uint64, tag = "9")]
+    acked_unix_ms: u64,
 }
 
 /// Status codes on disk. Never renumber: old logs must read the same.
@@ -57,13 +80,16 @@ const STATUSES: [(u32, Status); 5] = [
     (5, Status::Finished(Outcome::Aborted)),
 ];
 
-const DELIVERIES: [(u32, Delivery); 5] = [
+const DELIVERIES: [(u32, Delivery); 6] = [
     (0, Delivery::NotNeeded),
     (1, Delivery::Required),
     (2, Delivery::BestEffort),
     (3, Delivery::Acked),
     (4, Delivery::GaveUp),
+    (5, Delivery::SettledByHand),
 ];
+
+const OUTCOMES: [(u32, Outcome); 2] = [(1, Outcome::Committed), (2, Outcome::Aborted)];
 
 fn code_of<T: PartialEq + Copy>(table: &[(u32, T)], value: T) -> u32 {
     table
@@ -90,7 +116,20 @@ pub fn encode(record: &TxnRecord) -> Vec<u8> {
         finished_unix_ms: record.finished_unix_ms,
         commit_requested: record.commit_requested,
         reason: record.reason.clone(),
-        participants: record.participants.iter().map(participant_body).collect(),
+        participants: record
+            .participants
+            .iter()
+            .enumerate()
+            .map(|(i, p)| participant_body(p, record.timeline.participants.get(i)))
+            .collect(),
+        commit_requested_unix_ms: record.timeline.commit_requested_unix_ms,
+        decided_unix_ms: record.timeline.decided_unix_ms,
+        settlement: record.timeline.settlement.as_ref().map(|s| SettlementBody {
+            outcome: code_of(&OUTCOMES, s.outcome),
+            by: s.by.clone(),
+            reason: s.reason.clone(),
+            at_unix_ms: s.at_unix_ms,
+        }),
     }
     .encode_to_vec();
     frame::seal(MAGIC, &body)
@@ -112,7 +151,8 @@ pub fn decode(frame: &[u8], key_txn: Option<TxnId>) -> Result<TxnRecord, LogErro
     Ok(record)
 }
 
-fn participant_body(p: &Participant) -> ParticipantBody {
+fn participant_body(p: &Participant, times: Option<&ParticipantTimes>) -> ParticipantBody {
+    let times = times.copied().unwrap_or_default();
     let (vote, no_reason) = match &p.vote {
         None => (0, String::new()),
         Some(Vote::Yes) => (1, String::new()),
@@ -127,6 +167,8 @@ fn participant_body(p: &Participant) -> ParticipantBody {
         delivery: code_of(&DELIVERIES, p.delivery),
         attempts: p.attempts,
         last_error: p.last_error.clone(),
+        voted_unix_ms: times.voted_unix_ms,
+        acked_unix_ms: times.acked_unix_ms,
     }
 }
 
@@ -136,6 +178,33 @@ fn record_from(body: RecordBody) -> Result<TxnRecord, String> {
         .as_slice()
         .try_into()
         .map_err(|_| format!("transaction id of {} bytes", body.txn_id.len()))?;
+    let settlement = match body.settlement {
+        Some(s) => Some(Settlement {
+            outcome: value_of(&OUTCOMES, s.outcome, "settlement outcome")?,
+            by: s.by,
+            reason: s.reason,
+            at_unix_ms: s.at_unix_ms,
+        }),
+        None => None,
+    };
+    let mut times: Vec<ParticipantTimes> = body
+        .participants
+        .iter()
+        .map(|p| ParticipantTimes {
+            voted_unix_ms: p.voted_unix_ms,
+            acked_unix_ms: p.acked_unix_ms,
+        })
+        .collect();
+    // Participants with no times yet have none in the timeline, as before it was written.
+    while times.last() == Some(&ParticipantTimes::default()) {
+        times.pop();
+    }
+    let timeline = Timeline {
+        commit_requested_unix_ms: body.commit_requested_unix_ms,
+        decided_unix_ms: body.decided_unix_ms,
+        participants: times,
+        settlement,
+    };
     Ok(TxnRecord {
         txn_id: TxnId::from_bytes(id),
         status: value_of(&STATUSES, body.status, "status")?,
@@ -148,6 +217,7 @@ fn record_from(body: RecordBody) -> Result<TxnRecord, String> {
             .into_iter()
             .map(participant_from)
             .collect::<Result<_, _>>()?,
+        timeline,
     })
 }
 
@@ -189,6 +259,26 @@ mod tests {
             commit_requested: true,
             reason: Some("participant \"stock\" voted no: out of stock".into()),
             participants: vec![yes, no],
+            timeline: Timeline {
+                commit_requested_unix_ms: 1_799_999_999_000,
+                decided_unix_ms: 1_799_999_999_100,
+                participants: vec![
+                    ParticipantTimes {
+                        voted_unix_ms: 1_799_999_999_050,
+                        acked_unix_ms: 0,
+                    },
+                    ParticipantTimes {
+                        voted_unix_ms: 1_799_999_999_060,
+                        acked_unix_ms: 1_800_000_000_400,
+                    },
+                ],
+                settlement: Some(Settlement {
+                    outcome: Outcome::Aborted,
+                    by: "ops@host (from 10.0.0.7:51234)".into(),
+                    reason: "the payments service was decommissioned".into(),
+                    at_unix_ms: 1_800_000_000_450,
+                }),
+            },
         }
     }
 

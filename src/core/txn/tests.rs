@@ -449,3 +449,76 @@ fn recovery_of_an_undecided_transaction_without_participants_finishes_it() {
     assert_eq!(actions, vec![Action::Record, Action::Finish]);
     assert_eq!(txn.phase(), Phase::Aborted);
 }
+
+fn settle(outcome: Outcome) -> Event {
+    Event::SettleByHand {
+        outcome,
+        reason: "the stock service is gone".into(),
+    }
+}
+
+#[test]
+fn settling_by_hand_never_contradicts_a_decision() {
+    for phase in PHASES {
+        for outcome in [Outcome::Committed, Outcome::Aborted] {
+            let mut txn = in_phase(phase);
+            let decided = phase.outcome();
+            let result = txn.handle(settle(outcome));
+            if decided.is_some_and(|d| d != outcome) {
+                assert!(result.is_err(), "{phase:?} settled as {outcome:?}");
+                assert_eq!(txn, in_phase(phase), "a refusal changes nothing");
+            }
+            if result.is_ok() {
+                assert!(
+                    txn.phase().outcome().is_none_or(|now| now == outcome),
+                    "{phase:?} settled as {outcome:?} ended {:?}",
+                    txn.phase()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_commit_by_hand_needs_every_participants_yes() {
+    let mut txn = in_phase(Phase::Preparing);
+    apply(&mut txn, vote(0, Vote::Yes));
+    assert_eq!(
+        txn.handle(settle(Outcome::Committed)),
+        Err(Rejection::NotAllYes(vec!["b".into()]))
+    );
+    assert_eq!(txn.phase(), Phase::Preparing);
+}
+
+#[test]
+fn an_undecided_transaction_settled_as_abort_is_aborted_and_delivered() {
+    let mut txn = in_phase(Phase::Preparing);
+    apply(&mut txn, vote(0, Vote::Yes));
+    let actions = apply(&mut txn, settle(Outcome::Aborted));
+    assert_eq!(txn.phase(), Phase::Aborting);
+    assert!(txn.reason().unwrap().starts_with("settled by hand: "));
+    assert!(
+        actions.contains(&deliver(0, Outcome::Aborted, 0)),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_decided_transaction_settled_by_hand_stops_delivering_and_finishes() {
+    let mut txn = in_phase(Phase::Committing);
+    apply(&mut txn, delivered(0, Ok(())));
+    apply(&mut txn, delivered(1, Err("gone")));
+    assert_eq!(
+        apply(&mut txn, settle(Outcome::Committed)),
+        vec![Action::Finish]
+    );
+    assert_eq!(txn.phase(), Phase::Committed);
+    let deliveries: Vec<Delivery> = txn.participants().iter().map(|p| p.delivery).collect();
+    assert_eq!(deliveries, [Delivery::Acked, Delivery::SettledByHand]);
+    assert_eq!(
+        apply(&mut txn, delivered(1, Ok(()))),
+        vec![],
+        "a late ack changes nothing"
+    );
+    assert_eq!(txn.participants()[1].delivery, Delivery::SettledByHand);
+}

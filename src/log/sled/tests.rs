@@ -13,6 +13,7 @@ fn record(n: u8, status: Status) -> TxnRecord {
         commit_requested: true,
         reason: None,
         participants: vec![Participant::new("a", "http://127.0.0.1:1")],
+        timeline: Default::default(),
     }
 }
 
