@@ -34,6 +34,11 @@ struct Cli {
     /// Log level (or a tracing filter such as "verdict=debug"); RUST_LOG overrides it.
     #[arg(long, global = true, env = "VERDICT_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Export Verdict's own spans (every RPC served, every transaction, every Prepare and
+    /// decision sent) to this OpenTelemetry collector over OTLP/gRPC, e.g. http://otel:4317.
+    /// Off by default.
+    #[arg(long, global = true, env = "VERDICT_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Async worker threads (default: one per core). For `bench`, also those of the processes
     /// it starts.
     #[arg(long, global = true, env = "VERDICT_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -100,7 +105,15 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn start(cli: Cli) -> std::process::ExitCode {
-    telemetry::init(cli.log_format, &cli.log_level);
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| cli.command.service());
+    let otlp = cli.otlp_endpoint.as_deref();
+    let _telemetry = match telemetry::init(cli.log_format, &cli.log_level, otlp, &service) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     match run(cli.command, cli.worker_threads).await {
@@ -108,6 +121,17 @@ async fn start(cli: Cli) -> std::process::ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// The service name its traces carry.
+    fn service(&self) -> String {
+        match self {
+            Command::Serve(_) => "verdict-coordinator".into(),
+            Command::Participant(_) => "verdict-participant".into(),
+            _ => "verdict".into(),
         }
     }
 }

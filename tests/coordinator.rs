@@ -869,3 +869,95 @@ async fn only_allowed_participant_endpoints_are_called() {
     assert_eq!(response.outcome(), Outcome::Committed);
     assert_eq!(get(&mut client, &txn).await.participants.len(), 1);
 }
+
+/// An OpenTelemetry collector double: keeps every span exported to it over OTLP/gRPC.
+mod collector {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
+    #[derive(Clone, Default)]
+    pub struct Collector {
+        spans: Arc<Mutex<Vec<Span>>>,
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let resources = request.into_inner().resource_spans;
+            let scopes = resources.into_iter().flat_map(|r| r.scope_spans);
+            let spans = scopes.flat_map(|s| s.spans);
+            self.spans.lock().unwrap().extend(spans);
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    impl Collector {
+        /// Serves on a free port; returns it and its URL.
+        pub async fn start() -> (Self, String) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let collector = Collector::default();
+            let server = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(collector.clone()))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+            tokio::spawn(server);
+            (collector, url)
+        }
+
+        pub fn spans(&self) -> Vec<Span> {
+            self.spans.lock().unwrap().clone()
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn with_otlp_its_own_spans_reach_the_collector_in_the_callers_trace() {
+    let (collector, url) = collector::Collector::start().await;
+    let mut coordinator = Coordinator::start(&["--otlp-endpoint", &url]).await;
+    let a = Double::start(yes()).await;
+    let mut client = coordinator.client().await;
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    begin_traced_and_commit(&mut client, &a, caller).await;
+    // A graceful stop flushes what the exporter holds.
+    coordinator.stop().await;
+
+    let spans = collector.spans();
+    let in_trace: Vec<_> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736")
+        .collect();
+    let names: Vec<&str> = in_trace.iter().map(|s| s.name.as_str()).collect();
+    for name in ["Begin", "transaction", "Prepare", "Commit"] {
+        assert!(
+            names.contains(&name),
+            "no {name:?} span in the caller's trace: {names:?}"
+        );
+    }
+    let begin = in_trace.iter().find(|s| s.name == "Begin").unwrap();
+    assert_eq!(
+        hex(&begin.parent_span_id),
+        "00f067aa0ba902b7",
+        "Begin is the caller's child"
+    );
+    // OTLP span kinds: 2 server (a call served), 3 client (a call made).
+    let kind = |name: &str| in_trace.iter().find(|s| s.name == name).unwrap().kind;
+    assert_eq!(
+        (kind("Begin"), kind("Prepare"), kind("Commit")),
+        (2, 3, 3),
+        "the Begin served, the Prepare and the decision sent: {names:?}"
+    );
+}

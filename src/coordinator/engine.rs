@@ -91,6 +91,11 @@ const STOPPED: &str = "this coordinator stopped running transactions (in a clust
                        longer the leader); retry the call: it is idempotent, and the client \
                        follows the leader";
 
+/// The span of one call to a participant, exported (with `--otlp-endpoint`) as `method`.
+fn client_span(method: &'static str, endpoint: &str) -> tracing::Span {
+    tracing::debug_span!("call", otel.name = method, otel.kind = "client", participant = %endpoint)
+}
+
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -208,7 +213,7 @@ impl<L: DecisionLog> Engine<L> {
             timeline: Mutex::new(timeline),
             // A debug span: building one per transaction costs throughput; events that matter
             // at info level and above name the transaction themselves.
-            span: tracing::debug_span!("txn", txn_id = %id),
+            span: tracing::debug_span!("txn", otel.name = "transaction", txn_id = %id),
         });
         let mut txns = self.txns.lock().expect("lock");
         if let Some(limit) = limit.filter(|&limit| txns.len() >= limit) {
@@ -761,6 +766,7 @@ impl<L: DecisionLog> Engine<L> {
                 let vote = self
                     .clients
                     .prepare(&endpoint, id, &self.coordinator, timeout, trace)
+                    .instrument(client_span("Prepare", &endpoint))
                     .await;
                 crate::crash_point!("coordinator::after_prepare_send");
                 metrics::histogram!(names::PREPARE_SECONDS, "participant" => endpoint.clone())
@@ -802,9 +808,14 @@ impl<L: DecisionLog> Engine<L> {
                 let timeout = self.config.decision_timeout;
                 crate::crash_point!("coordinator::before_phase2_send");
                 let started = Instant::now();
+                let method = match outcome {
+                    Outcome::Committed => "Commit",
+                    Outcome::Aborted => "Abort",
+                };
                 let result = self
                     .clients
                     .deliver(&endpoint, id, outcome, timeout, trace)
+                    .instrument(client_span(method, &endpoint))
                     .await;
                 crate::crash_point!("coordinator::after_phase2_send");
                 let decision = match outcome {

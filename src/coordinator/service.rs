@@ -219,8 +219,21 @@ fn trace_parent(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
     well_formed.then(|| value.to_owned())
 }
 
-fn span(method: &'static str, txn_id: &str) -> tracing::Span {
-    tracing::debug_span!("rpc", method, txn_id = %txn_id.chars().take(40).collect::<String>())
+/// The span of one RPC, exported as `method` (with `--otlp-endpoint`): a child of the caller's
+/// span when it sent a `traceparent`.
+fn span(method: &'static str, txn_id: &str, trace: Option<&str>) -> tracing::Span {
+    // Fields are evaluated only when the span is enabled: nothing is built without an exporter.
+    let span = tracing::debug_span!(
+        "rpc",
+        otel.name = method,
+        otel.kind = "server",
+        method,
+        txn_id = %txn_id.chars().take(40).collect::<String>()
+    );
+    if let Some(trace) = trace.filter(|_| !span.is_disabled()) {
+        crate::telemetry::continue_trace(&span, trace);
+    }
+    span
 }
 
 #[tonic::async_trait]
@@ -234,7 +247,9 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let engine = self.engine()?;
         let timeout = validate::txn_timeout(request.timeout_ms, engine.max_txn_timeout())?;
         let participants = validate::participants(request.participants)?;
-        let begun = engine.begin(timeout, participants)?;
+        // The transaction's own span, made in `begin`, is a child of this one.
+        let span = span("Begin", "", trace.as_deref());
+        let begun = span.in_scope(|| engine.begin(timeout, participants))?;
         if let Some(trace) = trace {
             engine.trace(begun.txn_id, trace);
         }
@@ -248,8 +263,9 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         &self,
         request: Request<proto::EnlistRequest>,
     ) -> Result<Response<proto::EnlistResponse>, Status> {
+        let trace = trace_parent(request.metadata());
         let request = request.into_inner();
-        let _span = span("Enlist", &request.txn_id).entered();
+        let _span = span("Enlist", &request.txn_id, trace.as_deref()).entered();
         let id = validate::txn_id(&request.txn_id)?;
         let participant = validate::participant(request.participant)?;
         let (newly_enlisted, deadline_unix_ms) = self.engine()?.enlist(id, participant)?;
@@ -268,12 +284,13 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let id = validate::txn_id(&request.txn_id)?;
         let started = std::time::Instant::now();
         let engine = self.engine()?;
+        let span = span("Commit", &request.txn_id, trace.as_deref());
         if let Some(trace) = trace {
             engine.trace(id, trace);
         }
         let (outcome, reason) = engine
             .commit(id, request.wait_for_acks)
-            .instrument(span("Commit", &request.txn_id))
+            .instrument(span)
             .await?;
         metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed());
         Ok(Response::new(proto::CommitResponse {
@@ -286,8 +303,9 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         &self,
         request: Request<proto::AbortRequest>,
     ) -> Result<Response<proto::AbortResponse>, Status> {
+        let trace = trace_parent(request.metadata());
         let request = request.into_inner();
-        let _span = span("Abort", &request.txn_id).entered();
+        let _span = span("Abort", &request.txn_id, trace.as_deref()).entered();
         let id = validate::txn_id(&request.txn_id)?;
         let mut reason = validate::reason(request.reason)?;
         if reason.is_empty() {
@@ -352,6 +370,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::ResolveByHandRequest>,
     ) -> Result<Response<proto::ResolveByHandResponse>, Status> {
         let from = request.remote_addr();
+        let trace = trace_parent(request.metadata());
         let request = request.into_inner();
         let id = validate::txn_id(&request.txn_id)?;
         let outcome = validate::decided_outcome(request.outcome)?;
@@ -364,7 +383,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let view = self
             .engine()?
             .settle_by_hand(id, outcome, by, reason)
-            .instrument(span("ResolveByHand", &request.txn_id))
+            .instrument(span("ResolveByHand", &request.txn_id, trace.as_deref()))
             .await?;
         Ok(Response::new(proto::ResolveByHandResponse {
             transaction: Some(wire_transaction(view)),

@@ -93,6 +93,12 @@ impl Server {
         child.kill().await.expect("kill");
     }
 
+    /// Stops it gracefully (SIGTERM), as an orchestrator would, and waits for it to exit.
+    pub async fn stop(&mut self) {
+        let child = self.child.take().expect("running");
+        child.stop().await.expect("a graceful stop");
+    }
+
     /// Freezes it (SIGSTOP): to the others it is cut off, and it notices nothing.
     pub fn freeze(&self) {
         self.child
