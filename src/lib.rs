@@ -29,6 +29,7 @@ pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod conformance;
+pub mod console;
 pub mod coordinator;
 pub mod core;
 pub mod demo;

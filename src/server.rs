@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub engine: Config,
     /// Cluster mode, when given `--peers`.
     pub cluster: Option<ClusterSettings>,
+    /// Where to serve the web console, if anywhere.
+    pub console: Option<SocketAddr>,
 }
 
 /// A cluster node's settings (`--node-id`, `--peers`, …).
@@ -54,6 +56,10 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     if options.log_sync == LogSync::Off {
         tracing::warn!("--log-sync off: commit decisions are NOT durable; use only to compare");
+    }
+    if let Some(addr) = options.console {
+        let nodes = options.cluster.as_ref().map(|c| c.peers.urls()).unwrap_or_default();
+        crate::console::serve(addr, &own_url(listener.local_addr()?), nodes).await?;
     }
     match options.cluster.clone() {
         None => run_single(options, listener, shutdown).await,
@@ -125,6 +131,15 @@ async fn run_node(
     tracing::info!("shut down; stopping Raft and closing the log");
     node.shutdown().await;
     Ok(())
+}
+
+/// This process's gRPC URL as seen from inside it.
+fn own_url(local: SocketAddr) -> String {
+    let ip = match local.ip() {
+        ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, local.port()))
 }
 
 /// Health and reflection, which every node serves. The overall status ("") is SERVING while

@@ -361,6 +361,14 @@ impl Client {
             .ok_or_else(|| Status::internal("the coordinator answered with no transaction"))
     }
 
+    /// What the coordinator (in a cluster: the leader) has begun and decided, and holds now.
+    pub async fn stats(&self) -> Result<GetStatsResponse, Status> {
+        self.call(GetStatsRequest {}, |mut c, r| async move {
+            c.get_stats(r).await
+        })
+        .await
+    }
+
     pub async fn get(&self, txn: TxnId) -> Result<proto::Transaction, Status> {
         let request = GetTransactionRequest {
             txn_id: txn.to_string(),

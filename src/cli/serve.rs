@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics over HTTP on this address (off by default).
     #[arg(long, env = "VERDICT_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the web console over HTTP on this address (off by default). It has no login of
+    /// its own: bind it where only operators reach.
+    #[arg(long, env = "VERDICT_CONSOLE_LISTEN")]
+    console_listen: Option<SocketAddr>,
     /// Directory of the decision log (created if missing).
     #[arg(long, env = "VERDICT_DATA_DIR", default_value = "./verdict-data")]
     data_dir: PathBuf,
@@ -114,6 +118,7 @@ impl ServeArgs {
             data_dir: self.data_dir,
             log_sync: self.log_sync,
             cluster,
+            console: self.console_listen,
             engine: Config {
                 advertise_url: self.advertise_url.unwrap_or_default(),
                 cluster_urls: Vec::new(),

@@ -3,12 +3,15 @@
 //! its timeline — a retry of phase 2 now, and the resolution by hand of what no protocol step
 //! can settle.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{ArgGroup, Subcommand, ValueEnum};
-use verdict::client::Client;
+
 use verdict::core::{Outcome, TxnId};
-use verdict::proto::{ListTransactionsRequest, ParticipantStatus, Transaction, TransactionState};
+use verdict::console::json::{
+    acked, age, all_pages, name, outcome_name, state_name, to_json, vote,
+};
+use verdict::proto::{Transaction, TransactionState};
 
 use super::{duration, plainly, Coordinator};
 
@@ -207,33 +210,7 @@ fn txn_id_of(text: &str) -> anyhow::Result<TxnId> {
         .map_err(|_| anyhow::anyhow!("{text:?} is not a transaction id (a UUID, as Begin returns)"))
 }
 
-/// Every transaction in `state`, page after page.
-async fn all_pages(client: &Client, state: TransactionState) -> anyhow::Result<Vec<Transaction>> {
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let request = ListTransactionsRequest {
-            state: state.into(),
-            page_size: 1000,
-            page_token,
-        };
-        let page = client.list(request).await?;
-        all.extend(page.transactions);
-        if page.next_page_token.is_empty() {
-            return Ok(all);
-        }
-        page_token = page.next_page_token;
-    }
-}
 
-/// How long ago the transaction began (its id carries the time).
-fn age(txn: &Transaction) -> Duration {
-    let begun = txn.txn_id.parse::<TxnId>().map_or(0, TxnId::begun_unix_ms);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Duration::from_millis(now.saturating_sub(begun))
-}
 
 fn takes_part(txn: &Transaction, name: &str) -> bool {
     txn.participants
@@ -241,30 +218,8 @@ fn takes_part(txn: &Transaction, name: &str) -> bool {
         .any(|p| p.participant.as_ref().is_some_and(|r| r.name == name))
 }
 
-fn state_name(txn: &Transaction) -> &'static str {
-    match txn.state() {
-        TransactionState::Unspecified => "unknown",
-        TransactionState::Active => "active",
-        TransactionState::Preparing => "preparing",
-        TransactionState::Committing => "committing",
-        TransactionState::Aborting => "aborting",
-        TransactionState::Committed => "committed",
-        TransactionState::Aborted => "aborted",
-    }
-}
 
-fn name(p: &ParticipantStatus) -> &str {
-    p.participant.as_ref().map_or("?", |r| r.name.as_str())
-}
 
-fn vote(p: &ParticipantStatus) -> &'static str {
-    match p.vote() {
-        verdict::proto::Vote::Unspecified => "-",
-        verdict::proto::Vote::Yes => "yes",
-        verdict::proto::Vote::No => "no",
-        verdict::proto::Vote::ReadOnly => "read-only",
-    }
-}
 
 /// Rounded for a person: "850ms", "12s", "3m".
 fn short(age: Duration) -> String {
@@ -306,13 +261,6 @@ fn table(txns: &[Transaction]) -> String {
     out
 }
 
-fn acked(p: &ParticipantStatus) -> &'static str {
-    match (p.acknowledged, p.settled_by_hand) {
-        (true, _) => "yes",
-        (false, true) => "by hand",
-        (false, false) => "no",
-    }
-}
 
 fn when(unix_ms: u64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(unix_ms);
@@ -365,46 +313,4 @@ fn details(txn: &Transaction) -> String {
     out
 }
 
-fn outcome_name(outcome: verdict::proto::Outcome) -> &'static str {
-    match outcome {
-        verdict::proto::Outcome::Committed => "COMMIT",
-        verdict::proto::Outcome::Aborted => "ABORT",
-        _ => "?",
-    }
-}
 
-fn to_json(txn: &Transaction) -> serde_json::Value {
-    let participants: Vec<serde_json::Value> = txn
-        .participants
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "name": name(p),
-                "endpoint": p.participant.as_ref().map_or("", |r| r.endpoint.as_str()),
-                "vote": vote(p),
-                "acknowledged": p.acknowledged,
-                "attempts": p.attempts,
-                "last_error": p.last_error,
-                "settled_by_hand": p.settled_by_hand,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "txn_id": txn.txn_id,
-        "state": state_name(txn),
-        "age_ms": age(txn).as_millis() as u64,
-        "reason": txn.reason,
-        "deadline_unix_ms": txn.deadline_unix_ms,
-        "participants": participants,
-        "timeline": txn.timeline.iter().map(|e| serde_json::json!({
-            "at_unix_ms": e.at_unix_ms,
-            "event": e.event,
-        })).collect::<Vec<_>>(),
-        "resolution": txn.resolution.as_ref().map(|r| serde_json::json!({
-            "outcome": outcome_name(r.outcome()).to_lowercase(),
-            "operator": r.operator,
-            "reason": r.reason,
-            "at_unix_ms": r.at_unix_ms,
-        })),
-    })
-}

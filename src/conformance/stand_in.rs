@@ -141,6 +141,13 @@ impl Coordinator for StandIn {
         Err(kit_only("ResolveByHand"))
     }
 
+    async fn get_stats(
+        &self,
+        _: Request<proto::GetStatsRequest>,
+    ) -> Result<Response<proto::GetStatsResponse>, Status> {
+        Err(kit_only("GetStats"))
+    }
+
     async fn resolve(
         &self,
         request: Request<proto::ResolveRequest>,

@@ -6,6 +6,7 @@
 //! write are spawned, and each reports back with another event.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +69,24 @@ enum Io {
     },
 }
 
+/// What an engine has done and holds, for operators (see [`Engine::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub begun: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    pub in_flight: u64,
+    pub in_doubt: u64,
+}
+
+/// The engine's running totals, beside the metrics (which may not be recorded at all).
+#[derive(Default)]
+struct Totals {
+    begun: AtomicU64,
+    committed: AtomicU64,
+    aborted: AtomicU64,
+}
+
 /// The coordinator engine.
 pub struct Engine<L> {
     config: Config,
@@ -81,6 +100,7 @@ pub struct Engine<L> {
     /// Set once the engine stops (its log took no more writes): nothing more is sent or
     /// written, and waiting callers are answered UNAVAILABLE.
     stopped: watch::Sender<bool>,
+    totals: Totals,
 }
 
 /// How often the in-flight and in-doubt gauges are set.
@@ -137,6 +157,7 @@ impl<L: DecisionLog> Engine<L> {
             clients: ParticipantClients::new(),
             corrupt,
             stopped: watch::Sender::new(false),
+            totals: Totals::default(),
         });
         engine.recover(recovered);
         tokio::spawn(every(
@@ -227,20 +248,7 @@ impl<L: DecisionLog> Engine<L> {
     /// Sets the gauges: transactions in flight, and those in doubt — past Commit (or aborting)
     /// and not finished, so participants may hold locks for them — by age. None once stopped.
     fn report_gauges(&self) {
-        let mut in_doubt: HashMap<&str, u64> = HashMap::new();
-        let mut in_flight = 0;
-        if !self.is_stopped() {
-            let now = now_unix_ms();
-            let txns = self.txns.lock().expect("lock");
-            in_flight = txns.len();
-            for entry in txns.values() {
-                let phase = *entry.phase.borrow();
-                if phase != Phase::Active && !phase.is_finished() {
-                    let age = now.saturating_sub(entry.id.begun_unix_ms());
-                    *in_doubt.entry(names::in_doubt_age(age)).or_default() += 1;
-                }
-            }
-        }
+        let (in_flight, in_doubt) = self.held();
         metrics::gauge!(names::IN_FLIGHT).set(in_flight as f64);
         for (age, _) in names::IN_DOUBT_AGES {
             let count = in_doubt.get(age).copied().unwrap_or(0);
@@ -249,6 +257,37 @@ impl<L: DecisionLog> Engine<L> {
     }
 
     /// Whether `--allow-participants` lets this coordinator call `endpoint`.
+    /// How many transactions are held, and of them how many are in doubt by age bucket. None
+    /// once stopped.
+    fn held(&self) -> (usize, HashMap<&'static str, u64>) {
+        let mut in_doubt: HashMap<&str, u64> = HashMap::new();
+        if self.is_stopped() {
+            return (0, in_doubt);
+        }
+        let now = now_unix_ms();
+        let txns = self.txns.lock().expect("lock");
+        for entry in txns.values() {
+            let phase = *entry.phase.borrow();
+            if phase != Phase::Active && !phase.is_finished() {
+                let age = now.saturating_sub(entry.id.begun_unix_ms());
+                *in_doubt.entry(names::in_doubt_age(age)).or_default() += 1;
+            }
+        }
+        (txns.len(), in_doubt)
+    }
+
+    /// What this engine has begun and decided since it started, and what it holds now.
+    pub fn stats(&self) -> Stats {
+        let (in_flight, in_doubt) = self.held();
+        Stats {
+            begun: self.totals.begun.load(Ordering::Relaxed),
+            committed: self.totals.committed.load(Ordering::Relaxed),
+            aborted: self.totals.aborted.load(Ordering::Relaxed),
+            in_flight: in_flight as u64,
+            in_doubt: in_doubt.values().sum(),
+        }
+    }
+
     fn allowed(&self, endpoint: &str) -> Result<(), EngineError> {
         let allowed = &self.config.allowed_participants;
         allowed.check(endpoint).map_err(EngineError::NotAllowed)
@@ -325,6 +364,7 @@ impl<L: DecisionLog> Engine<L> {
         let limit = Some(self.config.max_in_flight);
         let entry = self.insert(id, deadline_unix_ms, txn, Timeline::default(), limit)?;
         metrics::counter!(names::BEGUN).increment(1);
+        self.totals.begun.fetch_add(1, Ordering::Relaxed);
         self.apply(&entry, AbortReason::Client, |_| Ok(vec![Action::Record]))?;
         crate::crash_point!("coordinator::after_begin");
         let engine = Arc::downgrade(self);
@@ -647,9 +687,11 @@ impl<L: DecisionLog> Engine<L> {
         match txn.phase().outcome() {
             Some(Outcome::Committed) if undecided => {
                 metrics::counter!(names::COMMITTED).increment(1);
+                self.totals.committed.fetch_add(1, Ordering::Relaxed);
             }
             Some(Outcome::Aborted) if undecided => {
                 metrics::counter!(names::ABORTED, "reason" => reason.label()).increment(1);
+                self.totals.aborted.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }

@@ -22,7 +22,7 @@ mod view;
 
 pub use allow::AllowedParticipants;
 pub use config::Config;
-pub use engine::{Begun, Engine, NewParticipant};
+pub use engine::{Begun, Engine, NewParticipant, Stats};
 pub use error::EngineError;
 pub use leadership::{Leadership, NotLeader};
 pub use view::{State, TxnView};

@@ -390,6 +390,26 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         }))
     }
 
+    async fn get_stats(
+        &self,
+        request: Request<proto::GetStatsRequest>,
+    ) -> Result<Response<proto::GetStatsResponse>, Status> {
+        let local = |engine: &Engine<N::Log>| {
+            let stats = engine.stats();
+            Ok(proto::GetStatsResponse {
+                begun: stats.begun,
+                committed: stats.committed,
+                aborted: stats.aborted,
+                in_flight: stats.in_flight,
+                in_doubt: stats.in_doubt,
+            })
+        };
+        self.read(request, local, |mut leader, request| async move {
+            leader.get_stats(request).await
+        })
+        .await
+    }
+
     async fn resolve(
         &self,
         request: Request<proto::ResolveRequest>,

@@ -1,0 +1,199 @@
+//! The web console, `verdict serve --console-listen ADDR`: one page embedded in the binary
+//! (plain HTML, CSS and JavaScript; nothing fetched from anywhere else) over a small JSON API.
+//! The API is itself a client of the coordinator's public gRPC contract, so a cluster node's
+//! console shows and acts on the leader's transactions, as `verdict txn` does.
+//!
+//! It shows live counts and rates, the transactions in flight and in doubt with each
+//! participant's state, one transaction's timeline, the retry and resolve-by-hand actions (the
+//! page asks for confirmation first), and the cluster's members and leader. Its actions take
+//! JSON bodies only: a browser will not send those across origins without a CORS preflight,
+//! which the console never grants, so another site cannot act through an operator's browser.
+//! It has no login of its own: bind it to an address only operators reach.
+//!
+//! - [`json`]: transactions as JSON, shared with `verdict txn --json`.
+
+pub mod json;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tonic::Code;
+
+use crate::client::Client;
+use crate::core::{Outcome, TxnId};
+use crate::proto::{ListTransactionsRequest, TransactionState};
+
+/// The page, with its style and script.
+const PAGE: &str = include_str!("page.html");
+
+/// At most this many transactions per state are listed.
+const LISTED: u32 = 200;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Console {
+    coordinator: Client,
+    /// Every node of the cluster, to show each one's view; empty for a single node.
+    nodes: Vec<String>,
+}
+
+/// Serves the console on `addr` in the background, talking to the coordinator at `coordinator`
+/// (its own gRPC address); `nodes` are the cluster's node URLs (none for a single node).
+pub async fn serve(addr: SocketAddr, coordinator: &str, nodes: Vec<String>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve the console on {addr}"))?;
+    let console = Arc::new(Console {
+        coordinator: Client::new(coordinator, CALL_TIMEOUT)?,
+        nodes,
+    });
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/api/overview", get(overview))
+        .route("/api/transactions", get(transactions))
+        .route("/api/transactions/{id}", get(transaction))
+        .route("/api/transactions/{id}/retry", post(retry))
+        .route("/api/transactions/{id}/resolve", post(resolve))
+        .with_state(console);
+    tracing::info!(addr = %listener.local_addr()?, "serving the console");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "the console stopped");
+        }
+    });
+    Ok(())
+}
+
+/// An answer the page shows as an error: an HTTP status and `{"error": message}`.
+struct Failure(StatusCode, String);
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        let code = match status.code() {
+            Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::FailedPrecondition => StatusCode::CONFLICT,
+            Code::Unavailable | Code::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure(code, status.message().to_owned())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, Failure>;
+
+fn txn_id(text: &str) -> Result<TxnId, Failure> {
+    text.parse().map_err(|_| {
+        let message = format!("{text:?} is not a transaction id");
+        Failure(StatusCode::BAD_REQUEST, message)
+    })
+}
+
+async fn page() -> impl IntoResponse {
+    // The page is the only thing served to a browser: nothing else may frame or script it.
+    let policy = "default-src 'self'; script-src 'unsafe-inline' 'self'; \
+                  style-src 'unsafe-inline' 'self'; frame-ancestors 'none'";
+    ([(header::CONTENT_SECURITY_POLICY, policy)], Html(PAGE))
+}
+
+async fn overview(State(console): State<Arc<Console>>) -> Answer {
+    let stats = console.coordinator.stats().await?;
+    let mut nodes = Vec::new();
+    for (url, view) in crate::cluster::admin::views(&console.nodes, false).await {
+        nodes.push(match view {
+            Ok(view) => json!({ "url": url, "view": view }),
+            Err(status) => json!({ "url": url, "error": status.message() }),
+        });
+    }
+    Ok(Json(json!({
+        "stats": {
+            "begun": stats.begun,
+            "committed": stats.committed,
+            "aborted": stats.aborted,
+            "in_flight": stats.in_flight,
+            "in_doubt": stats.in_doubt,
+        },
+        "cluster": (!console.nodes.is_empty()).then_some(nodes),
+    })))
+}
+
+/// The transactions not finished: active, preparing, and in doubt (committing, aborting).
+async fn transactions(State(console): State<Arc<Console>>) -> Answer {
+    use TransactionState as S;
+    let mut listed = Vec::new();
+    let mut more = false;
+    for state in [S::Committing, S::Aborting, S::Preparing, S::Active] {
+        let request = ListTransactionsRequest {
+            state: state.into(),
+            page_size: LISTED,
+            page_token: String::new(),
+        };
+        let page = console.coordinator.list(request).await?;
+        more |= !page.next_page_token.is_empty();
+        listed.extend(page.transactions.iter().map(json::to_json));
+    }
+    Ok(Json(json!({ "transactions": listed, "more": more })))
+}
+
+async fn transaction(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Answer {
+    let txn = console.coordinator.get(txn_id(&id)?).await?;
+    Ok(Json(json::to_json(&txn)))
+}
+
+async fn retry(
+    State(console): State<Arc<Console>>,
+    Path(id): Path<String>,
+    Json(_): Json<Value>,
+) -> Answer {
+    let id = txn_id(&id)?;
+    console.coordinator.retry_delivery(id).await?;
+    Ok(Json(json!({ "retried": id.to_string() })))
+}
+
+/// `{"outcome": "commit"|"abort", "reason": …, "operator": …}`.
+#[derive(serde::Deserialize)]
+struct Resolution {
+    outcome: String,
+    reason: String,
+    operator: String,
+}
+
+async fn resolve(
+    State(console): State<Arc<Console>>,
+    Path(id): Path<String>,
+    Json(asked): Json<Resolution>,
+) -> Answer {
+    let id = txn_id(&id)?;
+    let outcome = match asked.outcome.as_str() {
+        "commit" => Outcome::Committed,
+        "abort" => Outcome::Aborted,
+        other => {
+            let message = format!("outcome {other:?}: give \"commit\" or \"abort\"");
+            return Err(Failure(StatusCode::BAD_REQUEST, message));
+        }
+    };
+    if asked.operator.trim().is_empty() {
+        let message = "say who you are (operator): the resolution is recorded with it".into();
+        return Err(Failure(StatusCode::BAD_REQUEST, message));
+    }
+    let operator = format!("{} (console)", asked.operator.trim());
+    let txn = console
+        .coordinator
+        .resolve_by_hand(id, outcome, &asked.reason, &operator)
+        .await?;
+    Ok(Json(json::to_json(&txn)))
+}
