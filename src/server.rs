@@ -58,7 +58,11 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
         tracing::warn!("--log-sync off: commit decisions are NOT durable; use only to compare");
     }
     if let Some(addr) = options.console {
-        let nodes = options.cluster.as_ref().map(|c| c.peers.urls()).unwrap_or_default();
+        let nodes = options
+            .cluster
+            .as_ref()
+            .map(|c| c.peers.urls())
+            .unwrap_or_default();
         crate::console::serve(addr, &own_url(listener.local_addr()?), nodes).await?;
     }
     match options.cluster.clone() {

@@ -7,10 +7,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{ArgGroup, Subcommand, ValueEnum};
 
-use verdict::core::{Outcome, TxnId};
 use verdict::console::json::{
     acked, age, all_pages, name, outcome_name, state_name, to_json, vote,
 };
+use verdict::core::{Outcome, TxnId};
 use verdict::proto::{Transaction, TransactionState};
 
 use super::{duration, plainly, Coordinator};
@@ -210,16 +210,11 @@ fn txn_id_of(text: &str) -> anyhow::Result<TxnId> {
         .map_err(|_| anyhow::anyhow!("{text:?} is not a transaction id (a UUID, as Begin returns)"))
 }
 
-
-
 fn takes_part(txn: &Transaction, name: &str) -> bool {
     txn.participants
         .iter()
         .any(|p| p.participant.as_ref().is_some_and(|r| r.name == name))
 }
-
-
-
 
 /// Rounded for a person: "850ms", "12s", "3m".
 fn short(age: Duration) -> String {
@@ -260,7 +255,6 @@ fn table(txns: &[Transaction]) -> String {
     out += &format!("{} transaction(s)\n", txns.len());
     out
 }
-
 
 fn when(unix_ms: u64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(unix_ms);
@@ -312,5 +306,3 @@ fn details(txn: &Transaction) -> String {
     }
     out
 }
-
-

@@ -5,10 +5,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::client::Client;
 use crate::core::TxnId;
-use crate::proto::{self, ListTransactionsRequest, ParticipantStatus, Transaction, TransactionState};
+use crate::proto::{
+    self, ListTransactionsRequest, ParticipantStatus, Transaction, TransactionState,
+};
 
 /// Every transaction in `state`, page after page.
-pub async fn all_pages(client: &Client, state: TransactionState) -> anyhow::Result<Vec<Transaction>> {
+pub async fn all_pages(
+    client: &Client,
+    state: TransactionState,
+) -> anyhow::Result<Vec<Transaction>> {
     let mut all = Vec::new();
     let mut page_token = String::new();
     loop {

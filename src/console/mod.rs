@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,6 +65,7 @@ pub async fn serve(addr: SocketAddr, coordinator: &str, nodes: Vec<String>) -> a
         .with_state(console);
     tracing::info!(addr = %listener.local_addr()?, "serving the console");
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "the console stopped");
         }
@@ -174,6 +175,7 @@ struct Resolution {
 
 async fn resolve(
     State(console): State<Arc<Console>>,
+    ConnectInfo(browser): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Json(asked): Json<Resolution>,
 ) -> Answer {
@@ -190,7 +192,9 @@ async fn resolve(
         let message = "say who you are (operator): the resolution is recorded with it".into();
         return Err(Failure(StatusCode::BAD_REQUEST, message));
     }
-    let operator = format!("{} (console)", asked.operator.trim());
+    // The coordinator adds where its own request came from: the console. Where the operator was
+    // is the browser's address.
+    let operator = format!("{} (console, browser at {browser})", asked.operator.trim());
     let txn = console
         .coordinator
         .resolve_by_hand(id, outcome, &asked.reason, &operator)
