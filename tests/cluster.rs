@@ -606,3 +606,60 @@ async fn a_leader_cut_off_and_back_never_answers_from_stale_state() {
     await_balance(&a, "alice", 990).await;
     await_balance(&b, "bob", 10).await;
 }
+
+/// `GET path` over plain HTTP/1.0 from `addr`; the response body.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+#[tokio::test]
+async fn a_followers_console_shows_every_member_the_leader_and_the_leaders_counts() {
+    let _one = one_cluster_at_a_time().await;
+    let consoles = verdict::process::free_local_ports(3).expect("free ports");
+    let console = |i: usize| format!("127.0.0.1:{}", consoles[i]);
+    let cluster = TestCluster::start_each(3, |i| vec!["--console-listen".into(), console(i)]).await;
+    let leader = cluster.leader().await;
+    let client = Client::new(&cluster.urls(), Duration::from_secs(10)).unwrap();
+    let txn = client.begin(None).await.unwrap().txn_id;
+    client.commit(txn).await.unwrap();
+
+    let follower = (leader + 1) % 3;
+    let overview: serde_json::Value =
+        serde_json::from_str(&http_get(&console(follower), "/api/overview").await).unwrap();
+    let nodes = overview["cluster"]
+        .as_array()
+        .expect("a cluster node shows its cluster");
+    assert_eq!(nodes.len(), 3, "{overview}");
+    let roles: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["view"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "Leader").count(),
+        1,
+        "{roles:?}"
+    );
+    let leader_url = cluster.nodes[leader].url();
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["view"]["leader_url"] == leader_url.as_str()),
+        "{overview}"
+    );
+    // The counts are the leader's, whichever node's console is asked.
+    assert_eq!(overview["stats"]["begun"], 1, "{overview}");
+    assert_eq!(overview["stats"]["committed"], 1, "{overview}");
+    let page = http_get(&console(follower), "/").await;
+    assert!(page.contains("<title>Verdict console</title>"));
+}
