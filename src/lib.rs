@@ -19,10 +19,12 @@
 //!   (the food-order demo's order and delivery services); [`kv`]: the embedded resource the KV
 //!   bank and the records are work on; [`staging`]: what such participants share — work staged
 //!   per transaction, enlisting, discarding at the deadline.
-//! - [`metrics`]: every metric's name, and the Prometheus endpoint.
+//! - [`metrics`]: every metric's name, and the Prometheus endpoint; [`telemetry`]: logs and the
+//!   OTLP span exporter; [`console`]: the web console.
 //! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools (every crash point named)
 //!   and the benchmark.
 //! - [`conformance`]: the kit that checks any participant against the participant contract.
+//! - [`demo`]: `verdict demo`'s scenarios; [`process`]: servers as child processes.
 
 pub mod bank;
 pub mod bench;

@@ -256,7 +256,6 @@ impl<L: DecisionLog> Engine<L> {
         }
     }
 
-    /// Whether `--allow-participants` lets this coordinator call `endpoint`.
     /// How many transactions are held, and of them how many are in doubt by age bucket. None
     /// once stopped.
     fn held(&self) -> (usize, HashMap<&'static str, u64>) {
@@ -288,6 +287,7 @@ impl<L: DecisionLog> Engine<L> {
         }
     }
 
+    /// Whether `--allow-participants` lets this coordinator call `endpoint`.
     fn allowed(&self, endpoint: &str) -> Result<(), EngineError> {
         let allowed = &self.config.allowed_participants;
         allowed.check(endpoint).map_err(EngineError::NotAllowed)
@@ -547,12 +547,12 @@ impl<L: DecisionLog> Engine<L> {
             Some(Outcome::Committed) if outcome == Outcome::Aborted => {
                 EngineError::Rejected(id, Rejection::Committed)
             }
-            Some(Outcome::Aborted) if outcome == Outcome::Committed => EngineError::Rejected(
-                id,
-                Rejection::Aborted(record.reason.unwrap_or_default()),
-            ),
+            Some(Outcome::Aborted) if outcome == Outcome::Committed => {
+                EngineError::Rejected(id, Rejection::Aborted(record.reason.unwrap_or_default()))
+            }
             _ => EngineError::NothingToDo(format!(
-                "transaction {id} is finished: every participant has its decision; there is                  nothing to settle"
+                "transaction {id} is finished: every participant has its decision; there is \
+                 nothing to settle"
             )),
         })
     }

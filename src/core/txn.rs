@@ -229,7 +229,8 @@ impl fmt::Display for Rejection {
             ),
             Rejection::NotAllYes(names) => write!(
                 f,
-                "a commit needs every participant's YES, and {} did not vote YES (NO, or no vote                  yet): settle it as an abort",
+                "a commit needs every participant's YES, and {} did not vote YES (NO, or no vote \
+                 yet): settle it as an abort",
                 names.join(", ")
             ),
         }

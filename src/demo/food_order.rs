@@ -343,13 +343,19 @@ impl Town {
         Ok((txn, outcome, reason))
     }
 
-    /// Commits in the background, for a step that acts while the decision is being made.
-    fn commit_later(
+    /// Stages `order` and commits it in the background with delivery's answers held back by
+    /// its proxy, so that nothing is decided until the step lets them through.
+    async fn commit_with_delivery_held(
         &self,
-        txn: TxnId,
-    ) -> tokio::task::JoinHandle<Result<(Outcome, String), tonic::Status>> {
+        order: &Order,
+    ) -> anyhow::Result<(TxnId, Committing)> {
+        self.delivery_link.set(Faults {
+            stall_backward: true,
+            ..Faults::default()
+        });
+        let txn = self.stage(order).await?;
         let client = self.client.clone();
-        tokio::spawn(async move { client.commit(txn).await })
+        Ok((txn, tokio::spawn(async move { client.commit(txn).await })))
     }
 
     /// The vote the coordinator has from participant `name` in `txn`.
@@ -415,6 +421,9 @@ impl Town {
         .await
     }
 }
+
+/// A commit under way in the background.
+type Committing = tokio::task::JoinHandle<Result<(Outcome, String), tonic::Status>>;
 
 /// Polls `condition` every 20 ms until it gives a value, up to [`SETTLE_TIMEOUT`]; an error
 /// counts as not yet (a service restarting).
@@ -513,11 +522,11 @@ fn expect(
         true => String::new(),
         false => format!(": {reason}"),
     };
-    let outcome_now = match outcome {
+    let said = match outcome {
         Outcome::Committed => "COMMITTED",
         Outcome::Aborted => "ABORTED",
     };
-    println!("   {outcome_now}{why}\n   txn {txn}");
+    println!("   {said}{why}\n   txn {txn}");
     anyhow::ensure!(
         outcome == wanted && reason.contains(because),
         "expected {wanted:?} ({because}), got {outcome:?}{why}"
@@ -527,13 +536,8 @@ fn expect(
 
 async fn payment_killed_after_voting_yes(town: &mut Town, order: &Order) -> anyhow::Result<()> {
     step(4, "the payment service dies after voting YES", order);
-    // Delivery's vote is held back, so nothing is decided while payment dies.
-    town.delivery_link.set(Faults {
-        stall_backward: true,
-        ..Faults::default()
-    });
-    let txn = town.stage(order).await?;
-    let commit = town.commit_later(txn);
+    // Nothing is decided while payment dies.
+    let (txn, commit) = town.commit_with_delivery_held(order).await?;
     let voted =
         || async { Ok((town.vote(txn, "payment").await? == proto::Vote::Yes).then_some(())) };
     until("payment's YES", voted).await?;
@@ -558,12 +562,7 @@ async fn payment_killed_after_voting_yes(town: &mut Town, order: &Order) -> anyh
 
 async fn coordinator_killed_after_deciding(town: &mut Town, order: &Order) -> anyhow::Result<()> {
     step(5, "the coordinator dies right after its decision", order);
-    town.delivery_link.set(Faults {
-        stall_backward: true,
-        ..Faults::default()
-    });
-    let txn = town.stage(order).await?;
-    let commit = town.commit_later(txn);
+    let (txn, commit) = town.commit_with_delivery_held(order).await?;
     let prepared = || async { Ok(town.delivery_prepared(txn).await?.then_some(())) };
     until("delivery to prepare", prepared).await?;
     // Its YES goes out now; nothing more gets to it: the decision will not reach delivery.
