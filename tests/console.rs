@@ -60,10 +60,20 @@ fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// chromedriver on a free port, and a headless Chromium session through it.
+/// chromedriver on a free port, and a headless Chromium session through it. Dropped, it kills
+/// chromedriver's whole process group: the browsers it started go too, even when a test fails.
 struct Driver {
-    _process: tokio::process::Child,
+    process: tokio::process::Child,
     browser: Browser,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.process.id() {
+            // SAFETY: killpg(2) on the process group this test made for chromedriver.
+            unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
 }
 
 impl Driver {
@@ -73,6 +83,7 @@ impl Driver {
             .arg(format!("--port={}", addr.port()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -93,10 +104,7 @@ impl Driver {
                 .ok()
         })
         .await;
-        Driver {
-            _process: process,
-            browser,
-        }
+        Driver { process, browser }
     }
 }
 
@@ -198,59 +206,61 @@ async fn stuck_transaction_resolved_through_the_page(driver: &Path) {
         "the bank dies at its crash point"
     );
 
-    let Driver { _process, browser } = Driver::start(driver).await;
+    let driver = Driver::start(driver).await;
+    let browser = &driver.browser;
     browser
         .goto(&format!("http://{console}/"))
         .await
         .expect("the console's page loads");
     let row = format!("tr[data-txn='{txn}']");
     until("the stuck transaction on the page", || async {
-        let listed = text(&browser, &row).await;
+        let listed = text(browser, &row).await;
         listed.contains("committing").then_some(())
     })
     .await;
-    click(&browser, &row).await;
+    click(browser, &row).await;
     until("its detail", || async {
-        let state = text(&browser, "#detail-state").await;
+        let state = text(browser, "#detail-state").await;
         (state == "committing").then_some(())
     })
     .await;
-    let participants = text(&browser, "#participants").await;
+    let participants = text(browser, "#participants").await;
     assert!(
         participants.contains("bank") && participants.contains("yes"),
         "{participants}"
     );
-    screenshot(&browser, "console-stuck.png").await;
+    screenshot(browser, "console-stuck.png").await;
 
-    click(&browser, "#resolve").await;
-    click(&browser, "input[name=outcome][value=commit]").await;
-    type_into(&browser, "#operator", "alice@ops-1").await;
+    click(browser, "#resolve").await;
+    click(browser, "input[name=outcome][value=commit]").await;
+    type_into(browser, "#operator", "alice@ops-1").await;
     type_into(
         &browser,
         "#reason",
         "the bank's disk was replaced; it will ask",
     )
     .await;
-    click(&browser, "#resolve-next").await;
-    let summary = text(&browser, "#resolve-summary").await;
+    click(browser, "#resolve-next").await;
+    let summary = text(browser, "#resolve-summary").await;
     assert!(
         summary.contains("as COMMIT"),
         "the page asks first: {summary}"
     );
-    screenshot(&browser, "console-confirm.png").await;
-    click(&browser, "#resolve-confirm").await;
+    screenshot(browser, "console-confirm.png").await;
+    click(browser, "#resolve-confirm").await;
     until("the resolution on the page", || async {
-        let refused = text(&browser, "#resolve-error").await;
+        let refused = text(browser, "#resolve-error").await;
         assert!(refused.is_empty(), "the page shows a refusal: {refused}");
-        let shown = text(&browser, "#detail-resolution").await;
+        let shown = text(browser, "#detail-resolution").await;
         shown
             .contains("resolved by hand as commit by alice@ops-1 (console, browser at 127.0.0.1:")
             .then_some(())
     })
     .await;
-    assert_eq!(text(&browser, "#detail-state").await, "committed");
-    screenshot(&browser, "console-resolved.png").await;
-    browser.close().await.expect("the browser closes");
+    assert_eq!(text(browser, "#detail-state").await, "committed");
+    screenshot(browser, "console-resolved.png").await;
+    browser.clone().close().await.expect("the browser closes");
+    drop(driver);
 
     // The bank comes back: it asks about the transaction it voted YES to, and applies it.
     bank_node.disarm();
