@@ -235,7 +235,7 @@ async fn stuck_transaction_resolved_through_the_page(driver: &Path) {
     click(browser, "input[name=outcome][value=commit]").await;
     type_into(browser, "#operator", "alice@ops-1").await;
     type_into(
-        &browser,
+        browser,
         "#reason",
         "the bank's disk was replaced; it will ask",
     )
