@@ -12,7 +12,8 @@
 //! - [`cluster`]: cluster mode — the decision log replicated with Raft, and the engine that runs
 //!   on the leader only.
 //! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown, as a
-//!   single node or a cluster node.
+//!   single node or a cluster node; [`limits`]: what its port accepts, and a per-caller rate
+//!   limit.
 //! - [`proto`]: the generated wire contract, with the cluster nodes' own traffic.
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
 //!   adapter and the same bank on a PostgreSQL table; [`records`]: records under unique keys
@@ -37,6 +38,7 @@ pub mod core;
 pub mod demo;
 pub mod failpoint;
 pub mod kv;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod postgres;

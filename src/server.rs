@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
@@ -19,7 +20,9 @@ use tonic_health::ServingStatus;
 use crate::cluster::network::RaftService;
 use crate::cluster::{ClusterNode, ClusterOptions, NodeId, Peers};
 use crate::coordinator::service::CoordinatorService;
+use crate::coordinator::Leadership;
 use crate::coordinator::{Config, Engine};
+use crate::limits::{Limits, RateLimiter};
 use crate::log::{LogSync, SledLog};
 use crate::proto::coordinator_server::CoordinatorServer;
 pub use verdict_sdk::serve::{serve, shutdown_signal, with_reflection};
@@ -36,6 +39,8 @@ pub struct ServeOptions {
     pub cluster: Option<ClusterSettings>,
     /// Where to serve the web console, if anywhere.
     pub console: Option<SocketAddr>,
+    /// What the gRPC port accepts, and the per-caller rate limit.
+    pub limits: Limits,
 }
 
 /// A cluster node's settings (`--node-id`, `--peers`, …).
@@ -88,9 +93,13 @@ async fn run_single(
         config.advertise_url = format!("http://{local}");
     }
     let engine = Engine::start(log, config)?;
-    let (health, router) = base_router().await?;
+    let (health, router) = base_router(&options.limits).await?;
     health.set_serving::<CoordinatorServer<()>>().await;
-    let router = router.add_service(CoordinatorService::new(engine.clone()).into_server());
+    let router = with_coordinator(
+        router,
+        CoordinatorService::new(engine.clone()),
+        &options.limits,
+    );
     tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
     serve(router, listener, shutdown).await?;
     tracing::info!("shut down; closing the decision log");
@@ -125,11 +134,14 @@ async fn run_node(
         engine: options.engine,
     })
     .await?;
-    let (health, router) = base_router().await?;
+    let (health, router) = base_router(&options.limits).await?;
     tokio::spawn(report_readiness(health, Arc::downgrade(&node)));
-    let router = router
-        .add_service(CoordinatorService::new(node.clone()).into_server())
-        .add_service(RaftService::new(node.clone()));
+    let router = with_coordinator(
+        router,
+        CoordinatorService::new(node.clone()),
+        &options.limits,
+    )
+    .add_service(RaftService::new(node.clone()));
     tracing::info!(%local, node_id = node.id(), data_dir = %options.data_dir.display(), "serving as a cluster node");
     serve(router, listener, shutdown).await?;
     tracing::info!("shut down; stopping Raft and closing the log");
@@ -149,11 +161,32 @@ fn own_url(local: SocketAddr) -> String {
 /// Health and reflection, which every node serves. The overall status ("") is SERVING while
 /// the process serves (liveness); `verdict.v1.Coordinator` starts NOT_SERVING and is the
 /// caller's to set (readiness).
-async fn base_router() -> anyhow::Result<(HealthReporter, Router)> {
+async fn base_router(limits: &Limits) -> anyhow::Result<(HealthReporter, Router)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<CoordinatorServer<()>>().await;
-    let router = with_reflection(Server::builder().add_service(health_service))?;
+    let mut server = Server::builder()
+        .http2_max_header_list_size(limits.max_metadata_bytes)
+        .max_concurrent_streams(limits.max_streams_per_connection);
+    let router = with_reflection(server.add_service(health_service))?;
     Ok((health, router))
+}
+
+/// `router` serving `verdict.v1.Coordinator` within `limits`.
+fn with_coordinator<N: Leadership>(
+    router: Router,
+    service: CoordinatorService<N>,
+    limits: &Limits,
+) -> Router {
+    let server = service
+        .into_server()
+        .max_decoding_message_size(limits.max_message_bytes);
+    match limits.rate {
+        None => router.add_service(server),
+        Some(rate) => {
+            let limiter = Arc::new(RateLimiter::new(rate)).interceptor();
+            router.add_service(InterceptedService::new(server, limiter))
+        }
+    }
 }
 
 /// How often a cluster node's readiness is looked at: its leader's contact with the majority

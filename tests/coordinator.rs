@@ -961,3 +961,96 @@ async fn with_otlp_its_own_spans_reach_the_collector_in_the_callers_trace() {
         "the Begin served, the Prepare and the decision sent: {names:?}"
     );
 }
+
+async fn begun(client: &mut CoordinatorClient<tonic::transport::Channel>) -> u64 {
+    let stats = client.get_stats(GetStatsRequest {}).await;
+    stats.expect("GetStats").into_inner().begun
+}
+
+#[tokio::test]
+async fn a_caller_over_the_rate_limit_is_refused_with_a_retry_hint_and_nothing_changes() {
+    let coordinator = Coordinator::start(&["--rate-limit", "2", "--rate-burst", "3"]).await;
+    let mut client = coordinator.client().await;
+    let (mut admitted, mut refused) = (0, Vec::new());
+    for _ in 0..20 {
+        let request = BeginRequest {
+            timeout_ms: 0,
+            participants: vec![],
+        };
+        match client.begin(request).await {
+            Ok(_) => admitted += 1,
+            Err(status) => refused.push(status),
+        }
+    }
+    assert!(!refused.is_empty(), "20 Begins at once, 2 a second allowed");
+    let first = &refused[0];
+    assert_eq!(first.code(), Code::ResourceExhausted, "{first:?}");
+    assert!(
+        first.message().contains("--rate-limit"),
+        "{}",
+        first.message()
+    );
+    let hint = first
+        .metadata()
+        .get("retry-after-ms")
+        .expect("a retry hint");
+    let wait: u64 = hint.to_str().unwrap().parse().unwrap();
+    assert!((1..=1000).contains(&wait), "{wait} ms");
+
+    // Once a token is back, the count shows only the admitted ones began.
+    let count = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match client.get_stats(GetStatsRequest {}).await {
+                Ok(stats) => return stats.into_inner().begun,
+                Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(count.await.expect("a token comes back"), admitted);
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_refused_before_it_is_read() {
+    let coordinator = Coordinator::start(&["--max-message-bytes", "1024"]).await;
+    let mut client = coordinator.client().await;
+    let crowd = (0..30)
+        .map(|i| {
+            participant(
+                &format!("participant-{i:03}-{}", "x".repeat(60)),
+                "http://a:1",
+            )
+        })
+        .collect();
+    let request = BeginRequest {
+        timeout_ms: 0,
+        participants: crowd,
+    };
+    let refused = client.begin(request).await.expect_err("over 1024 bytes");
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+    assert!(
+        refused.message().contains("too large"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(begun(&mut client).await, 0);
+}
+
+#[tokio::test]
+async fn metadata_over_the_limit_is_refused_and_the_server_serves_on() {
+    let coordinator = Coordinator::start(&["--max-metadata-bytes", "1024"]).await;
+    let mut client = coordinator.client().await;
+    let mut request = tonic::Request::new(GetStatsRequest {});
+    let big = "v".repeat(4096).parse().unwrap();
+    request.metadata_mut().insert("x-padding", big);
+    assert!(
+        client.get_stats(request).await.is_err(),
+        "4 KiB of metadata over a 1 KiB limit"
+    );
+    let mut client = coordinator.client().await;
+    assert_eq!(
+        begun(&mut client).await,
+        0,
+        "a normal request is still served"
+    );
+}

@@ -8,6 +8,7 @@ use clap::Args;
 use verdict::cluster::{NodeId, Peers};
 use verdict::coordinator::{validate, AllowedParticipants, Config};
 use verdict::core::{Backoff, Policy};
+use verdict::limits::{Limits, Rate};
 use verdict::log::LogSync;
 use verdict::server::{self, ClusterSettings, ServeOptions};
 
@@ -21,6 +22,26 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics over HTTP on this address (off by default).
     #[arg(long, env = "VERDICT_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// The largest request the gRPC port decodes, in bytes.
+    #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
+    max_message_bytes: usize,
+    /// The most metadata (headers) one gRPC request may carry, in bytes.
+    #[arg(long, env = "VERDICT_MAX_METADATA_BYTES", default_value_t = 16 << 10)]
+    max_metadata_bytes: u32,
+    /// The most requests one connection may have open at once.
+    #[arg(
+        long,
+        env = "VERDICT_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 1024
+    )]
+    max_streams_per_connection: u32,
+    /// Requests a second each caller (client address) may make to verdict.v1.Coordinator; more
+    /// are refused with RESOURCE_EXHAUSTED and a retry-after-ms hint. 0: no limit.
+    #[arg(long, env = "VERDICT_RATE_LIMIT", default_value_t = 0)]
+    rate_limit: u32,
+    /// How many requests a caller may save up under --rate-limit; default: one second's worth.
+    #[arg(long, env = "VERDICT_RATE_BURST")]
+    rate_burst: Option<u32>,
     /// Serve the web console over HTTP on this address (off by default). It has no login of
     /// its own: bind it where only operators reach.
     #[arg(long, env = "VERDICT_CONSOLE_LISTEN")]
@@ -94,6 +115,36 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        anyhow::ensure!(
+            self.max_message_bytes >= 1024,
+            "--max-message-bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.max_metadata_bytes >= 1024,
+            "--max-metadata-bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.max_streams_per_connection > 0,
+            "--max-streams-per-connection must be at least 1"
+        );
+        let burst = self.rate_burst.unwrap_or(self.rate_limit);
+        anyhow::ensure!(
+            self.rate_limit == 0 || burst > 0,
+            "--rate-burst must be at least 1 (or leave --rate-limit at 0 for no limit)"
+        );
+        let rate = (self.rate_limit > 0).then_some(Rate {
+            per_second: self.rate_limit,
+            burst,
+        });
+        Ok(Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_streams_per_connection: self.max_streams_per_connection,
+            rate,
+        })
+    }
+
     fn into_options(self) -> anyhow::Result<ServeOptions> {
         anyhow::ensure!(
             self.txn_timeout <= self.max_txn_timeout,
@@ -113,12 +164,14 @@ impl ServeArgs {
             validate::url("--advertise-url", url)?;
         }
         let cluster = self.cluster()?;
+        let limits = self.limits()?;
         Ok(ServeOptions {
             listen: self.listen,
             data_dir: self.data_dir,
             log_sync: self.log_sync,
             cluster,
             console: self.console_listen,
+            limits,
             engine: Config {
                 advertise_url: self.advertise_url.unwrap_or_default(),
                 cluster_urls: Vec::new(),
