@@ -2,7 +2,7 @@
 //!
 //! Used by the coordinator's decision log and by participants' journals and resources. Every
 //! write goes through [`DurableDb::write`] (or a [`Tree`]'s `insert`/`remove`): under one lock it
-//! is applied to sled and encoded as a frame of the [redo log](redo), with the next sequence
+//! is applied to sled and encoded as a frame of the redo log, with the next sequence
 //! number (lsn), and sled's `verdict_redo` tree records that lsn as applied. A forced write is
 //! durable once the redo log is: one `pwrite` + `fdatasync` by the flusher thread, shared by
 //! every caller waiting at the time. Sled itself is flushed only at checkpoints (about once a

@@ -3,7 +3,7 @@
 //! - [`Resource`]: what a participant author implements — prepare (vote), commit, abort, and the
 //!   list of what it has prepared.
 //! - [`Participant`]: the runtime around a resource. It keeps the participant's own durable
-//!   [`journal`] of each transaction (forced before a YES is sent and before a commit is
+//!   journal of each transaction (forced before a YES is sent and before a commit is
 //!   acknowledged), answers every request idempotently, resolves transactions left in doubt
 //!   with the coordinator's `Resolve`, and recovers after a restart.
 //! - [`ParticipantService`]: `verdict.v1.Participant` over gRPC around a [`Participant`].
