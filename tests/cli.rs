@@ -352,6 +352,21 @@ fn refused(output: &Output, code: &str, words: &str) {
     );
 }
 
+/// `verdict txn resolve TXN OUTCOME --reason REASON [extra…]` against the coordinator at `url`.
+fn resolve_by_hand(url: &str, txn: &str, outcome: &str, reason: &str, extra: &[&str]) -> Output {
+    let args = [
+        "txn",
+        "resolve",
+        txn,
+        outcome,
+        "--reason",
+        reason,
+        "--coordinator",
+        url,
+    ];
+    verdict(&[&args[..], extra].concat())
+}
+
 fn shown(url: &str, txn: &str) -> serde_json::Value {
     let args = ["txn", "show", txn, "--coordinator", url, "--json"];
     serde_json::from_str(&stdout(&verdict(&args))).unwrap()
@@ -372,19 +387,8 @@ async fn txn_resolve_settles_a_stuck_commit_by_hand_and_records_who_why_and_when
     gone.wait_for(support::Call::Commit(txn.clone()), 1).await;
     let url = coordinator.url();
     let resolve = |outcome: &str, operator: &str| {
-        let args = [
-            "txn",
-            "resolve",
-            &txn,
-            outcome,
-            "--reason",
-            "payments was decommissioned",
-            "--operator",
-            operator,
-            "--coordinator",
-            &url,
-        ];
-        verdict(&args)
+        let reason = "payments was decommissioned";
+        resolve_by_hand(&url, &txn, outcome, reason, &["--operator", operator])
     };
 
     // An abort would contradict the durable commit: refused, and nothing changes.
@@ -453,17 +457,7 @@ async fn txn_resolve_commits_an_undecided_transaction_only_with_every_yes() {
     let txn = client.begin(request).await.unwrap().into_inner().txn_id;
     let url = coordinator.url();
     let resolve = |outcome: &str| {
-        let args = [
-            "txn",
-            "resolve",
-            &txn,
-            outcome,
-            "--reason",
-            "the order was cancelled by phone",
-            "--coordinator",
-            &url,
-        ];
-        verdict(&args)
+        resolve_by_hand(&url, &txn, outcome, "the order was cancelled by phone", &[])
     };
     refused(
         &resolve("--commit"),

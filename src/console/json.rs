@@ -1,5 +1,5 @@
-//! Transactions as JSON, the same for `verdict txn --json` and the console, and the reads both
-//! make through the public contract.
+//! Transactions as JSON, the same for `verdict txn --json` and the console, with the names both
+//! show for states, votes and outcomes, and the paging through `ListTransactions`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
