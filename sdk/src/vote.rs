@@ -1,7 +1,7 @@
 //! What a participant answers to Prepare, and what the coordinator decides.
 
 /// A participant's vote on Prepare.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Vote {
     /// Prepared: its changes are durable and it will follow the decision.
     Yes,
@@ -12,7 +12,7 @@ pub enum Vote {
 }
 
 /// The decision on a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
     Committed,
     Aborted,

@@ -574,9 +574,7 @@ impl<L: DecisionLog> Engine<L> {
             return Ok(None);
         }
         match self.log.read(id) {
-            Ok(Some(record)) => Ok(record.status.outcome()),
-            // Presumed abort: no record means no commit decision was ever made durable.
-            Ok(None) => Ok(Some(Outcome::Aborted)),
+            Ok(record) => Ok(Status::resolved(record.map(|r| r.status))),
             Err(LogError::Corrupt { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -731,28 +729,21 @@ impl<L: DecisionLog> Engine<L> {
     /// to run after the lock is released.
     fn execute_locked(&self, entry: &Entry, txn: &Transaction, action: Action) -> Option<Io> {
         let endpoint = |i: usize| txn.participants()[i].endpoint.clone();
+        let status = Status::written_by(&action, txn.phase());
         match action {
             Action::Record => {
-                let status = match txn.phase() {
-                    Phase::Aborting | Phase::Aborted => Status::Aborted,
-                    _ => Status::Active,
-                };
-                self.write(&self.record(entry, txn, status));
+                self.write(&self.record(entry, txn, status?));
                 None
             }
             Action::Persist => {
                 crate::crash_point!("coordinator::before_decision_write");
-                let record = self.record(entry, txn, Status::Committed);
+                let record = self.record(entry, txn, status?);
                 Some(Io::Persist(Box::pin(self.log.force(&record))))
             }
             Action::Finish => {
                 crate::crash_point!("coordinator::before_end_record");
-                let outcome = txn
-                    .phase()
-                    .outcome()
-                    .expect("finished transactions are decided");
-                self.write(&self.record(entry, txn, Status::Finished(outcome)));
-                tracing::debug!(parent: &entry.span, ?outcome, "finished");
+                self.write(&self.record(entry, txn, status?));
+                tracing::debug!(parent: &entry.span, phase = ?txn.phase(), "finished");
                 None
             }
             Action::Prepare { participant } => Some(Io::Prepare {

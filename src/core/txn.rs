@@ -52,7 +52,7 @@ impl Phase {
 }
 
 /// How the decision reaches one participant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Delivery {
     /// The participant takes no part in phase 2 (voted NO or READ_ONLY, or nothing decided).
     NotNeeded,
@@ -78,7 +78,7 @@ impl Delivery {
 }
 
 /// One participant of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Participant {
     /// Unique within the transaction.
     pub name: String,
@@ -109,7 +109,7 @@ impl Participant {
 }
 
 /// Limits the driver configures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Policy {
     /// Most participants one transaction may have.
     pub max_participants: usize,
@@ -238,7 +238,7 @@ impl fmt::Display for Rejection {
 }
 
 /// One transaction's protocol state. See the module doc for its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Transaction {
     participants: Vec<Participant>,
     phase: Phase,

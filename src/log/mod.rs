@@ -17,7 +17,7 @@ mod timeline;
 
 use std::future::Future;
 
-use crate::core::{Outcome, Participant, TxnId};
+use crate::core::{Action, Outcome, Participant, Phase, TxnId};
 
 pub use self::record::{decode, encode};
 pub use self::sled::SledLog;
@@ -46,6 +46,27 @@ impl Status {
             Status::Aborted => Some(Outcome::Aborted),
             Status::Finished(outcome) => Some(outcome),
         }
+    }
+
+    /// The status of the record that `action` writes for a transaction now in `phase` (see the
+    /// table above); `None` for an action that writes nothing.
+    pub fn written_by(action: &Action, phase: Phase) -> Option<Status> {
+        match action {
+            Action::Record => Some(match phase.outcome() {
+                Some(Outcome::Aborted) => Status::Aborted,
+                _ => Status::Active,
+            }),
+            Action::Persist => Some(Status::Committed),
+            Action::Finish => phase.outcome().map(Status::Finished),
+            Action::Prepare { .. } | Action::Deliver { .. } => None,
+        }
+    }
+
+    /// What `Resolve` answers from the log for a transaction no longer in memory, given its
+    /// record's status: the recorded decision (`None`: undecided) — or, with no record, abort.
+    /// Presumed abort: no record means no commit decision was ever made durable.
+    pub fn resolved(recorded: Option<Status>) -> Option<Outcome> {
+        recorded.map_or(Some(Outcome::Aborted), Status::outcome)
     }
 }
 
