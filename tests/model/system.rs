@@ -66,12 +66,6 @@ pub struct System {
     /// crashes, leader changes. Bounds the state space; timeouts and deadlines are free.
     pub faults: u8,
     pub topology: Topology,
-    /// Whether the first participant may vote NO.
-    pub vote_no: bool,
-    /// Whether the last participant may vote READ_ONLY.
-    pub read_only: bool,
-    /// Whether the application may ask Abort instead of Commit.
-    pub client_abort: bool,
     pub bug: Option<Bug>,
 }
 
@@ -239,15 +233,12 @@ pub enum Step {
 }
 
 impl System {
-    /// A system of `participants`, CI's size of everything else, no bug.
+    /// A system of `participants` (at least 2) that may suffer `faults`, without bugs.
     pub fn new(topology: Topology, participants: usize, faults: u8) -> Self {
         System {
             participants,
             faults,
             topology,
-            vote_no: true,
-            read_only: true,
-            client_abort: true,
             bug: None,
         }
     }
@@ -266,14 +257,10 @@ impl System {
     /// Begun, every participant enlisted with work staged, nothing asked yet.
     pub fn initial(&self) -> State {
         let mut state = State {
-            coordinators: vec![Coordinator {
-                engine: Engine::Running {
-                    txn: Some(Transaction::new(POLICY)),
-                    forcing: false,
-                },
-                deposed: false,
-                client_waiting: false,
-            }],
+            coordinators: vec![Coordinator::new(Engine::Running {
+                txn: Some(Transaction::new(POLICY)),
+                forcing: false,
+            })],
             log: Log::default(),
             participants: vec![Participant::working(); self.participants],
             client: Client::default(),
@@ -290,13 +277,14 @@ impl System {
         state
     }
 
-    /// The choices a participant has when asked to prepare work it holds.
+    /// The choices a participant has when asked to prepare work it holds: the first may
+    /// vote NO, the last READ_ONLY, any YES.
     pub fn votes(&self, participant: usize) -> Vec<Choice> {
         let mut votes = vec![Choice::Yes];
-        if self.vote_no && participant == 0 {
+        if participant == 0 {
             votes.push(Choice::No);
         }
-        if self.read_only && participant + 1 == self.participants {
+        if participant + 1 == self.participants {
             votes.push(Choice::ReadOnly);
         }
         votes
@@ -317,9 +305,7 @@ impl System {
         match state.client.asked {
             None => {
                 steps.push(Step::Ask(Request::Commit));
-                if self.client_abort {
-                    steps.push(Step::Ask(Request::Abort));
-                }
+                steps.push(Step::Ask(Request::Abort));
             }
             Some(Request::Commit)
                 if state.client.answers.is_empty()
@@ -343,25 +329,26 @@ impl System {
             if Some(index) != oldest && !fault {
                 continue;
             }
+            let votes = match message {
+                Message::Prepare { to, .. } if state.participants[*to].holds_work() => {
+                    self.votes(*to).into_iter().map(Some).collect()
+                }
+                _ => vec![None],
+            };
+            let copies: &[bool] = if fault { &[false, true] } else { &[false] };
             for at in receivers(state, message) {
-                let votes = match message {
-                    Message::Prepare { to, .. } if state.participants[*to].holds_work() => {
-                        self.votes(*to).into_iter().map(Some).collect()
-                    }
-                    _ => vec![None],
-                };
-                for vote in votes {
-                    for duplicate in [false, true] {
-                        if !duplicate || fault {
-                            steps.push(Step::Receive {
-                                index,
-                                message: message.clone(),
-                                at,
-                                vote,
-                                duplicate,
-                            });
-                        }
-                    }
+                for (&vote, &duplicate) in votes
+                    .iter()
+                    .flat_map(|v| copies.iter().map(move |d| (v, d)))
+                {
+                    let message = message.clone();
+                    steps.push(Step::Receive {
+                        index,
+                        message,
+                        at,
+                        vote,
+                        duplicate,
+                    });
                 }
             }
         }
