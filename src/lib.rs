@@ -2,7 +2,7 @@
 //!
 //! A map of the crate:
 //! - [`verdict_sdk`] (re-exported here as [`client`], [`participant`], [`durable`], [`frame`],
-//!   [`periodic`] and the public part of [`proto`]): what a Rust participant or application
+//!   [`periodic`], [`tls`] and the public part of [`proto`]): what a Rust participant or application
 //!   depends on, without the coordinator.
 //! - [`core`]: the pure protocol — a transaction's state machine. No I/O.
 //! - [`log`]: the durable decision log behind the [`log::DecisionLog`] trait, with the sled
@@ -49,4 +49,4 @@ pub mod server;
 pub mod staging;
 pub mod telemetry;
 
-pub use verdict_sdk::{client, crash_point, durable, frame, participant, periodic};
+pub use verdict_sdk::{client, crash_point, durable, frame, participant, periodic, tls};

@@ -14,6 +14,7 @@ use cli::participant::ParticipantCommand;
 use cli::serve::ServeArgs;
 use cli::txn::TxnCommand;
 use verdict::telemetry::{self, LogFormat};
+use verdict::tls::ClientTlsArgs;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +44,9 @@ struct Cli {
     /// it starts.
     #[arg(long, global = true, env = "VERDICT_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
+    /// Whom this process trusts, and what it presents, when it calls an https:// URL.
+    #[command(flatten)]
+    client_tls: ClientTlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -116,6 +120,10 @@ async fn start(cli: Cli) -> std::process::ExitCode {
     };
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
+    if let Err(error) = cli.client_tls.install() {
+        eprintln!("error: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
     match run(cli.command, cli.worker_threads).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

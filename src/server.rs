@@ -25,7 +25,8 @@ use crate::coordinator::{Config, Engine};
 use crate::limits::{Limits, RateLimiter};
 use crate::log::{LogSync, SledLog};
 use crate::proto::coordinator_server::CoordinatorServer;
-pub use verdict_sdk::serve::{serve, shutdown_signal, with_reflection};
+pub use verdict_sdk::serve::{own_url, serve, shutdown_signal, with_reflection};
+use verdict_sdk::tls::ServerTls;
 
 /// Where and how to serve.
 #[derive(Clone, Debug)]
@@ -41,6 +42,8 @@ pub struct ServeOptions {
     pub console: Option<SocketAddr>,
     /// What the gRPC port accepts, and the per-caller rate limit.
     pub limits: Limits,
+    /// Serve TLS only, with this certificate.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// A cluster node's settings (`--node-id`, `--peers`, …).
@@ -68,7 +71,8 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
             .as_ref()
             .map(|c| c.peers.urls())
             .unwrap_or_default();
-        crate::console::serve(addr, &own_url(listener.local_addr()?), nodes).await?;
+        let url = own_url(listener.local_addr()?, options.tls.is_some());
+        crate::console::serve(addr, &url, nodes).await?;
     }
     match options.cluster.clone() {
         None => run_single(options, listener, shutdown).await,
@@ -90,7 +94,7 @@ async fn run_single(
     })?;
     let mut config = options.engine;
     if config.advertise_url.is_empty() {
-        config.advertise_url = format!("http://{local}");
+        config.advertise_url = own_url(local, options.tls.is_some());
     }
     let engine = Engine::start(log, config)?;
     let (health, router) = base_router(&options.limits).await?;
@@ -100,8 +104,8 @@ async fn run_single(
         CoordinatorService::new(engine.clone()),
         &options.limits,
     );
-    tracing::info!(%local, data_dir = %options.data_dir.display(), "serving");
-    serve(router, listener, shutdown).await?;
+    tracing::info!(%local, data_dir = %options.data_dir.display(), tls = options.tls.is_some(), "serving");
+    serve(router, listener, options.tls, shutdown).await?;
     tracing::info!("shut down; closing the decision log");
     engine.close();
     Ok(())
@@ -142,20 +146,11 @@ async fn run_node(
         &options.limits,
     )
     .add_service(RaftService::new(node.clone()));
-    tracing::info!(%local, node_id = node.id(), data_dir = %options.data_dir.display(), "serving as a cluster node");
-    serve(router, listener, shutdown).await?;
+    tracing::info!(%local, node_id = node.id(), data_dir = %options.data_dir.display(), tls = options.tls.is_some(), "serving as a cluster node");
+    serve(router, listener, options.tls, shutdown).await?;
     tracing::info!("shut down; stopping Raft and closing the log");
     node.shutdown().await;
     Ok(())
-}
-
-/// This process's gRPC URL as seen from inside it.
-fn own_url(local: SocketAddr) -> String {
-    let ip = match local.ip() {
-        ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    format!("http://{}", SocketAddr::new(ip, local.port()))
 }
 
 /// Health and reflection, which every node serves. The overall status ("") is SERVING while

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::proto::{LEADER_METADATA, TRACEPARENT};
@@ -71,8 +71,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn connect(url: &str, timeout: Duration) -> Result<CoordinatorClient<Channel>, Status> {
-    let channel = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Status::invalid_argument(format!("coordinator URL {url:?}: {e}")))?
+    let channel = crate::tls::endpoint(url)
+        .map_err(|e| Status::invalid_argument(format!("the coordinator URL: {e}")))?
         .connect_timeout(timeout.min(CONNECT_TIMEOUT))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -12,6 +12,7 @@
 //! - The protocol's vocabulary: [`TxnId`], [`Vote`], [`Outcome`], and the retry [`Backoff`].
 //! - [`validate`]: the wire's argument rules, shared by every server of the contract.
 //! - [`serve`]: the listener loop, reflection and shutdown signal of a gRPC process.
+//! - [`tls`]: TLS and mutual TLS for servers (certificates reloaded as they change) and clients.
 //! - [`frame`], [`periodic`], [`metrics`], [`failpoint`]: small shared parts.
 //!
 //! # An application
@@ -77,6 +78,7 @@
 //!         quiet_period: Duration::from_secs(2),
 //!         sweep_every: Duration::from_secs(10),
 //!         log_sync: LogSync::Fsync,
+//!         tls: None,
 //!     };
 //!     let shutdown = verdict_sdk::serve::shutdown_signal();
 //!     run(options, "kitchen", |_db| Ok(Kitchen), |_, _, router| Ok(router), shutdown).await
@@ -94,6 +96,7 @@ pub mod participant;
 pub mod periodic;
 pub mod proto;
 pub mod serve;
+pub mod tls;
 pub mod validate;
 mod vote;
 

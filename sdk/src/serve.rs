@@ -2,10 +2,12 @@
 //! participant processes and the coordinator.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::proto;
+use crate::tls::ServerTls;
 
 /// `router` with server reflection for every Verdict service and health, in both versions of
 /// the reflection protocol: `v1`, and `v1alpha`, which many tools still speak only (Python's
@@ -21,22 +23,46 @@ pub fn with_reflection(router: Router) -> anyhow::Result<Router> {
         .add_service(described().build_v1alpha()?))
 }
 
-/// Serves `router` on `listener` until `shutdown`, with TCP_NODELAY on every connection.
-/// Prints `listening on ADDR` to stdout first: tools and tests wait for that line.
+/// Serves `router` on `listener` until `shutdown` — with `tls`, TLS only — with TCP_NODELAY
+/// on every connection. Prints `listening on ADDR` to stdout first: tools and tests wait for
+/// that line.
 pub async fn serve(
     router: Router,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
-    // serve_with_incoming ignores the server's own nodelay setting: set it on the stream, or
-    // Nagle's algorithm adds ~40 ms to small replies.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     println!("listening on {local}");
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    match tls {
+        Some(tls) => {
+            tls.keep_current();
+            let incoming = tls.incoming(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        None => {
+            // serve_with_incoming ignores the server's own nodelay setting: set it on the
+            // stream, or Nagle's algorithm adds ~40 ms to small replies.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+    }
     Ok(())
+}
+
+/// `scheme://` + `local`, the unspecified address read as loopback: a process's own URL as
+/// seen from inside it; `https` when it serves TLS.
+pub fn own_url(local: std::net::SocketAddr, tls: bool) -> String {
+    let ip = match local.ip() {
+        ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", std::net::SocketAddr::new(ip, local.port()))
 }
 
 /// Completes on SIGTERM or Ctrl-C.

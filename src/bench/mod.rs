@@ -34,6 +34,7 @@ use crate::durable::LogSync;
 use crate::process::ChildServer;
 use crate::proto::bank_client::BankClient;
 use crate::proto::{BeginRequest, OpenAccountRequest, ParticipantRef};
+use crate::tls;
 
 /// What the transactions do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -166,9 +167,7 @@ impl Deployment {
 }
 
 fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(url.to_owned())?
-        .tcp_nodelay(true)
-        .connect_lazy())
+    Ok(tls::endpoint(url)?.tcp_nodelay(true).connect_lazy())
 }
 
 /// Runs the benchmark and returns what it measured. A cluster it starts itself is measured

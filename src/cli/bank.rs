@@ -10,6 +10,7 @@ use verdict::client::Client;
 use verdict::coordinator::validate;
 use verdict::proto::bank_client::BankClient;
 use verdict::proto::{ApplyRequest, GetBalanceRequest, OpenAccountRequest};
+use verdict::tls;
 
 use super::{duration, plainly};
 
@@ -103,9 +104,7 @@ pub struct ExerciseArgs {
 
 fn bank_client(url: &str) -> anyhow::Result<BankClient<Channel>> {
     validate::url("bank URL", url)?;
-    Ok(BankClient::new(
-        Channel::from_shared(url.to_owned())?.connect_lazy(),
-    ))
+    Ok(BankClient::new(tls::endpoint(url)?.connect_lazy()))
 }
 
 pub async fn run(command: BankCommand) -> anyhow::Result<()> {

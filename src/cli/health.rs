@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use clap::Args;
-use tonic::transport::Endpoint;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use verdict::coordinator::validate;
+use verdict::tls;
 
 use super::{duration, plainly};
 
@@ -32,7 +32,7 @@ pub struct HealthArgs {
 /// Prints the status; an error (exit status 1) unless it is SERVING.
 pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
     validate::url("the server URL", &args.url)?;
-    let channel = Endpoint::from_shared(args.url.clone())?
+    let channel = tls::endpoint(&args.url)?
         .connect_timeout(args.timeout)
         .timeout(args.timeout)
         .connect_lazy();

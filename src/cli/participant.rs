@@ -10,6 +10,7 @@ use verdict::log::LogSync;
 use verdict::participant::noop::Noop;
 use verdict::participant::server::ParticipantOptions;
 use verdict::postgres::pool::PgOptions;
+use verdict::tls::ServerTlsArgs;
 use verdict::{bank, participant, postgres, records, server};
 
 use super::duration;
@@ -88,6 +89,8 @@ pub struct ParticipantArgs {
     /// Serve Prometheus metrics over HTTP on this address (off by default).
     #[arg(long, env = "VERDICT_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 impl ParticipantArgs {
@@ -110,6 +113,7 @@ impl ParticipantArgs {
             quiet_period: self.quiet_period,
             sweep_every: self.sweep_every,
             log_sync: self.log_sync,
+            tls: self.tls.load()?,
         })
     }
 }

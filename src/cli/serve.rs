@@ -11,6 +11,7 @@ use verdict::core::{Backoff, Policy};
 use verdict::limits::{Limits, Rate};
 use verdict::log::LogSync;
 use verdict::server::{self, ClusterSettings, ServeOptions};
+use verdict::tls::ServerTlsArgs;
 
 use super::duration;
 
@@ -22,6 +23,8 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics over HTTP on this address (off by default).
     #[arg(long, env = "VERDICT_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
     /// The largest request the gRPC port decodes, in bytes.
     #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
     max_message_bytes: usize,
@@ -172,6 +175,7 @@ impl ServeArgs {
             cluster,
             console: self.console_listen,
             limits,
+            tls: self.tls.load()?,
             engine: Config {
                 advertise_url: self.advertise_url.unwrap_or_default(),
                 cluster_urls: Vec::new(),

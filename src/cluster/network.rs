@@ -20,13 +20,14 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::node::ClusterNode;
 use super::{NodeId, Peers, TypeConfig};
 use crate::proto::internal::raft_client::RaftClient;
 use crate::proto::internal::{self, raft_server};
+use crate::tls;
 
 /// Opens a connection per peer for openraft.
 #[derive(Clone, Default)]
@@ -50,7 +51,7 @@ pub struct Connection {
 
 /// A client of the node at `url` (connected on first use).
 pub fn client(url: &str) -> Result<RaftClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| format!("{url:?}: {e}"))?;
+    let endpoint = tls::endpoint(url).map_err(|e| e.to_string())?;
     Ok(RaftClient::new(
         endpoint
             .tcp_nodelay(true)

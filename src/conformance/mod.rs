@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::core::TxnId;
@@ -21,6 +21,7 @@ use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{
     Outcome, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest, Vote,
 };
+use crate::tls;
 use stand_in::StandIn;
 
 /// How a restart of the participant happens.
@@ -240,7 +241,7 @@ fn said(status: &Status) -> String {
 
 impl<'a> Kit<'a> {
     fn new(options: &'a Options, stand_in: StandIn) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(options.participant.clone())?
+        let channel = tls::endpoint(&options.participant)?
             .connect_timeout(CALL_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .connect_lazy();

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::service::TRACEPARENT;
 use crate::core::{Outcome, TxnId, Vote};
 use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{self, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest};
+use crate::tls;
 
 /// How long establishing a connection to a participant may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,9 +68,9 @@ impl ParticipantClients {
         if let Some(channel) = channels.get(endpoint) {
             return Ok(ParticipantClient::new(channel.clone()));
         }
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+        let channel = tls::endpoint(endpoint)
             .map_err(|e| {
-                let message = format!("endpoint {endpoint:?} is not a usable URL: {e}");
+                let message = format!("the participant's endpoint is not usable: {e}");
                 CallError::new(Failure::Unreachable, message)
             })?
             .connect_timeout(CONNECT_TIMEOUT)

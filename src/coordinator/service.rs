@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -14,6 +14,7 @@ use super::{validate, Engine, EngineError, Leadership, NotLeader};
 use crate::core::{Outcome, Participant, Vote};
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, coordinator_server};
+use crate::tls;
 
 pub use crate::proto::{LEADER_METADATA, TRACEPARENT};
 
@@ -51,8 +52,8 @@ impl<N: Leadership> CoordinatorService<N> {
         if let Some(client) = leaders.get(url) {
             return Ok(client.clone());
         }
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| Status::internal(format!("the leader's URL {url:?} is unusable: {e}")))?
+        let channel = tls::endpoint(url)
+            .map_err(|e| Status::internal(format!("the leader's URL is unusable: {e}")))?
             .tcp_nodelay(true)
             .connect_lazy();
         let client = CoordinatorClient::new(channel);

@@ -455,8 +455,8 @@ impl<R: Resource> Participant<R> {
         if let Some(client) = clients.get(url) {
             return Ok(client.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("coordinator URL {url:?} is not usable: {e}"))?
+        let channel = crate::tls::endpoint(url)
+            .map_err(|e| format!("the coordinator URL is not usable: {e}"))?
             .connect_timeout(self.config.resolve_timeout)
             .tcp_nodelay(true)
             .connect_lazy();

@@ -15,7 +15,8 @@ use tonic::transport::Server;
 use super::{Journal, Participant, ParticipantConfig, ParticipantService, Resource};
 use crate::durable::{DurableDb, LogSync};
 use crate::proto::participant_server::ParticipantServer;
-use crate::serve::{serve, with_reflection};
+use crate::serve::{own_url, serve, with_reflection};
+use crate::tls::ServerTls;
 
 /// Where and how to run a participant.
 #[derive(Clone, Debug)]
@@ -33,6 +34,8 @@ pub struct ParticipantOptions {
     /// How often the resource's prepared transactions are checked against the journal.
     pub sweep_every: Duration,
     pub log_sync: LogSync,
+    /// Serve TLS only, with this certificate.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// Who a running participant is.
@@ -63,7 +66,7 @@ pub async fn run<R: Resource>(
             false => options.name.clone(),
         },
         endpoint: match options.advertise_url.is_empty() {
-            true => format!("http://{local}"),
+            true => own_url(local, options.tls.is_some()),
             false => options.advertise_url.clone(),
         },
     };
@@ -98,7 +101,7 @@ pub async fn run<R: Resource>(
         .add_service(ParticipantService::new(participant.clone()).into_server());
     let router = extend(&participant, &identity, router)?;
     tracing::info!(%local, name = %identity.name, data_dir = %options.data_dir.display(), "participant serving");
-    serve(router, listener, shutdown).await?;
+    serve(router, listener, options.tls.clone(), shutdown).await?;
     db.close();
     Ok(())
 }

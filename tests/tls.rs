@@ -1,0 +1,309 @@
+//! TLS and mutual TLS on real processes: a transfer end to end over mutual TLS (application →
+//! coordinator → banks → coordinator), plaintext and untrusted callers refused, bad
+//! certificates refused at start with the file named, and a certificate rotated without a
+//! restart.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use support::{Server, PATIENCE};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use verdict::proto::coordinator_client::CoordinatorClient;
+use verdict::proto::ListTransactionsRequest;
+
+/// A certificate authority that issues into a directory of PEM files.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} CA"));
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), cert.pem()).unwrap();
+        Ca {
+            issuer: Issuer::new(params, key),
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join(format!("{}-ca.pem", self.name))
+    }
+
+    /// Issues `file`.pem and `file`.key for localhost and 127.0.0.1, for `purpose`.
+    fn issue(&self, file: &str, purpose: ExtendedKeyUsagePurpose) -> (PathBuf, PathBuf) {
+        self.issue_with(file, purpose, |_| {})
+    }
+
+    fn issue_with(
+        &self,
+        file: &str,
+        purpose: ExtendedKeyUsagePurpose,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, file);
+        params.extended_key_usages = vec![purpose];
+        adjust(&mut params);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn verdict(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .output()
+        .expect("run verdict")
+}
+
+fn https(server: &Server) -> String {
+    format!("https://{}", server.addr)
+}
+
+/// The flags of a process that serves and calls over mutual TLS, with certificates of `ca`.
+fn mutual_tls(ca: &Ca, cert: &Path, key: &Path, client: &(PathBuf, PathBuf)) -> Vec<String> {
+    [
+        "--tls-cert",
+        path(cert),
+        "--tls-key",
+        path(key),
+        "--tls-client-ca",
+        path(&ca.ca_file()),
+        "--tls-ca",
+        path(&ca.ca_file()),
+        "--tls-client-cert",
+        path(&client.0),
+        "--tls-client-key",
+        path(&client.1),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// A client channel over TLS trusting `ca_file`, presenting `identity` if given.
+fn channel(url: &str, ca_file: &Path, identity: Option<&(PathBuf, PathBuf)>) -> Channel {
+    let ca = Certificate::from_pem(std::fs::read(ca_file).unwrap());
+    let mut config = ClientTlsConfig::new().ca_certificate(ca);
+    if let Some((cert, key)) = identity {
+        let identity =
+            Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
+        config = config.identity(identity);
+    }
+    Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .tls_config(config)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy()
+}
+
+/// Asserts that a call never reached the service: its connection failed (`why`, when the
+/// client's side can tell; a server refusing a client certificate under TLS 1.3 shows as an
+/// alert or as a closed connection, depending on timing).
+fn refused(result: Result<(), tonic::Status>, why: Option<&str>) {
+    let error = format!("{:?}", result.expect_err("the call was let through"));
+    assert!(
+        error.contains("tonic::transport::Error"),
+        "not refused by the transport: {error}"
+    );
+    if let Some(why) = why {
+        assert!(error.contains(why), "refused, but not for {why:?}: {error}");
+    }
+}
+
+async fn list(channel: Channel) -> Result<(), tonic::Status> {
+    let request = ListTransactionsRequest::default();
+    CoordinatorClient::new(channel)
+        .list_transactions(request)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn a_transfer_commits_over_mutual_tls_and_callers_without_a_trusted_certificate_are_refused()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "verdict");
+    let (cert, key) = ca.issue("server", ExtendedKeyUsagePurpose::ServerAuth);
+    let client = ca.issue("client", ExtendedKeyUsagePurpose::ClientAuth);
+    let (both_cert, both_key) = ca.issue_with("node", ExtendedKeyUsagePurpose::ServerAuth, |p| {
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth)
+    });
+    let secured = mutual_tls(
+        &ca,
+        &both_cert,
+        &both_key,
+        &(both_cert.clone(), both_key.clone()),
+    );
+    let secured: Vec<&str> = secured.iter().map(String::as_str).collect();
+    let coordinator = Server::start(&secured).await;
+    let url = https(&coordinator);
+    let bank = |name: &'static str| {
+        let mut args = vec!["participant", "kv", "--coordinator", &url, "--name", name];
+        args.extend(&secured);
+        async move { Server::start_args(&args).await }
+    };
+    let (a, b) = (bank("bank-a").await, bank("bank-b").await);
+    let client_flags = mutual_tls(&ca, &cert, &key, &client);
+    let (a_url, b_url) = (https(&a), https(&b));
+    let mut demo = vec![
+        "demo",
+        "--coordinator",
+        &url,
+        "--bank",
+        &a_url,
+        "--bank",
+        &b_url,
+    ];
+    demo.extend(client_flags[6..].iter().map(String::as_str));
+    let out = verdict(&demo);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("alice -> bob   30  Committed"), "{stdout}");
+    assert!(stdout.contains("voted no: insufficient funds"), "{stdout}");
+    assert_eq!(stdout.matches("total  120").count(), 4, "{stdout}");
+
+    let plaintext = Endpoint::from_shared(format!("http://{}", coordinator.addr)).unwrap();
+    refused(list(plaintext.connect_lazy()).await, None);
+    let other = Ca::new(dir.path(), "other");
+    let untrusted = list(channel(&url, &other.ca_file(), Some(&client))).await;
+    refused(untrusted, Some("UnknownIssuer"));
+    let anonymous = list(channel(&url, &ca.ca_file(), None)).await;
+    refused(anonymous, None);
+    let (stranger_cert, stranger_key) =
+        other.issue("stranger", ExtendedKeyUsagePurpose::ClientAuth);
+    let stranger = list(channel(
+        &url,
+        &ca.ca_file(),
+        Some(&(stranger_cert, stranger_key)),
+    ))
+    .await;
+    refused(stranger, None);
+    list(channel(&url, &ca.ca_file(), Some(&client)))
+        .await
+        .expect("the trusted client");
+}
+
+/// Starts `verdict serve` with `args` and returns its stderr once it exits (it must).
+fn refused_at_start(args: &[&str]) -> String {
+    let mut all = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir"];
+    let dir = tempfile::tempdir().unwrap();
+    all.push(path(dir.path()));
+    all.extend(args);
+    let out = verdict(&all);
+    assert!(!out.status.success(), "it started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_certificates_are_refused_at_start_naming_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "verdict");
+    let (expired, expired_key) =
+        ca.issue_with("expired", ExtendedKeyUsagePurpose::ServerAuth, |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        });
+    let stderr = refused_at_start(&[
+        "--tls-cert",
+        path(&expired),
+        "--tls-key",
+        path(&expired_key),
+    ]);
+    assert!(
+        stderr.contains(&format!("--tls-cert {}", expired.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("expired on"), "{stderr}");
+
+    let (cert, _) = ca.issue("server", ExtendedKeyUsagePurpose::ServerAuth);
+    let (_, other_key) = ca.issue("other", ExtendedKeyUsagePurpose::ServerAuth);
+    let stderr = refused_at_start(&["--tls-cert", path(&cert), "--tls-key", path(&other_key)]);
+    assert!(
+        stderr.contains(&format!("--tls-key {}", other_key.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("is not the key of the certificate"),
+        "{stderr}"
+    );
+
+    let missing = dir.path().join("missing.pem");
+    let stderr = refused_at_start(&["--tls-cert", path(&missing), "--tls-key", path(&other_key)]);
+    assert!(stderr.contains("cannot read it"), "{stderr}");
+    let stderr = refused_at_start(&[
+        "--tls-cert",
+        path(&other_key),
+        "--tls-key",
+        path(&other_key),
+    ]);
+    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
+    let stderr = refused_at_start(&["--tls-cert", path(&cert)]);
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart_and_open_connections_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Ca::new(dir.path(), "first");
+    let (cert, key) = first.issue("server", ExtendedKeyUsagePurpose::ServerAuth);
+    let coordinator = Server::start(&["--tls-cert", path(&cert), "--tls-key", path(&key)]).await;
+    let url = https(&coordinator);
+    let open = channel(&url, &first.ca_file(), None);
+    list(open.clone())
+        .await
+        .expect("the first certificate is served");
+
+    let second = Ca::new(dir.path(), "second");
+    let (new_cert, new_key) = second.issue("rotated", ExtendedKeyUsagePurpose::ServerAuth);
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    let rotated = async {
+        while list(channel(&url, &second.ca_file(), None)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, rotated)
+        .await
+        .expect("the new certificate is never served");
+    assert!(
+        list(channel(&url, &first.ca_file(), None)).await.is_err(),
+        "a new connection still gets the old certificate"
+    );
+    list(open)
+        .await
+        .expect("the connection opened before the rotation was dropped");
+}
