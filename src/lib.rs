@@ -21,7 +21,7 @@
 //!   bank and the records are work on; [`staging`]: what such participants share — work staged
 //!   per transaction, enlisting, discarding at the deadline.
 //! - [`metrics`]: every metric's name, and the Prometheus endpoint; [`telemetry`]: logs and the
-//!   OTLP span exporter; [`console`]: the web console.
+//!   OTLP span exporter; [`console`]: the web console; [`https`]: the HTTP ports, plain or TLS.
 //! - [`chaos`], [`failpoint`], [`bench`]: the fault suite's tools (every crash point named)
 //!   and the benchmark.
 //! - [`conformance`]: the kit that checks any participant against the participant contract.
@@ -37,6 +37,7 @@ pub mod coordinator;
 pub mod core;
 pub mod demo;
 pub mod failpoint;
+pub mod https;
 pub mod kv;
 pub mod limits;
 pub mod log;

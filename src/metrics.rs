@@ -7,6 +7,11 @@ use std::net::SocketAddr;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::header;
+use verdict_sdk::tls::ServerTls;
 
 // The coordinator.
 pub const BEGUN: &str = "verdict_transactions_begun_total";
@@ -86,27 +91,49 @@ const BATCH: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-/// Serves the metrics in Prometheus' text format at `http://ADDR/metrics` (any path answers).
-/// Must run inside a tokio runtime.
-pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+/// Serves the metrics in Prometheus' text format at `http://ADDR/metrics` (any path answers;
+/// with `tls`, `https://` only). Must run inside a tokio runtime.
+pub fn serve(addr: SocketAddr, tls: Option<Arc<ServerTls>>) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        })
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
     let seconds = [
         COMMIT_SECONDS,
         PREPARE_SECONDS,
         PHASE2_SECONDS,
         FLUSH_SECONDS,
     ];
-    let mut builder = PrometheusBuilder::new().with_http_listener(addr);
+    let mut builder = PrometheusBuilder::new();
     for name in seconds {
         builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), SECONDS)?;
     }
     builder = builder.set_buckets_for_metric(Matcher::Full(FLUSH_BATCH.into()), BATCH)?;
-    builder
-        .install()
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    let handle = builder
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot record metrics: {e}"))?;
     describe();
-    tracing::info!(%addr, "serving Prometheus metrics");
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(UPKEEP_EVERY).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let exposition = move || {
+        let body = handle.render();
+        async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+    };
+    let app = axum::Router::new().fallback(exposition);
+    crate::https::spawn(listener, app, tls.clone(), "the metrics port")?;
+    tracing::info!(%addr, tls = tls.is_some(), "serving Prometheus metrics");
     Ok(())
 }
+
+/// How often the recorder drains what its histograms hold beyond their window.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn describe() {
     describe_counter!(BEGUN, "Transactions begun.");

@@ -72,7 +72,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
             .map(|c| c.peers.urls())
             .unwrap_or_default();
         let url = own_url(listener.local_addr()?, options.tls.is_some());
-        crate::console::serve(addr, &url, nodes).await?;
+        crate::console::serve(addr, &url, nodes, options.tls.clone()).await?;
     }
     match options.cluster.clone() {
         None => run_single(options, listener, shutdown).await,

@@ -307,3 +307,96 @@ async fn a_rotated_certificate_is_served_without_a_restart_and_open_connections_
         .await
         .expect("the connection opened before the rotation was dropped");
 }
+
+/// `GET path` over HTTPS trusting `ca_file`: the response's head and body.
+async fn https_get(addr: &str, ca_file: &Path, path: &str) -> std::io::Result<String> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{self, pki_types::ServerName, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    let pem = std::fs::read(ca_file)?;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+/// `GET /` in plaintext: what comes back, if anything.
+async fn http_get(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = tcp
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut response = Vec::new();
+    let _ = tcp.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn the_metrics_and_console_ports_serve_tls_only_with_the_grpc_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "verdict");
+    let (cert, key) = ca.issue("server", ExtendedKeyUsagePurpose::ServerAuth);
+    let ports = verdict::process::free_local_ports(2).unwrap();
+    let (metrics, console) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    let ca_file = ca.ca_file();
+    let args = [
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+        // The console calls its coordinator's gRPC port, over TLS now.
+        "--tls-ca",
+        path(&ca_file),
+        "--metrics-listen",
+        &metrics,
+        "--console-listen",
+        &console,
+    ];
+    let _coordinator = Server::start(&args).await;
+    // The in-flight gauges are first set a moment after the start.
+    let scraped = async {
+        loop {
+            let scraped = https_get(&metrics, &ca_file, "/metrics").await.unwrap();
+            assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+            if scraped.contains("verdict_transactions_in_flight") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, scraped)
+        .await
+        .expect("the metrics never showed the in-flight gauge");
+    let overview = https_get(&console, &ca_file, "/api/overview")
+        .await
+        .unwrap();
+    assert!(overview.starts_with("HTTP/1.1 200"), "{overview}");
+    assert!(overview.contains("\"committed\""), "{overview}");
+    for port in [&metrics, &console] {
+        let plaintext = http_get(port).await;
+        assert!(
+            !plaintext.starts_with("HTTP/"),
+            "{port} answered plaintext: {plaintext}"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::proto;
-use crate::tls::ServerTls;
+use crate::tls::{Protocol, ServerTls};
 
 /// `router` with server reflection for every Verdict service and health, in both versions of
 /// the reflection protocol: `v1`, and `v1alpha`, which many tools still speak only (Python's
@@ -37,7 +37,7 @@ pub async fn serve(
     match tls {
         Some(tls) => {
             tls.keep_current();
-            let incoming = tls.incoming(listener);
+            let incoming = tls.incoming(listener, Protocol::Grpc);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;

@@ -7,6 +7,7 @@
 //! calls through [`endpoint`]; `http://` URLs stay plaintext.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -161,9 +162,12 @@ pub fn endpoint(url: impl Into<String>) -> Result<Endpoint, EndpointError> {
 #[derive(Debug)]
 pub struct ServerTls {
     args: ServerTlsArgs,
-    config: RwLock<Arc<ServerConfig>>,
+    /// The configuration for each protocol, current.
+    configs: RwLock<Configs>,
     /// The files' modification times at the last load.
     stamps: Mutex<Vec<Option<SystemTime>>>,
+    /// Whether a task keeps it current already.
+    watched: AtomicBool,
 }
 
 impl ServerTlsArgs {
@@ -174,8 +178,9 @@ impl ServerTlsArgs {
         }
         let tls = ServerTls {
             args: self.clone(),
-            config: RwLock::new(Arc::new(self.server_config()?)),
+            configs: RwLock::new(Configs::of(self.server_config()?)),
             stamps: Mutex::new(self.stamps()),
+            watched: AtomicBool::new(false),
         };
         Ok(Some(Arc::new(tls)))
     }
@@ -217,11 +222,40 @@ impl ServerTlsArgs {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder
+        let config = builder
             .with_single_cert(chain, private_key)
             .map_err(|e| problem("--tls-key", key, format!("cannot serve with it: {e}")))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
+    }
+}
+
+/// What a port speaks over TLS: its ALPN protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC: HTTP/2.
+    Grpc,
+    /// HTTP/1.1: the metrics and console ports.
+    Http1,
+}
+
+/// One certificate's configuration per protocol.
+#[derive(Debug)]
+struct Configs {
+    grpc: Arc<ServerConfig>,
+    http1: Arc<ServerConfig>,
+}
+
+impl Configs {
+    fn of(config: ServerConfig) -> Self {
+        let speaking = |protocol: &[u8]| {
+            let mut config = config.clone();
+            config.alpn_protocols = vec![protocol.to_vec()];
+            Arc::new(config)
+        };
+        Configs {
+            grpc: speaking(b"h2"),
+            http1: speaking(b"http/1.1"),
+        }
     }
 }
 
@@ -243,7 +277,7 @@ impl ServerTls {
         *last = stamps;
         match self.args.server_config() {
             Ok(config) => {
-                *self.config.write().expect("lock") = Arc::new(config);
+                *self.configs.write().expect("lock") = Configs::of(config);
                 tracing::info!("TLS certificate reloaded");
             }
             Err(error) => {
@@ -252,8 +286,12 @@ impl ServerTls {
         }
     }
 
-    /// Reloads on SIGHUP, and whenever the files change, while `self` lives.
+    /// Reloads on SIGHUP, and whenever the files change, while `self` lives (one task, however
+    /// many ports share it).
     pub fn keep_current(self: &Arc<Self>) {
+        if self.watched.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let tls = Arc::downgrade(self);
         tokio::spawn(async move {
             #[cfg(unix)]
@@ -278,8 +316,12 @@ impl ServerTls {
         });
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config.read().expect("lock").clone())
+    fn acceptor(&self, protocol: Protocol) -> TlsAcceptor {
+        let configs = self.configs.read().expect("lock");
+        TlsAcceptor::from(match protocol {
+            Protocol::Grpc => configs.grpc.clone(),
+            Protocol::Http1 => configs.http1.clone(),
+        })
     }
 
     /// The connections accepted on `listener`, each after its handshake with the certificate
@@ -288,6 +330,7 @@ impl ServerTls {
     pub fn incoming(
         self: Arc<Self>,
         listener: TcpListener,
+        protocol: Protocol,
     ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
@@ -303,7 +346,7 @@ impl ServerTls {
                     _ = sender.closed() => return,
                 };
                 let _ = tcp.set_nodelay(true);
-                let acceptor = self.acceptor();
+                let acceptor = self.acceptor(protocol);
                 let sender = sender.clone();
                 tokio::spawn(async move {
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));

@@ -96,8 +96,9 @@ pub struct ParticipantArgs {
 impl ParticipantArgs {
     fn into_options(self, kind: &str) -> anyhow::Result<ParticipantOptions> {
         validate::urls("--coordinator", &self.coordinator)?;
+        let tls = self.tls.load()?;
         if let Some(addr) = self.metrics_listen {
-            verdict::metrics::serve(addr)?;
+            verdict::metrics::serve(addr, tls.clone())?;
         }
         if let Some(url) = &self.advertise_url {
             validate::url("--advertise-url", url)?;
@@ -113,7 +114,7 @@ impl ParticipantArgs {
             quiet_period: self.quiet_period,
             sweep_every: self.sweep_every,
             log_sync: self.log_sync,
-            tls: self.tls.load()?,
+            tls,
         })
     }
 }

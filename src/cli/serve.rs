@@ -227,8 +227,10 @@ impl ServeArgs {
 /// contention than the system allocator.
 /// Runs the coordinator until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(addr) = args.metrics_listen {
-        verdict::metrics::serve(addr)?;
+    let metrics = args.metrics_listen;
+    let options = args.into_options()?;
+    if let Some(addr) = metrics {
+        verdict::metrics::serve(addr, options.tls.clone())?;
     }
-    server::run(args.into_options()?, server::shutdown_signal()).await
+    server::run(options, server::shutdown_signal()).await
 }

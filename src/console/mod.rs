@@ -29,7 +29,9 @@ use tonic::Code;
 
 use crate::client::Client;
 use crate::core::{Outcome, TxnId};
+use crate::https::Caller;
 use crate::proto::{ListTransactionsRequest, TransactionState};
+use crate::tls::ServerTls;
 
 /// The page, with its style and script.
 const PAGE: &str = include_str!("page.html");
@@ -47,7 +49,13 @@ struct Console {
 
 /// Serves the console on `addr` in the background, talking to the coordinator at `coordinator`
 /// (its own gRPC address); `nodes` are the cluster's node URLs (none for a single node).
-pub async fn serve(addr: SocketAddr, coordinator: &str, nodes: Vec<String>) -> anyhow::Result<()> {
+/// With `tls`, it serves TLS only.
+pub async fn serve(
+    addr: SocketAddr,
+    coordinator: &str,
+    nodes: Vec<String>,
+    tls: Option<Arc<ServerTls>>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot serve the console on {addr}"))?;
@@ -63,13 +71,8 @@ pub async fn serve(addr: SocketAddr, coordinator: &str, nodes: Vec<String>) -> a
         .route("/api/transactions/{id}/retry", post(retry))
         .route("/api/transactions/{id}/resolve", post(resolve))
         .with_state(console);
-    tracing::info!(addr = %listener.local_addr()?, "serving the console");
-    tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the console stopped");
-        }
-    });
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving the console");
+    crate::https::spawn(listener, app, tls, "the console")?;
     Ok(())
 }
 
@@ -175,7 +178,7 @@ struct Resolution {
 
 async fn resolve(
     State(console): State<Arc<Console>>,
-    ConnectInfo(browser): ConnectInfo<SocketAddr>,
+    ConnectInfo(Caller(browser)): ConnectInfo<Caller>,
     Path(id): Path<String>,
     Json(asked): Json<Resolution>,
 ) -> Answer {
