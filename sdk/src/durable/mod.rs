@@ -24,6 +24,16 @@ mod tree;
 
 pub use tree::{Tree, Writes};
 
+/// Fuzzing's way into the redo log's file decoder (built only by `cargo fuzz`): how many
+/// frames `contents` holds — or, `as_ops`, a file whose one intact frame carries `contents`.
+#[cfg(fuzzing)]
+pub fn decode_redo_file(contents: &[u8], as_ops: bool) -> usize {
+    match as_ops {
+        true => redo::decode_file(&redo::file_of_payload(contents)).len(),
+        false => redo::decode_file(contents).len(),
+    }
+}
+
 use std::fs::File;
 use std::future::Future;
 use std::path::Path;

@@ -153,7 +153,7 @@ fn decode_ops(payload: &[u8]) -> Option<Vec<Op>> {
 }
 
 /// The frames of one file's contents, up to the first that is torn, corrupt or out of sequence.
-fn decode_file(contents: &[u8]) -> Vec<Frame> {
+pub(super) fn decode_file(contents: &[u8]) -> Vec<Frame> {
     let mut r = Reader(contents);
     let valid = r.take(4) == Some(MAGIC.as_slice()) && r.u32() == Some(VERSION);
     let (true, Some(mut lsn)) = (valid, r.u64()) else {
@@ -180,6 +180,24 @@ fn decode_file(contents: &[u8]) -> Vec<Frame> {
         lsn += 1;
     }
     frames
+}
+
+/// A file whose one intact frame carries `payload` as its ops: for fuzzing the op decoder
+/// beneath the checksum.
+#[cfg(fuzzing)]
+pub(super) fn file_of_payload(payload: &[u8]) -> Vec<u8> {
+    let first_lsn = 0u64;
+    let mut file = vec![0; HEADER_LEN as usize];
+    file[..4].copy_from_slice(MAGIC);
+    file[4..8].copy_from_slice(&VERSION.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&first_lsn.to_le_bytes());
+    crc.update(payload);
+    file.extend((payload.len() as u32).to_le_bytes());
+    file.extend(crc.finalize().to_le_bytes());
+    file.extend(first_lsn.to_le_bytes());
+    file.extend(payload);
+    file
 }
 
 /// The two redo files and where the next frame goes.

@@ -63,7 +63,7 @@ fn encode(local: &Local, at_unix_ms: u64) -> Vec<u8> {
     frame::seal(MAGIC, &body.encode_to_vec())
 }
 
-fn decode(txn: TxnId, value: &[u8]) -> Result<Local, StorageError> {
+pub(super) fn decode(txn: TxnId, value: &[u8]) -> Result<Local, StorageError> {
     let corrupt = |what: String| StorageError(format!("journal entry of {txn} is corrupt: {what}"));
     let body = frame::open(MAGIC, value).map_err(corrupt)?;
     let body = EntryBody::decode(body).map_err(|e| corrupt(e.to_string()))?;
