@@ -99,22 +99,20 @@ impl Server {
         child.stop().await.expect("a graceful stop");
     }
 
+    /// Sends it `signal`.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("running");
+        child.signal(signal).expect("signal");
+    }
+
     /// Freezes it (SIGSTOP): to the others it is cut off, and it notices nothing.
     pub fn freeze(&self) {
-        self.child
-            .as_ref()
-            .expect("running")
-            .signal(libc::SIGSTOP)
-            .expect("SIGSTOP");
+        self.signal(libc::SIGSTOP);
     }
 
     /// Lets a frozen process run on (SIGCONT), still believing what it did before.
     pub fn thaw(&self) {
-        self.child
-            .as_ref()
-            .expect("running")
-            .signal(libc::SIGCONT)
-            .expect("SIGCONT");
+        self.signal(libc::SIGCONT);
     }
 
     /// Starts it again on the same data directory and port.
@@ -302,11 +300,21 @@ impl TestCluster {
 
     /// Starts `n` nodes, node index `i` with `args(i)` added.
     pub async fn start_each(n: usize, args: impl Fn(usize) -> Vec<String>) -> Self {
+        Self::start_at_scheme(n, "http", args).await
+    }
+
+    /// Starts `n` nodes whose `--peers` URLs are `scheme://…` (`https` for nodes serving TLS),
+    /// node index `i` with `args(i)` added.
+    pub async fn start_at_scheme(
+        n: usize,
+        scheme: &str,
+        args: impl Fn(usize) -> Vec<String>,
+    ) -> Self {
         let ports = verdict::process::free_local_ports(n).expect("free ports");
         let peers: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, port)| format!("{}=http://127.0.0.1:{port}", i + 1))
+            .map(|(i, port)| format!("{}={scheme}://127.0.0.1:{port}", i + 1))
             .collect();
         let peers = peers.join(",");
         let mut nodes = Vec::new();
