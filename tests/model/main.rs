@@ -112,7 +112,7 @@ fn catch(system: System, bug: Bug, bound: usize) {
 }
 
 /// More than CI's runs explore (they are complete below it): a guard, should the model grow.
-const CI_STATES: usize = 2_000_000;
+const CI_STATES: usize = 10_000_000;
 
 /// One fault, anywhere: a crash at every point of every process, each message lost,
 /// duplicated or overtaken, each timer firing early.

@@ -41,6 +41,8 @@ pub enum Local {
 pub struct Participant {
     pub local: Local,
     pub up: bool,
+    /// Its staging call's Enlist was answered (the application may commit once all are).
+    pub enlisted: bool,
 }
 
 impl Participant {
@@ -48,6 +50,7 @@ impl Participant {
         Participant {
             local: Local::Working,
             up: true,
+            enlisted: false,
         }
     }
 

@@ -175,7 +175,10 @@ fn arrives(state: &State, step: &Step) -> bool {
     else {
         return false;
     };
-    let to_any = matches!(message, Message::Ask(_) | Message::Resolve { .. });
+    let to_any = matches!(
+        message,
+        Message::Ask(_) | Message::Resolve { .. } | Message::Enlist { .. }
+    );
     let newest = state.coordinators.len() - 1;
     Some(*index) == state.oldest_deliverable()
         && (!to_any || *at == newest)

@@ -144,6 +144,13 @@ pub enum Request {
 /// requests from the application and `Resolve` go to whichever process receives them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Message {
+    /// A participant's staging call enlists it.
+    Enlist {
+        from: usize,
+    },
+    Enlisted {
+        to: usize,
+    },
     Ask(Request),
     Answer(Outcome),
     Prepare {
@@ -254,7 +261,8 @@ impl System {
         self.bug == Some(bug)
     }
 
-    /// Begun, every participant enlisted with work staged, nothing asked yet.
+    /// Begun (its record written), every participant with work staged and its Enlist on the
+    /// way, nothing asked yet.
     pub fn initial(&self) -> State {
         let mut state = State {
             coordinators: vec![Coordinator::new(Engine::Running {
@@ -264,16 +272,13 @@ impl System {
             log: Log::default(),
             participants: vec![Participant::working(); self.participants],
             client: Client::default(),
-            network: Vec::new(),
+            network: (0..self.participants)
+                .map(|from| Message::Enlist { from })
+                .collect(),
             faults: 0,
         };
-        for p in 0..self.participants {
-            let enlist = Event::Enlist {
-                name: format!("p{p}"),
-                endpoint: format!("http://p{p}"),
-            };
-            self.feed(&mut state, 0, enlist);
-        }
+        let begun = Transaction::new(POLICY);
+        state.log.written = Some(Record::of(&begun, Status::Active));
         state
     }
 
@@ -304,7 +309,10 @@ impl System {
     fn client_steps(&self, state: &State, steps: &mut Vec<Step>) {
         match state.client.asked {
             None => {
-                steps.push(Step::Ask(Request::Commit));
+                // The application commits once every staging call returned: all enlisted.
+                if state.participants.iter().all(|p| p.enlisted) {
+                    steps.push(Step::Ask(Request::Commit));
+                }
                 steps.push(Step::Ask(Request::Abort));
             }
             Some(Request::Commit)
@@ -453,21 +461,20 @@ impl System {
             Step::LogSettles => state.log.durable = state.log.written.clone(),
             Step::PrepareTimesOut { at, participant } => {
                 let vote = Err("timed out".into());
-                self.feed(state, at, Event::Voted { participant, vote });
+                self.feed_about(state, at, participant, |participant| Event::Voted {
+                    participant,
+                    vote,
+                });
             }
             Step::DeadlinePasses { at } => {
                 self.feed(state, at, Event::DeadlinePassed);
             }
             Step::DeliveryFails { at, participant } => {
                 let result = Err("timed out".into());
-                self.feed(
-                    state,
-                    at,
-                    Event::Delivered {
-                        participant,
-                        result,
-                    },
-                );
+                self.feed_about(state, at, participant, |participant| Event::Delivered {
+                    participant,
+                    result,
+                });
             }
             Step::CoordinatorCrashes => {
                 state.coordinators.last_mut().expect("one").engine = Engine::Down;
@@ -527,6 +534,17 @@ impl System {
 
     fn receive(&self, state: &mut State, message: Message, at: usize, vote: Option<Choice>) {
         match message {
+            Message::Enlist { from } => {
+                let enlist = Event::Enlist {
+                    name: format!("p{from}"),
+                    endpoint: format!("http://p{from}"),
+                };
+                let held = state.coordinators[at].txn().is_some();
+                if held && self.feed(state, at, enlist) {
+                    send(&mut state.network, Message::Enlisted { to: from });
+                }
+            }
+            Message::Enlisted { to } => state.participants[to].enlisted = true,
             Message::Ask(request) => self.asked(state, at, request),
             Message::Answer(outcome) => {
                 state.client.answers.insert(outcome);
@@ -546,14 +564,10 @@ impl System {
             }
             Message::Voted { from, to, vote } => {
                 let vote = Ok(vote.into());
-                self.feed(
-                    state,
-                    to,
-                    Event::Voted {
-                        participant: from,
-                        vote,
-                    },
-                );
+                self.feed_about(state, to, from, |participant| Event::Voted {
+                    participant,
+                    vote,
+                });
             }
             Message::Decision { to, from, outcome } => {
                 if state.participants[to].decide(outcome) {
@@ -562,14 +576,10 @@ impl System {
             }
             Message::Ack { from, to } => {
                 let result = Ok(());
-                self.feed(
-                    state,
-                    to,
-                    Event::Delivered {
-                        participant: from,
-                        result,
-                    },
-                );
+                self.feed_about(state, to, from, |participant| Event::Delivered {
+                    participant,
+                    result,
+                });
             }
             Message::Resolve { from } => {
                 if let Some(outcome) = self.resolve(state, at) {
@@ -687,6 +697,21 @@ impl System {
         }
     }
 
+    /// Feeds the event `about` makes of participant `p`'s place in the transaction at process
+    /// `at` (the core numbers participants in the order they enlisted).
+    fn feed_about(
+        &self,
+        state: &mut State,
+        at: usize,
+        p: usize,
+        about: impl FnOnce(usize) -> Event,
+    ) {
+        let place = state.coordinators[at].txn().and_then(|txn| place(txn, p));
+        if let Some(place) = place {
+            self.feed(state, at, about(place));
+        }
+    }
+
     /// What the engine does with the core's actions.
     fn carry_out(&self, state: &mut State, at: usize, actions: Vec<Action>) {
         let deposed = state.coordinators[at].deposed;
@@ -709,28 +734,25 @@ impl System {
                 Action::Persist => {
                     *forcing = !deposed;
                     if self.has(Bug::DeliverBeforeDecisionRecord) {
-                        for (p, participant) in txn.participants().iter().enumerate() {
+                        for participant in txn.participants() {
                             if participant.vote == Some(Vote::Yes) {
+                                let p = who(participant);
                                 send(&mut state.network, decision(p, at, Outcome::Committed));
                             }
                         }
                     }
                 }
                 Action::Prepare { participant } => {
-                    send(
-                        &mut state.network,
-                        Message::Prepare {
-                            to: participant,
-                            from: at,
-                        },
-                    );
+                    let to = who(&txn.participants()[participant]);
+                    send(&mut state.network, Message::Prepare { to, from: at });
                 }
                 Action::Deliver {
                     participant,
                     outcome,
                     ..
                 } => {
-                    send(&mut state.network, decision(participant, at, outcome));
+                    let to = who(&txn.participants()[participant]);
+                    send(&mut state.network, decision(to, at, outcome));
                 }
                 Action::Record | Action::Finish => {}
             }
@@ -767,15 +789,26 @@ fn timeouts(txn: &Transaction, at: usize, steps: &mut Vec<Step>) {
     if matches!(txn.phase(), Phase::Active | Phase::Preparing) {
         steps.push(Step::DeadlinePasses { at });
     }
-    for (participant, p) in txn.participants().iter().enumerate() {
-        if txn.phase() == Phase::Preparing && p.vote.is_none() {
+    for enlisted in txn.participants() {
+        let participant = who(enlisted);
+        if txn.phase() == Phase::Preparing && enlisted.vote.is_none() {
             steps.push(Step::PrepareTimesOut { at, participant });
         }
-        let pending = matches!(p.delivery, Delivery::Required | Delivery::BestEffort);
+        let pending = matches!(enlisted.delivery, Delivery::Required | Delivery::BestEffort);
         if pending {
             steps.push(Step::DeliveryFails { at, participant });
         }
     }
+}
+
+/// Which participant of the model an enlisted one is (enlisted as `p{N}`).
+fn who(enlisted: &verdict::core::Participant) -> usize {
+    enlisted.name[1..].parse().expect("enlisted as pN")
+}
+
+/// Participant `p`'s place in `txn`, if it enlisted.
+fn place(txn: &Transaction, p: usize) -> Option<usize> {
+    txn.participants().iter().position(|e| who(e) == p)
 }
 
 fn decision(to: usize, from: usize, outcome: Outcome) -> Message {
@@ -798,13 +831,16 @@ fn answer(state: &mut State, outcome: Outcome) {
 /// participant that is up or the application. Empty while its receiver is down: it waits.
 fn receivers(state: &State, message: &Message) -> Vec<usize> {
     match *message {
-        Message::Ask(_) | Message::Resolve { .. } => (0..state.coordinators.len())
-            .filter(|&at| state.coordinators[at].engine != Engine::Down)
-            .collect(),
+        Message::Ask(_) | Message::Resolve { .. } | Message::Enlist { .. } => {
+            (0..state.coordinators.len())
+                .filter(|&at| state.coordinators[at].engine != Engine::Down)
+                .collect()
+        }
         Message::Voted { to, .. } | Message::Ack { to, .. } => vec![to],
         Message::Prepare { to, .. }
         | Message::Decision { to, .. }
-        | Message::Resolved { to, .. } => match state.participants[to].up {
+        | Message::Resolved { to, .. }
+        | Message::Enlisted { to } => match state.participants[to].up {
             true => vec![0],
             false => vec![],
         },

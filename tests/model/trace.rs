@@ -128,6 +128,8 @@ impl Display for Arrival<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let at = self.1;
         match *self.0 {
+            Message::Enlist { from } => write!(f, "coordinator #{at} receives p{from}'s Enlist"),
+            Message::Enlisted { to } => write!(f, "p{to} hears it is enlisted"),
             Message::Ask(request) => write!(f, "coordinator #{at} receives {request:?}"),
             Message::Answer(outcome) => write!(f, "the application hears {}", Said(outcome)),
             Message::Prepare { to, from } => {
