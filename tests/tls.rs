@@ -175,27 +175,8 @@ async fn a_transfer_commits_over_mutual_tls_and_callers_without_a_trusted_certif
     };
     let (a, b) = (bank("bank-a").await, bank("bank-b").await);
     let client_flags = mutual_tls(&ca, &cert, &key, &client);
-    let (a_url, b_url) = (https(&a), https(&b));
-    let mut demo = vec![
-        "demo",
-        "--coordinator",
-        &url,
-        "--bank",
-        &a_url,
-        "--bank",
-        &b_url,
-    ];
-    demo.extend(client_flags[6..].iter().map(String::as_str));
-    let out = verdict(&demo);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("alice -> bob   30  Committed"), "{stdout}");
-    assert!(stdout.contains("voted no: insufficient funds"), "{stdout}");
-    assert_eq!(stdout.matches("total  120").count(), 4, "{stdout}");
+    let client_flags: Vec<&str> = client_flags[6..].iter().map(String::as_str).collect();
+    transfers_through(&url, [&https(&a), &https(&b)], &client_flags);
 
     let plaintext = Endpoint::from_shared(format!("http://{}", coordinator.addr)).unwrap();
     refused(list(plaintext.connect_lazy()).await, None);
@@ -216,6 +197,21 @@ async fn a_transfer_commits_over_mutual_tls_and_callers_without_a_trusted_certif
     list(channel(&url, &ca.ca_file(), Some(&client)))
         .await
         .expect("the trusted client");
+}
+
+/// Runs `verdict demo`'s transfers through the coordinator at `coordinator` and `banks`, as a
+/// client with `flags`, and checks their outcomes and that money is conserved.
+fn transfers_through(coordinator: &str, banks: [&str; 2], flags: &[&str]) {
+    let mut demo = vec!["demo", "--coordinator", coordinator];
+    demo.extend(banks.iter().flat_map(|bank| ["--bank", bank]));
+    demo.extend(flags);
+    let out = verdict(&demo);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("alice -> bob   30  Committed"), "{stdout}");
+    assert!(stdout.contains("voted no: insufficient funds"), "{stdout}");
+    assert_eq!(stdout.matches("total  120").count(), 4, "{stdout}");
 }
 
 /// Starts `verdict serve` with `args` and returns its stderr once it exits (it must).
@@ -452,25 +448,6 @@ async fn a_cluster_replicates_over_mutual_tls_and_banks_follow_its_leader() {
         async move { Server::start_args(&args).await }
     };
     let (a, b) = (bank("bank-a").await, bank("bank-b").await);
-    let (a_url, b_url) = (https(&a), https(&b));
-    let mut demo = vec![
-        "demo",
-        "--coordinator",
-        &nodes,
-        "--bank",
-        &a_url,
-        "--bank",
-        &b_url,
-    ];
-    demo.extend(&secured[6..]);
     // The demo's first call waits for the nodes to elect a leader among themselves, over TLS.
-    let out = verdict(&demo);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("alice -> bob   30  Committed"), "{stdout}");
-    assert_eq!(stdout.matches("total  120").count(), 4, "{stdout}");
+    transfers_through(&nodes, [&https(&a), &https(&b)], &secured[6..]);
 }
