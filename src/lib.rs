@@ -2,8 +2,8 @@
 //!
 //! A map of the crate:
 //! - [`verdict_sdk`] (re-exported here as [`client`], [`participant`], [`durable`], [`frame`],
-//!   [`periodic`], [`tls`] and the public part of [`proto`]): what a Rust participant or application
-//!   depends on, without the coordinator.
+//!   [`periodic`], [`tls`], [`net`], [`world`] and the public part of [`proto`]): what a Rust
+//!   participant or application depends on, without the coordinator.
 //! - [`core`]: the pure protocol — a transaction's state machine. No I/O.
 //! - [`log`]: the durable decision log behind the [`log::DecisionLog`] trait, with the sled
 //!   implementation and its group commit.
@@ -50,4 +50,6 @@ pub mod server;
 pub mod staging;
 pub mod telemetry;
 
-pub use verdict_sdk::{client, crash_point, durable, frame, participant, periodic, tls};
+pub use verdict_sdk::{
+    client, crash_point, durable, frame, net, participant, periodic, tls, world,
+};

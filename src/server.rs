@@ -24,6 +24,7 @@ use crate::coordinator::Leadership;
 use crate::coordinator::{Config, Engine};
 use crate::limits::{Limits, RateLimiter};
 use crate::log::{LogSync, SledLog};
+use crate::net::Listener;
 use crate::proto::coordinator_server::CoordinatorServer;
 pub use verdict_sdk::serve::{own_url, serve, shutdown_signal, with_reflection};
 use verdict_sdk::tls::ServerTls;
@@ -59,7 +60,7 @@ pub struct ClusterSettings {
 /// Runs the coordinator until `shutdown` completes, then drains requests and closes the log.
 /// Prints `listening on ADDR` to stdout once it serves (tools and tests wait for that line).
 pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(options.listen)
+    let listener = Listener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     if options.log_sync == LogSync::Off {
@@ -82,7 +83,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
 
 async fn run_single(
     options: ServeOptions,
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
@@ -114,7 +115,7 @@ async fn run_single(
 async fn run_node(
     options: ServeOptions,
     cluster: ClusterSettings,
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;

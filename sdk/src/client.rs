@@ -71,14 +71,15 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn connect(url: &str, timeout: Duration) -> Result<CoordinatorClient<Channel>, Status> {
-    let channel = crate::tls::endpoint(url)
-        .map_err(|e| Status::invalid_argument(format!("the coordinator URL: {e}")))?
-        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .connect_lazy();
+    let channel = crate::net::channel(
+        crate::tls::endpoint(url)
+            .map_err(|e| Status::invalid_argument(format!("the coordinator URL: {e}")))?
+            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true),
+    );
     Ok(CoordinatorClient::new(channel))
 }
 

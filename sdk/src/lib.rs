@@ -13,6 +13,8 @@
 //! - [`validate`]: the wire's argument rules, shared by every server of the contract.
 //! - [`serve`]: the listener loop, reflection and shutdown signal of a gRPC process.
 //! - [`tls`]: TLS and mutual TLS for servers (certificates reloaded as they change) and clients.
+//! - [`net`] and [`world`]: where a process meets the network, the clock and chance — the seams
+//!   a deterministic simulation replaces.
 //! - [`frame`], [`periodic`], [`metrics`], [`failpoint`]: small shared parts.
 //!
 //! # An application
@@ -92,6 +94,7 @@ pub mod failpoint;
 pub mod frame;
 pub mod id;
 pub mod metrics;
+pub mod net;
 pub mod participant;
 pub mod periodic;
 pub mod proto;
@@ -99,6 +102,7 @@ pub mod serve;
 pub mod tls;
 pub mod validate;
 mod vote;
+pub mod world;
 
 pub use backoff::Backoff;
 pub use id::TxnId;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tonic::transport::server::{Router, TcpIncoming};
 
+use crate::net::Listener;
 use crate::proto;
 use crate::tls::{Protocol, ServerTls};
 
@@ -28,24 +29,32 @@ pub fn with_reflection(router: Router) -> anyhow::Result<Router> {
 /// that line.
 pub async fn serve(
     router: Router,
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     println!("listening on {local}");
-    match tls {
-        Some(tls) => {
+    match (listener, tls) {
+        (Listener::Tcp(listener), Some(tls)) => {
             tls.keep_current();
             let incoming = tls.incoming(listener, Protocol::Grpc);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
         }
-        None => {
+        (Listener::Tcp(listener), None) => {
             // serve_with_incoming ignores the server's own nodelay setting: set it on the
             // stream, or Nagle's algorithm adds ~40 ms to small replies.
             let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        (Listener::Simulated { .. }, Some(_)) => {
+            anyhow::bail!("TLS is not simulated: run the simulation without certificates")
+        }
+        (Listener::Simulated { incoming, .. }, None) => {
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;

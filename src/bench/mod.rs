@@ -34,7 +34,7 @@ use crate::durable::LogSync;
 use crate::process::ChildServer;
 use crate::proto::bank_client::BankClient;
 use crate::proto::{BeginRequest, OpenAccountRequest, ParticipantRef};
-use crate::tls;
+use crate::{net, tls};
 
 /// What the transactions do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -167,7 +167,7 @@ impl Deployment {
 }
 
 fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(tls::endpoint(url)?.tcp_nodelay(true).connect_lazy())
+    Ok(net::channel(tls::endpoint(url)?.tcp_nodelay(true)))
 }
 
 /// Runs the benchmark and returns what it measured. A cluster it starts itself is measured

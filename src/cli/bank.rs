@@ -10,7 +10,7 @@ use verdict::client::Client;
 use verdict::coordinator::validate;
 use verdict::proto::bank_client::BankClient;
 use verdict::proto::{ApplyRequest, GetBalanceRequest, OpenAccountRequest};
-use verdict::tls;
+use verdict::{net, tls};
 
 use super::{duration, plainly};
 
@@ -104,7 +104,7 @@ pub struct ExerciseArgs {
 
 fn bank_client(url: &str) -> anyhow::Result<BankClient<Channel>> {
     validate::url("bank URL", url)?;
-    Ok(BankClient::new(tls::endpoint(url)?.connect_lazy()))
+    Ok(BankClient::new(net::channel(tls::endpoint(url)?)))
 }
 
 pub async fn run(command: BankCommand) -> anyhow::Result<()> {

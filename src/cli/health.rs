@@ -8,7 +8,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use verdict::coordinator::validate;
-use verdict::tls;
+use verdict::{net, tls};
 
 use super::{duration, plainly};
 
@@ -32,10 +32,11 @@ pub struct HealthArgs {
 /// Prints the status; an error (exit status 1) unless it is SERVING.
 pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
     validate::url("the server URL", &args.url)?;
-    let channel = tls::endpoint(&args.url)?
-        .connect_timeout(args.timeout)
-        .timeout(args.timeout)
-        .connect_lazy();
+    let channel = net::channel(
+        tls::endpoint(&args.url)?
+            .connect_timeout(args.timeout)
+            .timeout(args.timeout),
+    );
     let request = HealthCheckRequest {
         service: args.service.clone(),
     };

@@ -27,7 +27,7 @@ use super::node::ClusterNode;
 use super::{NodeId, Peers, TypeConfig};
 use crate::proto::internal::raft_client::RaftClient;
 use crate::proto::internal::{self, raft_server};
-use crate::tls;
+use crate::{net, tls};
 
 /// Opens a connection per peer for openraft.
 #[derive(Clone, Default)]
@@ -52,12 +52,11 @@ pub struct Connection {
 /// A client of the node at `url` (connected on first use).
 pub fn client(url: &str) -> Result<RaftClient<Channel>, String> {
     let endpoint = tls::endpoint(url).map_err(|e| e.to_string())?;
-    Ok(RaftClient::new(
+    Ok(RaftClient::new(net::channel(
         endpoint
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy(),
-    ))
+            .connect_timeout(Duration::from_secs(1)),
+    )))
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {

@@ -21,7 +21,7 @@ use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{
     Outcome, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest, Vote,
 };
-use crate::tls;
+use crate::{net, tls};
 use stand_in::StandIn;
 
 /// How a restart of the participant happens.
@@ -241,10 +241,11 @@ fn said(status: &Status) -> String {
 
 impl<'a> Kit<'a> {
     fn new(options: &'a Options, stand_in: StandIn) -> anyhow::Result<Self> {
-        let channel = tls::endpoint(&options.participant)?
-            .connect_timeout(CALL_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .connect_lazy();
+        let channel = net::channel(
+            tls::endpoint(&options.participant)?
+                .connect_timeout(CALL_TIMEOUT)
+                .timeout(CALL_TIMEOUT),
+        );
         Ok(Kit {
             options,
             participant: ParticipantClient::new(channel),

@@ -12,7 +12,7 @@ use super::service::TRACEPARENT;
 use crate::core::{Outcome, TxnId, Vote};
 use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{self, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest};
-use crate::tls;
+use crate::{net, tls};
 
 /// How long establishing a connection to a participant may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,14 +68,15 @@ impl ParticipantClients {
         if let Some(channel) = channels.get(endpoint) {
             return Ok(ParticipantClient::new(channel.clone()));
         }
-        let channel = tls::endpoint(endpoint)
-            .map_err(|e| {
-                let message = format!("the participant's endpoint is not usable: {e}");
-                CallError::new(Failure::Unreachable, message)
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let configured = tls::endpoint(endpoint).map_err(|e| {
+            let message = format!("the participant's endpoint is not usable: {e}");
+            CallError::new(Failure::Unreachable, message)
+        })?;
+        let channel = net::channel(
+            configured
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true),
+        );
         channels.insert(endpoint.to_owned(), channel.clone());
         Ok(ParticipantClient::new(channel))
     }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -21,6 +21,7 @@ use crate::core::{Action, Event, Outcome, Phase, Rejection, Transaction, TxnId};
 use crate::log::{DecisionLog, LogError, Settlement, Status, Timeline, TxnRecord};
 use crate::metrics::{self as names, AbortReason};
 use crate::periodic::every;
+use crate::world::{self, now_unix_ms};
 
 /// A participant named in Begin or Enlist (already validated).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,12 +115,6 @@ const STOPPED: &str = "this coordinator stopped running transactions (in a clust
 /// The span of one call to a participant, exported (with `--otlp-endpoint`) as `method`.
 fn client_span(method: &'static str, endpoint: &str) -> tracing::Span {
     tracing::debug_span!("call", otel.name = method, otel.kind = "client", participant = %endpoint)
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A log that failed cannot be trusted to hold what was written: stop, and let recovery at the
@@ -359,7 +354,7 @@ impl<L: DecisionLog> Engine<L> {
             })
             .map_err(|rejection| EngineError::InvalidArgument(rejection.to_string()))?;
         }
-        let id = TxnId::from_uuid(uuid::Uuid::now_v7());
+        let id = TxnId::from_uuid(world::uuid_v7());
         let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
         let limit = Some(self.config.max_in_flight);
         let entry = self.insert(id, deadline_unix_ms, txn, Timeline::default(), limit)?;
@@ -829,7 +824,7 @@ impl<L: DecisionLog> Engine<L> {
                 outcome,
                 attempt,
             } => {
-                let delay = self.config.backoff.delay(attempt, rand::random());
+                let delay = self.config.backoff.delay(attempt, world::jitter());
                 let mut retry_now = entry.retry_now.subscribe();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

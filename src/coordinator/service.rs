@@ -14,7 +14,7 @@ use super::{validate, Engine, EngineError, Leadership, NotLeader};
 use crate::core::{Outcome, Participant, Vote};
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, coordinator_server};
-use crate::tls;
+use crate::{net, tls};
 
 pub use crate::proto::{LEADER_METADATA, TRACEPARENT};
 
@@ -52,10 +52,11 @@ impl<N: Leadership> CoordinatorService<N> {
         if let Some(client) = leaders.get(url) {
             return Ok(client.clone());
         }
-        let channel = tls::endpoint(url)
-            .map_err(|e| Status::internal(format!("the leader's URL is unusable: {e}")))?
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = net::channel(
+            tls::endpoint(url)
+                .map_err(|e| Status::internal(format!("the leader's URL is unusable: {e}")))?
+                .tcp_nodelay(true),
+        );
         let client = CoordinatorClient::new(channel);
         leaders.insert(url.to_owned(), client.clone());
         Ok(client)

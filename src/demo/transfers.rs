@@ -16,7 +16,7 @@ use crate::client::Client;
 use crate::process::ChildServer;
 use crate::proto::bank_client::BankClient;
 use crate::proto::{GetBalanceRequest, OpenAccountRequest};
-use crate::tls;
+use crate::{net, tls};
 
 /// The transfers the demo runs: (from, to, amount).
 const TRANSFERS: [(&str, &str, i64); 4] = [
@@ -76,7 +76,7 @@ async fn run_through(running: &Running) -> anyhow::Result<()> {
     for (name, url) in ["alice", "bob"].iter().zip(&running.banks) {
         crate::coordinator::validate::url("--bank", url)?;
         accounts.push(AccountAt {
-            bank: BankClient::new(tls::endpoint(url)?.connect_lazy()),
+            bank: BankClient::new(net::channel(tls::endpoint(url)?)),
             account: format!("{name}-{}", run.as_millis()),
         });
         println!("{name:<12} {}@{url}", accounts.last().unwrap().account);

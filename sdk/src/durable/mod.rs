@@ -20,8 +20,10 @@
 
 mod flusher;
 mod redo;
+mod simulated;
 mod tree;
 
+pub use simulated::{simulate, Disks};
 pub use tree::{Tree, Writes};
 
 /// Fuzzing's way into the redo log's file decoder (built only by `cargo fuzz`): how many
@@ -46,7 +48,8 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use flusher::{Flusher, Request};
-use redo::{encode_frame, Op, RedoLog};
+use redo::{encode_frame, Frame, Op, RedoLog};
+use simulated::Attached;
 use tree::apply_op;
 
 /// The tree recording the lsn of the last redo frame applied to sled.
@@ -108,6 +111,18 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(db: sled::Db) -> Result<Self, StorageError> {
+        Ok(Shared {
+            applied: db.open_tree(APPLIED_TREE)?,
+            db,
+            pending: Mutex::new(Pending {
+                next_lsn: 0,
+                frames: Vec::new(),
+            }),
+            stats: FlushStats::default(),
+        })
+    }
+
     /// Applies `ops` (one frame, `lsn`) to sled, then records `lsn` as applied. If sled keeps
     /// only some of them through a crash and the frame never reached the redo log, the kept ones
     /// are a prefix, in order, so the caller orders its writes to make any prefix safe; or asks
@@ -186,29 +201,36 @@ impl Shared {
 pub struct DurableDb {
     shared: Arc<Shared>,
     sync: LogSync,
-    requests: Mutex<Option<mpsc::Sender<Request>>>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    storage: Storage,
+}
+
+/// Where the redo log goes.
+enum Storage {
+    /// Files in the data directory, written by the flusher thread.
+    Files {
+        requests: Mutex<Option<mpsc::Sender<Request>>>,
+        flusher: Mutex<Option<JoinHandle<()>>>,
+    },
+    /// A simulated disk (see [`simulate`]).
+    Simulated(Attached),
 }
 
 impl DurableDb {
     /// Opens (or creates) the database in `dir`, applies what the redo log holds beyond sled,
     /// and starts the flusher. Answers to forced writes are handed out by a task on the current
     /// tokio runtime when there is one (one cross-thread wake per flush, not per caller).
+    ///
+    /// On a thread that [`simulate`]s, the database lives on the simulation's disk for `dir`.
     pub fn open(dir: &Path, sync: LogSync) -> Result<Self, StorageError> {
+        if let Some(disk) = simulated::disk_for(dir) {
+            return Self::open_simulated(Attached::open(disk), sync);
+        }
         let context = |what: &str, e: &dyn std::fmt::Display| {
             StorageError(format!("cannot {what} {}: {e}", dir.display()))
         };
         std::fs::create_dir_all(dir).map_err(|e| context("create", &e))?;
         let db = open_sled(dir).map_err(|e| context("open a database in", &e))?;
-        let shared = Arc::new(Shared {
-            applied: db.open_tree(APPLIED_TREE)?,
-            db,
-            pending: Mutex::new(Pending {
-                next_lsn: 0,
-                frames: Vec::new(),
-            }),
-            stats: FlushStats::default(),
-        });
+        let shared = Arc::new(Shared::new(db)?);
         let data_file =
             File::open(dir.join("db")).map_err(|e| context("open the data file in", &e))?;
         let mut flusher = Flusher::new(shared.clone(), dir, data_file);
@@ -221,8 +243,30 @@ impl DurableDb {
         Ok(DurableDb {
             shared,
             sync,
-            requests: Mutex::new(Some(tx)),
-            flusher: Mutex::new(Some(handle)),
+            storage: Storage::Files {
+                requests: Mutex::new(Some(tx)),
+                flusher: Mutex::new(Some(handle)),
+            },
+        })
+    }
+
+    /// Opens the database on a simulated disk: sled in memory, rebuilt from every frame the
+    /// disk kept.
+    fn open_simulated(
+        (disk, frames): (Attached, Vec<Frame>),
+        sync: LogSync,
+    ) -> Result<Self, StorageError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .flush_every_ms(None)
+            .open()?;
+        let shared = Arc::new(Shared::new(db)?);
+        let last = replay(&shared, frames, "the simulated disk")?;
+        shared.pending.lock().expect("lock").next_lsn = last + 1;
+        Ok(DurableDb {
+            shared,
+            sync,
+            storage: Storage::Simulated(disk),
         })
     }
 
@@ -292,7 +336,16 @@ impl DurableDb {
             let _ = tx.send(Ok(()));
             return Ok(rx);
         }
-        let requests = self.requests.lock().expect("lock");
+        let requests = match &self.storage {
+            Storage::Files { requests, .. } => requests,
+            Storage::Simulated(disk) => {
+                self.write_pending(disk)?;
+                let sync = disk.clone().sync();
+                tokio::spawn(async move { tx.send(sync.await) });
+                return Ok(rx);
+            }
+        };
+        let requests = requests.lock().expect("lock");
         let requests = requests
             .as_ref()
             .ok_or_else(|| StorageError("the database is closed".into()))?;
@@ -309,10 +362,26 @@ impl DurableDb {
 
     /// Stops the flusher, which makes every write durable and checkpoints as it ends.
     pub fn close(&self) {
-        drop(self.requests.lock().expect("lock").take());
-        if let Some(handle) = self.flusher.lock().expect("lock").take() {
-            let _ = handle.join();
+        match &self.storage {
+            Storage::Files { requests, flusher } => {
+                drop(requests.lock().expect("lock").take());
+                if let Some(handle) = flusher.lock().expect("lock").take() {
+                    let _ = handle.join();
+                }
+            }
+            // After a power loss this fails, as it should: the machine is gone.
+            Storage::Simulated(disk) => {
+                let _ = self
+                    .write_pending(disk)
+                    .and_then(|()| disk.sync_now(disk.written()?));
+            }
         }
+    }
+
+    /// Hands the frames written since the last flush to the simulated disk.
+    fn write_pending(&self, disk: &Attached) -> Result<(), StorageError> {
+        let frames = std::mem::take(&mut self.shared.pending.lock().expect("lock").frames);
+        disk.write(&frames)
     }
 }
 
@@ -348,14 +417,30 @@ fn open_sled(dir: &Path) -> Result<sled::Db, String> {
 /// for writing.
 fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog, StorageError> {
     let (mut redo, frames) = RedoLog::open(dir)?;
+    let last = replay(
+        shared,
+        frames,
+        &format!("the redo log in {}", dir.display()),
+    )?;
+    // Whatever sled read at open may so far be only in the page cache (after a kill): make it
+    // durable before the redo log that also holds it is overwritten.
+    flusher.flush_sled()?;
+    flusher.recovered(last);
+    shared.pending.lock().expect("lock").next_lsn = last + 1;
+    redo.restart(last + 1)?;
+    Ok(redo)
+}
+
+/// Applies to sled, in order, the `frames` (from `log`) it has not applied; returns the lsn of
+/// the last frame sled now holds.
+fn replay(shared: &Shared, frames: Vec<Frame>, log: &str) -> Result<u64, StorageError> {
     let applied = shared.applied_lsn()?;
     let mut last = applied;
     for frame in frames.into_iter().filter(|f| f.lsn > applied) {
         if frame.lsn != last + 1 {
             return Err(StorageError(format!(
-                "the redo log in {} skips from lsn {last} to {}: it is damaged, and writes \
-                 after lsn {last} may be lost. Restore the data directory from a backup.",
-                dir.display(),
+                "{log} skips from lsn {last} to {}: it is damaged, and writes after lsn {last} \
+                 may be lost. Restore the data directory from a backup.",
                 frame.lsn
             )));
         }
@@ -367,13 +452,7 @@ fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog
         shared.apply(frame.lsn, &ops, false)?;
         last = frame.lsn;
     }
-    // Whatever sled read at open may so far be only in the page cache (after a kill): make it
-    // durable before the redo log that also holds it is overwritten.
-    flusher.flush_sled()?;
-    flusher.recovered(last);
-    shared.pending.lock().expect("lock").next_lsn = last + 1;
-    redo.restart(last + 1)?;
-    Ok(redo)
+    Ok(last)
 }
 
 #[cfg(test)]

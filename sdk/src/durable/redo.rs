@@ -154,13 +154,19 @@ fn decode_ops(payload: &[u8]) -> Option<Vec<Op>> {
 
 /// The frames of one file's contents, up to the first that is torn, corrupt or out of sequence.
 pub(super) fn decode_file(contents: &[u8]) -> Vec<Frame> {
+    decode_file_to_end(contents).0
+}
+
+/// As [`decode_file`], with where the last intact frame ends (0 without a valid header).
+pub(super) fn decode_file_to_end(contents: &[u8]) -> (Vec<Frame>, usize) {
     let mut r = Reader(contents);
     let valid = r.take(4) == Some(MAGIC.as_slice()) && r.u32() == Some(VERSION);
     let (true, Some(mut lsn)) = (valid, r.u64()) else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
     let mut r = Reader(contents.get(HEADER_LEN as usize..).unwrap_or_default());
     let mut frames = Vec::new();
+    let mut end = HEADER_LEN as usize;
     while let Some(frame) = (|| {
         let len = r.u32()? as usize;
         let crc = r.u32()?;
@@ -178,8 +184,24 @@ pub(super) fn decode_file(contents: &[u8]) -> Vec<Frame> {
     })() {
         frames.push(frame);
         lsn += 1;
+        end = contents.len() - r.0.len();
     }
-    frames
+    (frames, end.min(contents.len()))
+}
+
+/// Writes a file header whose first frame has `first_lsn` into `out` (`HEADER_LEN` bytes).
+fn write_header(out: &mut [u8], first_lsn: u64) {
+    out.fill(0);
+    out[..4].copy_from_slice(MAGIC);
+    out[4..8].copy_from_slice(&VERSION.to_le_bytes());
+    out[8..16].copy_from_slice(&first_lsn.to_le_bytes());
+}
+
+/// A file's header, its first frame to have `first_lsn`.
+pub(super) fn header(first_lsn: u64) -> Vec<u8> {
+    let mut header = vec![0; HEADER_LEN as usize];
+    write_header(&mut header, first_lsn);
+    header
 }
 
 /// A file whose one intact frame carries `payload` as its ops: for fuzzing the op decoder
@@ -187,9 +209,7 @@ pub(super) fn decode_file(contents: &[u8]) -> Vec<Frame> {
 #[cfg(fuzzing)]
 pub(super) fn file_of_payload(payload: &[u8]) -> Vec<u8> {
     let first_lsn = 0u64;
-    let mut file = vec![0; HEADER_LEN as usize];
-    file[..4].copy_from_slice(MAGIC);
-    file[4..8].copy_from_slice(&VERSION.to_le_bytes());
+    let mut file = header(first_lsn);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&first_lsn.to_le_bytes());
     crc.update(payload);
@@ -235,10 +255,7 @@ impl RedoLog {
     pub fn restart(&mut self, first_lsn: u64) -> Result<(), StorageError> {
         self.current = 1 - self.current;
         let header = aligned(&mut self.buffer, HEADER_LEN as usize);
-        header.fill(0);
-        header[..4].copy_from_slice(MAGIC);
-        header[4..8].copy_from_slice(&VERSION.to_le_bytes());
-        header[8..16].copy_from_slice(&first_lsn.to_le_bytes());
+        write_header(header, first_lsn);
         // Made durable by the next sync, together with the first frames: until then a crash
         // leaves the old header, whose frames are older than the checkpoint, so nothing is lost.
         self.files[self.current]

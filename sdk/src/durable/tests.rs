@@ -143,3 +143,56 @@ async fn concurrent_forces_share_flushes_and_checkpoints_restart_the_redo_log() 
     db.close();
     assert!(stats.checkpoints.load(Ordering::Relaxed) >= 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_simulated_power_loss_keeps_what_was_synced_and_cuts_a_torn_tail() {
+    let disks = Disks::default();
+    simulate(Some(disks.clone()));
+    let dir = Path::new("/simulated/node-1/data");
+    let db = DurableDb::open(dir, LogSync::Fsync).unwrap();
+    let tree = db.tree("t").unwrap();
+    tree.insert("synced", "1").unwrap();
+    db.flush().await.unwrap();
+    tree.insert("torn", "2").unwrap();
+    let interrupted = db.flush();
+    disks.power_loss(Path::new("/simulated/node-1"), |written| written - 1);
+    assert!(interrupted.await.is_err(), "the sync never finished");
+    assert!(tree.insert("late", "3").is_ok(), "sled takes it, in memory");
+    assert!(db.flush().await.is_err(), "but the machine is gone");
+    drop(db);
+
+    let db = DurableDb::open(dir, LogSync::Fsync).unwrap();
+    assert_eq!(value(&db, "t", "synced").as_deref(), Some("1"));
+    assert_eq!(value(&db, "t", "torn"), None, "its frame lost its last byte");
+    assert_eq!(value(&db, "t", "late"), None);
+    db.tree("t").unwrap().insert("after", "4").unwrap();
+    db.flush().await.unwrap();
+    disks.power_loss(dir, |_| 0);
+    drop(db);
+
+    let db = DurableDb::open(dir, LogSync::Fsync).unwrap();
+    assert_eq!(value(&db, "t", "after").as_deref(), Some("4"), "written after the cut");
+    let other = DurableDb::open(Path::new("/simulated/node-2/data"), LogSync::Fsync).unwrap();
+    assert_eq!(value(&other, "t", "synced"), None, "each directory has its own disk");
+    simulate(None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_simulated_kill_keeps_what_was_written_but_not_what_was_only_in_memory() {
+    let disks = Disks::default();
+    simulate(Some(disks.clone()));
+    let dir = Path::new("/simulated/killed");
+    let db = DurableDb::open(dir, LogSync::Fsync).unwrap();
+    let tree = db.tree("t").unwrap();
+    tree.insert("written", "1").unwrap();
+    let interrupted = db.flush();
+    tree.insert("in memory", "2").unwrap();
+    disks.power_loss(dir, |written| written);
+    assert!(interrupted.await.is_err());
+    drop(db);
+
+    let db = DurableDb::open(dir, LogSync::Fsync).unwrap();
+    assert_eq!(value(&db, "t", "written").as_deref(), Some("1"));
+    assert_eq!(value(&db, "t", "in memory"), None);
+    simulate(None);
+}

@@ -3,7 +3,7 @@
 //! prepare it — and learns the transaction's deadline, past which staged work that was never
 //! prepared can be discarded.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Status;
@@ -48,8 +48,6 @@ impl Enlister {
 
 /// The local instant of a deadline given in Unix milliseconds.
 fn instant_of(deadline_unix_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::world::now_unix_ms();
     Instant::now() + Duration::from_millis(deadline_unix_ms.saturating_sub(now_ms))
 }

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -36,6 +36,7 @@ use crate::durable::StorageError;
 use crate::periodic::every;
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, ResolveRequest};
+use crate::world::now_unix_ms;
 use crate::{Backoff, Outcome, TxnId, Vote};
 
 /// How a participant runtime behaves.
@@ -104,12 +105,6 @@ pub struct Participant<R> {
     recovering: Mutex<HashSet<TxnId>>,
     finished: Notify,
     coordinators: Mutex<HashMap<String, CoordinatorClient<Channel>>>,
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<R: Resource> Participant<R> {
@@ -414,7 +409,7 @@ impl<R: Resource> Participant<R> {
             let delay = self
                 .config
                 .resolve_backoff
-                .delay(entry.attempts, rand::random());
+                .delay(entry.attempts, crate::world::jitter());
             entry.next_check = Instant::now() + delay;
         }
     }
@@ -455,11 +450,12 @@ impl<R: Resource> Participant<R> {
         if let Some(client) = clients.get(url) {
             return Ok(client.clone());
         }
-        let channel = crate::tls::endpoint(url)
-            .map_err(|e| format!("the coordinator URL is not usable: {e}"))?
-            .connect_timeout(self.config.resolve_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = crate::net::channel(
+            crate::tls::endpoint(url)
+                .map_err(|e| format!("the coordinator URL is not usable: {e}"))?
+                .connect_timeout(self.config.resolve_timeout)
+                .tcp_nodelay(true),
+        );
         let client = CoordinatorClient::new(channel);
         clients.insert(url.to_owned(), client.clone());
         Ok(client)

@@ -14,6 +14,7 @@ use tonic::transport::Server;
 
 use super::{Journal, Participant, ParticipantConfig, ParticipantService, Resource};
 use crate::durable::{DurableDb, LogSync};
+use crate::net::Listener;
 use crate::proto::participant_server::ParticipantServer;
 use crate::serve::{own_url, serve, with_reflection};
 use crate::tls::ServerTls;
@@ -56,7 +57,7 @@ pub async fn run<R: Resource>(
     extend: impl FnOnce(&Arc<Participant<R>>, &Identity, Router) -> anyhow::Result<Router>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(options.listen)
+    let listener = Listener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let local = listener.local_addr()?;

@@ -1,0 +1,142 @@
+//! Where a process meets the network: the listener its server accepts on, and the channels its
+//! clients call through.
+//!
+//! Normally that is TCP. A deterministic simulation that runs the real servers on one thread
+//! (see `tests/simulation`) installs a [`SimulatedNetwork`] on that thread first; every listener
+//! bound and every channel made there afterwards goes through it.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_stream::Stream;
+use tonic::codegen::http::Uri;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::{Channel, Endpoint};
+
+/// A connection's bytes, whatever carries them.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Connections accepted by a simulated listener.
+pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Accepted>> + Send>>;
+
+/// A connection being made.
+pub type Connecting = Pin<Box<dyn Future<Output = io::Result<Box<dyn Io>>> + Send>>;
+
+/// A network standing in for TCP.
+pub trait SimulatedNetwork: Send + Sync + 'static {
+    /// Listens on `addr`; resolves to the address bound and the connections accepted there.
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<(SocketAddr, Incoming)>>>>;
+
+    /// Connects to `authority` (`host:port`).
+    fn connect(&self, authority: &str) -> Connecting;
+}
+
+thread_local! {
+    static SIMULATED: RefCell<Option<Arc<dyn SimulatedNetwork>>> = const { RefCell::new(None) };
+}
+
+/// From now on, on this thread, listeners and channels go through `network` (`None`: TCP).
+pub fn simulate(network: Option<Arc<dyn SimulatedNetwork>>) {
+    SIMULATED.with(|s| *s.borrow_mut() = network);
+}
+
+fn simulated() -> Option<Arc<dyn SimulatedNetwork>> {
+    SIMULATED.with(|s| s.borrow().clone())
+}
+
+/// A bound listener.
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Simulated {
+        local: SocketAddr,
+        incoming: Incoming,
+    },
+}
+
+impl Listener {
+    pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        match simulated() {
+            None => Ok(Listener::Tcp(tokio::net::TcpListener::bind(addr).await?)),
+            Some(network) => {
+                let (local, incoming) = network.bind(addr).await?;
+                Ok(Listener::Simulated { local, incoming })
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr(),
+            Listener::Simulated { local, .. } => Ok(*local),
+        }
+    }
+}
+
+/// A channel to `endpoint`, connected on first use and reconnected after failures.
+pub fn channel(endpoint: Endpoint) -> Channel {
+    let Some(network) = simulated() else {
+        return endpoint.connect_lazy();
+    };
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| {
+        let connecting =
+            network.connect(&uri.authority().map(|a| a.to_string()).unwrap_or_default());
+        async move { connecting.await.map(TokioIo::new) }
+    }))
+}
+
+/// A connection a simulated listener accepted.
+pub struct Accepted {
+    pub io: Box<dyn Io>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl Connected for Accepted {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        TcpConnectInfo {
+            local_addr: Some(self.local),
+            remote_addr: Some(self.remote),
+        }
+    }
+}
+
+impl AsyncRead for Accepted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Accepted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
