@@ -27,16 +27,16 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 /// Connections accepted by a simulated listener.
 pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Accepted>> + Send>>;
 
+/// A listener being bound: the address bound and the connections accepted there.
+pub type Binding = Pin<Box<dyn Future<Output = io::Result<(SocketAddr, Incoming)>>>>;
+
 /// A connection being made.
 pub type Connecting = Pin<Box<dyn Future<Output = io::Result<Box<dyn Io>>> + Send>>;
 
 /// A network standing in for TCP.
 pub trait SimulatedNetwork: Send + Sync + 'static {
-    /// Listens on `addr`; resolves to the address bound and the connections accepted there.
-    fn bind(
-        &self,
-        addr: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = io::Result<(SocketAddr, Incoming)>>>>;
+    /// Listens on `addr`.
+    fn bind(&self, addr: SocketAddr) -> Binding;
 
     /// Connects to `authority` (`host:port`).
     fn connect(&self, authority: &str) -> Connecting;
