@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -81,6 +82,23 @@ impl Listener {
             Listener::Simulated { local, .. } => Ok(*local),
         }
     }
+}
+
+/// How often a connection with calls outstanding pings its peer, and how long it waits for
+/// the answer before it is torn down.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `endpoint`, its connections pinged while calls are outstanding: a connection that went dead
+/// without a word (the peer's machine lost power, a partition outlasted TCP's retries, a
+/// middlebox forgot it) is torn down within about two seconds, failing its calls, and the next
+/// call connects afresh — instead of every call on it timing out for good. No pings while idle:
+/// servers such as gRPC core's refuse those more often than every five minutes.
+pub fn watched(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .http2_keep_alive_interval(PING_EVERY)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .keep_alive_while_idle(false)
 }
 
 /// A channel to `endpoint`, connected on first use and reconnected after failures.

@@ -27,6 +27,7 @@ use crate::proto::{
     GetBalanceRequest, ListTransactionsRequest, OpenAccountRequest, ResolveRequest,
     TransactionState,
 };
+use crate::{net, tls};
 
 /// Where the bank workload runs: a coordinator (one node, or a cluster's) and banks by index.
 pub trait Deployment {
@@ -50,6 +51,10 @@ impl Deployment for Cluster {
     }
 }
 
+/// How long a call to a bank may take: a bank that died mid-call (its machine, or the link to
+/// it) must not stall a transfer loop for good.
+const BANK_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A deployment running elsewhere, known by its URLs.
 pub struct Endpoints {
     pub coordinator: String,
@@ -64,9 +69,10 @@ impl Endpoints {
             .iter()
             .map(|url| {
                 crate::coordinator::validate::url("a bank URL", url)?;
-                Ok(BankClient::new(
-                    Channel::from_shared(url.clone())?.connect_lazy(),
-                ))
+                let endpoint = net::watched(tls::endpoint(url)?)
+                    .connect_timeout(BANK_CALL_TIMEOUT)
+                    .timeout(BANK_CALL_TIMEOUT);
+                Ok(BankClient::new(net::channel(endpoint)))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Endpoints {

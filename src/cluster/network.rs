@@ -53,7 +53,7 @@ pub struct Connection {
 pub fn client(url: &str) -> Result<RaftClient<Channel>, String> {
     let endpoint = tls::endpoint(url).map_err(|e| e.to_string())?;
     Ok(RaftClient::new(net::channel(
-        endpoint
+        net::watched(endpoint)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1)),
     )))

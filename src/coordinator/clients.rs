@@ -72,11 +72,11 @@ impl ParticipantClients {
             let message = format!("the participant's endpoint is not usable: {e}");
             CallError::new(Failure::Unreachable, message)
         })?;
-        let channel = net::channel(
+        let channel = net::channel(net::watched(
             configured
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true),
-        );
+        ));
         channels.insert(endpoint.to_owned(), channel.clone());
         Ok(ParticipantClient::new(channel))
     }

@@ -22,7 +22,11 @@ const SYNC_TAKES: Duration = Duration::from_millis(1);
 
 /// The disks of one simulation, by data directory.
 #[derive(Clone, Default)]
-pub struct Disks(Arc<Mutex<BTreeMap<PathBuf, Disk>>>);
+pub struct Disks {
+    disks: Arc<Mutex<BTreeMap<PathBuf, Disk>>>,
+    /// Whether they acknowledge syncs they never make (see [`Disks::lying`]).
+    lying: bool,
+}
 
 thread_local! {
     static DISKS: RefCell<Option<Disks>> = const { RefCell::new(None) };
@@ -36,17 +40,35 @@ pub fn simulate(disks: Option<Disks>) {
 /// The simulated disk for a database in `dir`, when this thread simulates.
 pub(super) fn disk_for(dir: &Path) -> Option<Disk> {
     let disks = DISKS.with(|d| d.borrow().clone())?;
-    let mut disks = disks.0.lock().expect("lock");
-    Some(disks.entry(dir.to_path_buf()).or_default().clone())
+    let lying = disks.lying;
+    let mut disks = disks.disks.lock().expect("lock");
+    let disk = disks.entry(dir.to_path_buf()).or_insert_with(|| {
+        let image = Image {
+            lies: lying,
+            ..Image::default()
+        };
+        Disk(Arc::new(Mutex::new(image)))
+    });
+    Some(disk.clone())
 }
 
 impl Disks {
+    /// Disks that acknowledge every sync and make none — as a disk whose volatile write cache
+    /// is not flushed: a power loss may take anything written. No database is durable on
+    /// them; a simulation that cannot tell is not testing durability.
+    pub fn lying() -> Self {
+        Disks {
+            lying: true,
+            ..Disks::default()
+        }
+    }
+
     /// The machine holding the data directories under `root` loses power (or its process is
     /// killed, which `kept` models by keeping everything): each disk keeps what was synced and,
     /// of the `n` bytes written after, the first `kept(n)`. Databases open on them now fail
     /// every write; only reopening them reads what is left.
     pub fn power_loss(&self, root: &Path, mut kept: impl FnMut(usize) -> usize) {
-        let disks = self.0.lock().expect("lock");
+        let disks = self.disks.lock().expect("lock");
         for (_, disk) in disks.iter().filter(|(dir, _)| dir.starts_with(root)) {
             let mut image = disk.0.lock().expect("lock");
             let unsynced = image.bytes.len() - image.synced;
@@ -69,6 +91,8 @@ struct Image {
     synced: usize,
     /// Power losses so far: a database attached before the last one is dead.
     power_cycles: u64,
+    /// Syncs are acknowledged and not made.
+    lies: bool,
 }
 
 /// A database's hold on its disk, valid until the next power loss.
@@ -108,7 +132,11 @@ impl Attached {
 
     /// Makes the first `written` bytes durable at once (a clean shutdown).
     pub fn sync_now(&self, written: usize) -> Result<(), StorageError> {
-        self.powered(|image| image.synced = image.synced.max(written))
+        self.powered(|image| {
+            if !image.lies {
+                image.synced = image.synced.max(written);
+            }
+        })
     }
 
     pub fn written(&self) -> Result<usize, StorageError> {

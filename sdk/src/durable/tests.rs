@@ -163,7 +163,11 @@ async fn a_simulated_power_loss_keeps_what_was_synced_and_cuts_a_torn_tail() {
 
     let db = DurableDb::open(dir, LogSync::Fsync).unwrap();
     assert_eq!(value(&db, "t", "synced").as_deref(), Some("1"));
-    assert_eq!(value(&db, "t", "torn"), None, "its frame lost its last byte");
+    assert_eq!(
+        value(&db, "t", "torn"),
+        None,
+        "its frame lost its last byte"
+    );
     assert_eq!(value(&db, "t", "late"), None);
     db.tree("t").unwrap().insert("after", "4").unwrap();
     db.flush().await.unwrap();
@@ -171,9 +175,17 @@ async fn a_simulated_power_loss_keeps_what_was_synced_and_cuts_a_torn_tail() {
     drop(db);
 
     let db = DurableDb::open(dir, LogSync::Fsync).unwrap();
-    assert_eq!(value(&db, "t", "after").as_deref(), Some("4"), "written after the cut");
+    assert_eq!(
+        value(&db, "t", "after").as_deref(),
+        Some("4"),
+        "written after the cut"
+    );
     let other = DurableDb::open(Path::new("/simulated/node-2/data"), LogSync::Fsync).unwrap();
-    assert_eq!(value(&other, "t", "synced"), None, "each directory has its own disk");
+    assert_eq!(
+        value(&other, "t", "synced"),
+        None,
+        "each directory has its own disk"
+    );
     simulate(None);
 }
 

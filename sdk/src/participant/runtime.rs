@@ -174,7 +174,10 @@ impl<R: Resource> Participant<R> {
     /// a commit was decided. Returns the transactions taken in.
     async fn adopt_orphans(&self) -> Result<Vec<TxnId>, ParticipantError> {
         let mut adopted = Vec::new();
-        for txn in self.resource.prepared().await? {
+        let mut prepared = self.resource.prepared().await?;
+        // In id order, not the resource's: the same state recovers the same way every time.
+        prepared.sort_unstable();
+        for txn in prepared {
             // Under the transaction's lock no prepare of it is half done: a journal entry
             // missing now is missing for good.
             let _serial = self.serial.lock(txn).await;
@@ -366,7 +369,7 @@ impl<R: Resource> Participant<R> {
     /// Asks `Resolve` about every transaction in doubt whose time has come.
     async fn resolve_due(self: &Arc<Self>) {
         let now = Instant::now();
-        let due: Vec<(TxnId, String)> = {
+        let mut due: Vec<(TxnId, String)> = {
             let mut in_doubt = self.in_doubt.lock().expect("lock");
             in_doubt
                 .iter_mut()
@@ -378,6 +381,8 @@ impl<R: Resource> Participant<R> {
                 })
                 .collect()
         };
+        // In id order, not the map's: the same state asks in the same order every time.
+        due.sort_unstable();
         for (txn, coordinator) in due {
             let participant = self.clone();
             tokio::spawn(async move { participant.resolve_one(txn, &coordinator).await });
@@ -450,9 +455,10 @@ impl<R: Resource> Participant<R> {
         if let Some(client) = clients.get(url) {
             return Ok(client.clone());
         }
+        let endpoint = crate::tls::endpoint(url)
+            .map_err(|e| format!("the coordinator URL is not usable: {e}"))?;
         let channel = crate::net::channel(
-            crate::tls::endpoint(url)
-                .map_err(|e| format!("the coordinator URL is not usable: {e}"))?
+            crate::net::watched(endpoint)
                 .connect_timeout(self.config.resolve_timeout)
                 .tcp_nodelay(true),
         );
