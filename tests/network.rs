@@ -11,7 +11,8 @@ use verdict::chaos::ledger::{check, Attempt, Ledger, Reported};
 use verdict::chaos::proxy::Faults;
 use verdict::client::Client;
 use verdict::core::{Outcome, TxnId};
-use verdict::proto::{ApplyRequest, Vote};
+use verdict::proto::bank_client::BankClient;
+use verdict::proto::{ApplyRequest, GetBalanceRequest, Vote};
 
 async fn cluster(dir: &Path) -> (Cluster, Ledger, Client) {
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
@@ -206,4 +207,36 @@ async fn a_participant_cut_off_after_voting_yes_is_resolved_after_the_partition_
         "bank-1 is in doubt: nothing applied yet"
     );
     cut_off.heal_and_check().await;
+}
+
+/// A connection gone silent — a black hole, as when the peer's machine loses power or a
+/// middlebox forgets the connection — fails the call waiting on it within seconds, and the next
+/// call connects afresh: it does not keep every call on it waiting until its own timeout, or
+/// for good when it has none. (Found by the simulation: see tests/simulation.)
+#[tokio::test]
+async fn a_call_on_a_connection_gone_silent_fails_and_the_next_one_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, ledger, _) = cluster(dir.path()).await;
+    let proxy = &cluster.bank_proxies[0];
+    let endpoint = verdict::tls::endpoint(proxy.url()).unwrap();
+    let bank = BankClient::new(verdict::net::channel(verdict::net::watched(endpoint)));
+    let balance = || {
+        let request = GetBalanceRequest {
+            account: ledger.accounts[0].1.clone(),
+        };
+        let mut bank = bank.clone();
+        async move { bank.get_balance(request).await }
+    };
+    balance().await.expect("a healthy call");
+
+    proxy.set(Faults::partition());
+    let guard = Duration::from_secs(30);
+    let silent = tokio::time::timeout(guard, balance()).await;
+    let status = silent
+        .expect("the call still waits: the dead connection was never torn down")
+        .expect_err("nothing can answer through a black hole");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+
+    proxy.heal();
+    balance().await.expect("the next call, on a new connection");
 }

@@ -17,6 +17,9 @@
 //! a write + fdatasync into the preallocated redo file. Two more sled facts: `flush` from several
 //! threads at once can hang (sled issue #1308), so only the flusher flushes; and sled's periodic
 //! flusher is off.
+//!
+//! In a deterministic simulation ([`simulate`]) the redo log goes to a simulated disk instead,
+//! one that loses unsynced bytes when its machine loses power (see [`Disks`]).
 
 mod flusher;
 mod redo;
