@@ -13,7 +13,7 @@
 //!   on the leader only.
 //! - [`server`]: `verdict serve` — the listener, health, reflection and graceful shutdown, as a
 //!   single node or a cluster node; [`limits`]: what its port accepts, and a per-caller rate
-//!   limit.
+//!   limit; [`auth`]: who is calling, and what each role may call.
 //! - [`proto`]: the generated wire contract, with the cluster nodes' own traffic.
 //! - [`bank`]: the reference bank participant on embedded sled; [`postgres`]: the PostgreSQL
 //!   adapter and the same bank on a PostgreSQL table; [`records`]: records under unique keys
@@ -27,6 +27,7 @@
 //! - [`conformance`]: the kit that checks any participant against the participant contract.
 //! - [`demo`]: `verdict demo`'s scenarios; [`process`]: servers as child processes.
 
+pub mod auth;
 pub mod bank;
 pub mod bench;
 pub mod chaos;
@@ -51,5 +52,5 @@ pub mod staging;
 pub mod telemetry;
 
 pub use verdict_sdk::{
-    client, crash_point, durable, frame, net, participant, periodic, tls, world,
+    client, crash_point, credentials, durable, frame, net, participant, periodic, tls, world,
 };

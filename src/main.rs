@@ -13,6 +13,7 @@ use cli::nemesis::NemesisArgs;
 use cli::participant::ParticipantCommand;
 use cli::serve::ServeArgs;
 use cli::txn::TxnCommand;
+use verdict::credentials::TokenArgs;
 use verdict::telemetry::{self, LogFormat};
 use verdict::tls::ClientTlsArgs;
 
@@ -47,6 +48,9 @@ struct Cli {
     /// Whom this process trusts, and what it presents, when it calls an https:// URL.
     #[command(flatten)]
     client_tls: ClientTlsArgs,
+    /// The bearer token this process presents to coordinators.
+    #[command(flatten)]
+    token: TokenArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,7 +124,8 @@ async fn start(cli: Cli) -> std::process::ExitCode {
     };
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    if let Err(error) = cli.client_tls.install() {
+    let installed = cli.client_tls.install().map_err(|e| e.to_string());
+    if let Err(error) = installed.and_then(|()| cli.token.install().map_err(|e| e.to_string())) {
         eprintln!("error: {error}");
         return std::process::ExitCode::FAILURE;
     }

@@ -17,6 +17,7 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use crate::auth::{Guarded, Identities};
 use crate::cluster::network::RaftService;
 use crate::cluster::{ClusterNode, ClusterOptions, NodeId, Peers};
 use crate::coordinator::service::CoordinatorService;
@@ -45,6 +46,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Serve TLS only, with this certificate.
     pub tls: Option<Arc<ServerTls>>,
+    /// Authenticate callers as these identities, and hold each to its roles (`--auth`).
+    pub auth: Option<Arc<Identities>>,
 }
 
 /// A cluster node's settings (`--node-id`, `--peers`, …).
@@ -63,6 +66,9 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
     let listener = Listener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
+    if options.auth.is_some() && options.tls.is_none() {
+        tracing::warn!("--auth without --tls-cert: bearer tokens cross the network in plaintext");
+    }
     if options.log_sync == LogSync::Off {
         tracing::warn!("--log-sync off: commit decisions are NOT durable; use only to compare");
     }
@@ -104,6 +110,7 @@ async fn run_single(
         router,
         CoordinatorService::new(engine.clone()),
         &options.limits,
+        options.auth.clone(),
     );
     tracing::info!(%local, data_dir = %options.data_dir.display(), tls = options.tls.is_some(), "serving");
     serve(router, listener, options.tls, shutdown).await?;
@@ -141,12 +148,11 @@ async fn run_node(
     .await?;
     let (health, router) = base_router(&options.limits).await?;
     tokio::spawn(report_readiness(health, Arc::downgrade(&node)));
-    let router = with_coordinator(
-        router,
-        CoordinatorService::new(node.clone()),
-        &options.limits,
-    )
-    .add_service(RaftService::new(node.clone()));
+    let service = CoordinatorService::new(node.clone());
+    let router =
+        with_coordinator(router, service, &options.limits, options.auth.clone()).add_service(
+            Guarded::new(RaftService::new(node.clone()), options.auth.clone()),
+        );
     tracing::info!(%local, node_id = node.id(), data_dir = %options.data_dir.display(), tls = options.tls.is_some(), "serving as a cluster node");
     serve(router, listener, options.tls, shutdown).await?;
     tracing::info!("shut down; stopping Raft and closing the log");
@@ -167,20 +173,21 @@ async fn base_router(limits: &Limits) -> anyhow::Result<(HealthReporter, Router)
     Ok((health, router))
 }
 
-/// `router` serving `verdict.v1.Coordinator` within `limits`.
+/// `router` serving `verdict.v1.Coordinator` within `limits`, to the callers `auth` admits.
 fn with_coordinator<N: Leadership>(
     router: Router,
     service: CoordinatorService<N>,
     limits: &Limits,
+    auth: Option<Arc<Identities>>,
 ) -> Router {
     let server = service
         .into_server()
         .max_decoding_message_size(limits.max_message_bytes);
     match limits.rate {
-        None => router.add_service(server),
+        None => router.add_service(Guarded::new(server, auth)),
         Some(rate) => {
             let limiter = Arc::new(RateLimiter::new(rate)).interceptor();
-            router.add_service(InterceptedService::new(server, limiter))
+            router.add_service(InterceptedService::new(Guarded::new(server, auth), limiter))
         }
     }
 }

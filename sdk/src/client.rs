@@ -192,7 +192,7 @@ impl Client {
         let mut refusals = 0;
         loop {
             let (node, client) = self.nodes.current();
-            let mut request = tonic::Request::new(message.clone());
+            let mut request = crate::credentials::request(message.clone());
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
             if let Some(trace) = &self.trace {
                 request.metadata_mut().insert(TRACEPARENT, trace.clone());

@@ -407,6 +407,29 @@ fn roots(flag: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The names a certificate (DER) is known by: its subject's common name and its DNS subject
+/// alternative names. Empty if it cannot be parsed.
+pub fn certificate_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let common = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned));
+    let alternative = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .into_iter()
+        .flat_map(|san| san.value.general_names.iter())
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+            _ => None,
+        });
+    common.chain(alternative).collect()
+}
+
 /// Refuses a certificate that is expired or not valid yet, saying when.
 fn check_validity(
     flag: &'static str,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use verdict::auth::Identities;
 use verdict::cluster::{NodeId, Peers};
 use verdict::coordinator::{validate, AllowedParticipants, Config};
 use verdict::core::{Backoff, Policy};
@@ -25,6 +26,10 @@ pub struct ServeArgs {
     metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     tls: ServerTlsArgs,
+    /// Authenticate every caller as one of the identities in this file (JSON) and hold each
+    /// to its roles (see README, Security). Off by default.
+    #[arg(long, env = "VERDICT_AUTH", value_name = "FILE")]
+    auth: Option<std::path::PathBuf>,
     /// The largest request the gRPC port decodes, in bytes.
     #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
     max_message_bytes: usize,
@@ -176,6 +181,10 @@ impl ServeArgs {
             console: self.console_listen,
             limits,
             tls: self.tls.load()?,
+            auth: match &self.auth {
+                Some(path) => Some(std::sync::Arc::new(Identities::load(path)?)),
+                None => None,
+            },
             engine: Config {
                 advertise_url: self.advertise_url.unwrap_or_default(),
                 cluster_urls: Vec::new(),

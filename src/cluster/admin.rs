@@ -7,6 +7,7 @@ use serde_json::Value;
 use tonic::Status;
 
 use super::network::client;
+use crate::credentials;
 use crate::proto::internal::{AddNodeRequest, RemoveNodeRequest, StatusRequest};
 
 /// How long one node may take to answer a status request.
@@ -25,7 +26,7 @@ pub async fn status_with_digest(url: &str) -> Result<Value, Status> {
 
 async fn ask(url: &str, digest: bool) -> Result<Value, Status> {
     let mut node = client(url).map_err(Status::invalid_argument)?;
-    let mut request = tonic::Request::new(StatusRequest { digest });
+    let mut request = credentials::request(StatusRequest { digest });
     request.set_timeout(STATUS_TIMEOUT);
     let answer = tokio::time::timeout(STATUS_TIMEOUT, node.status(request))
         .await
@@ -70,7 +71,10 @@ pub async fn add_node(urls: &[String], id: u64, url: &str) -> Result<Value, Stat
         node_id: id,
         url: url.to_owned(),
     };
-    let answer = node.add_node(request).await?.into_inner();
+    let answer = node
+        .add_node(credentials::request(request))
+        .await?
+        .into_inner();
     serde_json::from_str(&answer.json).map_err(|e| Status::internal(e.to_string()))
 }
 
@@ -79,7 +83,7 @@ pub async fn remove_node(urls: &[String], id: u64) -> Result<Value, Status> {
     let leader = leader_url(urls).await?;
     let mut node = client(&leader).map_err(Status::invalid_argument)?;
     let answer = node
-        .remove_node(RemoveNodeRequest { node_id: id })
+        .remove_node(credentials::request(RemoveNodeRequest { node_id: id }))
         .await?
         .into_inner();
     serde_json::from_str(&answer.json).map_err(|e| Status::internal(e.to_string()))

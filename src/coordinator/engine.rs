@@ -560,6 +560,16 @@ impl<L: DecisionLog> Engine<L> {
         }
     }
 
+    /// Whether a participant named `name` takes part in transaction `id`; `None` when the
+    /// coordinator holds no record of it.
+    pub fn takes_part(&self, id: TxnId, name: &str) -> Result<Option<bool>, EngineError> {
+        match self.get(id) {
+            Ok(view) => Ok(Some(view.participants.iter().any(|p| p.name == name))),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The outcome a participant in doubt must act on; `None` while undecided.
     pub fn resolve(&self, id: TxnId) -> Result<Option<Outcome>, EngineError> {
         if let Some(entry) = self.entry(id) {

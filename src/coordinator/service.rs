@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::view::{State, TxnView};
 use super::{validate, Engine, EngineError, Leadership, NotLeader};
+use crate::auth::{self, Role};
 use crate::core::{Outcome, Participant, Vote};
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, coordinator_server};
@@ -74,6 +75,7 @@ impl<N: Leadership> CoordinatorService<N> {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let forwarded = request.metadata().contains_key(FORWARDED_METADATA);
+        let caller = auth::caller(&request);
         match self.node.confirmed().await {
             Ok(engine) => Ok(Response::new(local(&engine)?)),
             Err(NotLeader {
@@ -86,6 +88,10 @@ impl<N: Leadership> CoordinatorService<N> {
                     FORWARDED_METADATA,
                     tonic::metadata::MetadataValue::from_static("1"),
                 );
+                // The leader checks the caller's rights again, as this node did.
+                if let Some(name) = caller.and_then(|c| c.name.parse().ok()) {
+                    onward.metadata_mut().insert(auth::ON_BEHALF_OF, name);
+                }
                 forward(client, onward).await
             }
             Err(not) => Err(not_leader(not)),
@@ -266,10 +272,20 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::EnlistRequest>,
     ) -> Result<Response<proto::EnlistResponse>, Status> {
         let trace = trace_parent(request.metadata());
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         let _span = span("Enlist", &request.txn_id, trace.as_deref()).entered();
         let id = validate::txn_id(&request.txn_id)?;
         let participant = validate::participant(request.participant)?;
+        if let Some(caller) = caller.filter(|c| !c.is(Role::Application) && !c.is(Role::Operator)) {
+            if caller.name != participant.name {
+                return Err(Status::permission_denied(format!(
+                    "{} may enlist only itself, not {:?}: a participant's name must be its \
+                     identity's",
+                    caller.name, participant.name
+                )));
+            }
+        }
         let (newly_enlisted, deadline_unix_ms) = self.engine()?.enlist(id, participant)?;
         Ok(Response::new(proto::EnlistResponse {
             newly_enlisted,
@@ -417,7 +433,18 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::ResolveRequest>,
     ) -> Result<Response<proto::ResolveResponse>, Status> {
         let id = validate::txn_id(&request.get_ref().txn_id)?;
+        let caller = auth::caller(&request).filter(|c| !c.is(Role::Operator));
         let local = |engine: &Engine<N::Log>| {
+            // Presumed abort answers for a transaction with no record: that tells nothing.
+            if let Some(caller) = caller {
+                if engine.takes_part(id, &caller.name)? == Some(false) {
+                    return Err(EngineError::NotAllowed(format!(
+                        "{} is not a participant of {id}: a participant may resolve only the \
+                         transactions it is enlisted in",
+                        caller.name
+                    )));
+                }
+            }
             Ok(proto::ResolveResponse {
                 outcome: wire_outcome(engine.resolve(id)?).into(),
             })

@@ -317,6 +317,7 @@ fn coordinator_options() -> ServeOptions {
         console: None,
         limits: Limits::default(),
         tls: None,
+        auth: None,
     }
 }
 

@@ -439,7 +439,7 @@ impl<R: Resource> Participant<R> {
         coordinator: &str,
     ) -> Result<proto::Outcome, String> {
         let mut client = self.coordinator(coordinator)?;
-        let mut request = tonic::Request::new(ResolveRequest {
+        let mut request = crate::credentials::request(ResolveRequest {
             txn_id: txn.to_string(),
         });
         request.set_timeout(self.config.resolve_timeout);

@@ -1,0 +1,249 @@
+//! Caller identities and roles (`verdict serve --auth`) on real processes: calls without
+//! credentials or with an unknown token refused as UNAUTHENTICATED; a token without the role
+//! refused as PERMISSION_DENIED, changing nothing; a participant may enlist only itself and
+//! resolve only what it is enlisted in; Verdict's own clients present `--token-file`; a
+//! cluster whose nodes know each other by certificate, where a peer without a node certificate
+//! is refused Raft and a read forwarded to the leader is held to the caller's roles.
+
+mod support;
+
+use std::path::Path;
+
+use support::Server;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use verdict::proto::coordinator_client::CoordinatorClient;
+use verdict::proto::{
+    BeginRequest, EnlistRequest, ListTransactionsRequest, Outcome, ParticipantRef, ResolveRequest,
+};
+
+/// The hex SHA-256 of `token`, as the identities file holds it.
+fn sha256(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes an identities file of `(name, roles, token)` into `dir`.
+fn identities(dir: &Path, who: &[(&str, &[&str], &str)]) -> String {
+    let entries: Vec<_> = who
+        .iter()
+        .map(|(name, roles, token)| {
+            serde_json::json!({"name": name, "roles": roles, "token_sha256": sha256(token)})
+        })
+        .collect();
+    let file = dir.join("identities.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({ "identities": entries }).to_string(),
+    )
+    .unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+/// `message` as a call bearing `token` (none if empty).
+fn bearing<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if !token.is_empty() {
+        let value = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+async fn begin(client: &mut CoordinatorClient<Channel>, token: &str) -> Result<String, Status> {
+    let begun = client
+        .begin(bearing(token, BeginRequest::default()))
+        .await?;
+    Ok(begun.into_inner().txn_id)
+}
+
+async fn count(client: &mut CoordinatorClient<Channel>, token: &str) -> Result<usize, Status> {
+    let request = bearing(token, ListTransactionsRequest::default());
+    Ok(client
+        .list_transactions(request)
+        .await?
+        .into_inner()
+        .transactions
+        .len())
+}
+
+async fn enlist(
+    client: &mut CoordinatorClient<Channel>,
+    token: &str,
+    txn: &str,
+    name: &str,
+) -> Result<(), Status> {
+    let participant = ParticipantRef {
+        name: name.into(),
+        endpoint: "http://127.0.0.1:1".into(),
+    };
+    let request = EnlistRequest {
+        txn_id: txn.into(),
+        participant: Some(participant),
+    };
+    client.enlist(bearing(token, request)).await.map(drop)
+}
+
+async fn resolve(
+    client: &mut CoordinatorClient<Channel>,
+    token: &str,
+    txn: &str,
+) -> Result<Outcome, Status> {
+    let request = bearing(token, ResolveRequest { txn_id: txn.into() });
+    Ok(client.resolve(request).await?.into_inner().outcome())
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, says: &str) {
+    let status = result.expect_err("the call was let through");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(says),
+        "{:?} does not say {says:?}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn callers_are_held_to_their_roles_and_refusals_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = identities(
+        dir.path(),
+        &[
+            ("orders", &["application"], "orders-token"),
+            ("ops", &["operator"], "ops-token"),
+            ("bank-a", &["participant"], "bank-a-token"),
+            ("bank-b", &["participant"], "bank-b-token"),
+        ],
+    );
+    let coordinator = Server::start(&["--auth", &auth]).await;
+    let mut client = coordinator.client().await;
+
+    refused(
+        begin(&mut client, "").await,
+        Code::Unauthenticated,
+        "no credentials",
+    );
+    refused(
+        begin(&mut client, "guess").await,
+        Code::Unauthenticated,
+        "not one this coordinator knows",
+    );
+    refused(begin(&mut client, "bank-a-token").await, Code::PermissionDenied, "bank-a may not call /verdict.v1.Coordinator/Begin: that needs the application or operator role");
+    refused(
+        count(&mut client, "orders-token").await,
+        Code::PermissionDenied,
+        "orders may not call",
+    );
+    assert_eq!(
+        count(&mut client, "ops-token").await.unwrap(),
+        0,
+        "the refused Begins began nothing"
+    );
+
+    let txn = begin(&mut client, "orders-token").await.unwrap();
+    enlist(&mut client, "bank-a-token", &txn, "bank-a")
+        .await
+        .expect("enlisting itself");
+    refused(
+        enlist(&mut client, "bank-a-token", &txn, "bank-b").await,
+        Code::PermissionDenied,
+        "bank-a may enlist only itself",
+    );
+    refused(
+        resolve(&mut client, "bank-b-token", &txn).await,
+        Code::PermissionDenied,
+        "bank-b is not a participant of",
+    );
+    assert_eq!(
+        resolve(&mut client, "bank-a-token", &txn).await.unwrap(),
+        Outcome::Pending,
+        "undecided"
+    );
+    assert_eq!(
+        resolve(&mut client, "ops-token", &txn).await.unwrap(),
+        Outcome::Pending
+    );
+    let unknown = "01890a5d-ac96-774b-bcce-b302099a8057";
+    assert_eq!(
+        resolve(&mut client, "bank-b-token", unknown).await.unwrap(),
+        Outcome::Aborted,
+        "presumed abort tells nothing"
+    );
+    assert_eq!(count(&mut client, "ops-token").await.unwrap(), 1);
+
+    // Health stays open, for orchestrators' probes.
+    let verdict = env!("CARGO_BIN_EXE_verdict");
+    let health = std::process::Command::new(verdict)
+        .args(["health", &coordinator.url()])
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+
+    // Verdict's own clients present --token-file.
+    let token = dir.path().join("ops.token");
+    std::fs::write(&token, "ops-token\n").unwrap();
+    let list = |token: &Path| {
+        std::process::Command::new(verdict)
+            .args([
+                "txn",
+                "list",
+                "--coordinator",
+                &coordinator.url(),
+                "--token-file",
+            ])
+            .arg(token)
+            .output()
+            .unwrap()
+    };
+    let listed = list(&token);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&txn));
+    std::fs::write(&token, "orders-token\n").unwrap();
+    let denied = list(&token);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("needs the operator role"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+}
+
+#[test]
+fn a_bad_identities_file_is_refused_at_start_saying_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("identities.json");
+    let start = |contents: &str| {
+        std::fs::write(&file, contents).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--auth")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "it started with {contents}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let no_credential = start(r#"{"identities": [{"name": "ops", "roles": ["operator"]}]}"#);
+    assert!(
+        no_credential.contains("identity 1") && no_credential.contains("has no credential"),
+        "{no_credential}"
+    );
+    let bad_role =
+        start(r#"{"identities": [{"name": "ops", "roles": ["admin"], "token_sha256": "00"}]}"#);
+    assert!(bad_role.contains("not an identities file"), "{bad_role}");
+    let short =
+        start(r#"{"identities": [{"name": "ops", "roles": ["operator"], "token_sha256": "abc"}]}"#);
+    assert!(
+        short.contains("token_sha256 is not 64 hex digits"),
+        "{short}"
+    );
+}
