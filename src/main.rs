@@ -58,7 +58,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the coordinator: a single node on its embedded log, or with --peers a cluster node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Look at a coordinator cluster and change its members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -151,7 +151,7 @@ impl Command {
 
 async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => cli::serve::run(args).await,
+        Command::Serve(args) => cli::serve::run(*args).await,
         Command::Cluster(command) => cli::cluster::run(command).await,
         Command::Participant(command) => cli::participant::run(command).await,
         Command::Txn(command) => cli::txn::run(command).await,
