@@ -9,12 +9,17 @@ mod support;
 
 use std::path::Path;
 
-use support::Server;
+use rcgen::ExtendedKeyUsagePurpose;
+use support::certs::{channel, mutual_tls, Ca};
+use support::{Server, TestCluster, PATIENCE};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use verdict::proto::coordinator_client::CoordinatorClient;
+use verdict::proto::internal::raft_client::RaftClient;
+use verdict::proto::internal::{RaftMessage, StatusRequest};
 use verdict::proto::{
-    BeginRequest, EnlistRequest, ListTransactionsRequest, Outcome, ParticipantRef, ResolveRequest,
+    BeginRequest, EnlistRequest, GetTransactionRequest, ListTransactionsRequest, Outcome,
+    ParticipantRef, ResolveRequest,
 };
 
 /// The hex SHA-256 of `token`, as the identities file holds it.
@@ -245,5 +250,108 @@ fn a_bad_identities_file_is_refused_at_start_saying_what_is_wrong() {
     assert!(
         short.contains("token_sha256 is not 64 hex digits"),
         "{short}"
+    );
+}
+
+/// Writes an identities file naming `(certificate name, roles)` into `dir`.
+fn certificate_identities(dir: &Path, who: &[(&str, &[&str])]) -> String {
+    let entries: Vec<_> = who
+        .iter()
+        .map(|(name, roles)| serde_json::json!({"name": name, "roles": roles, "certificate": name}))
+        .collect();
+    let file = dir.join("nodes.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({ "identities": entries }).to_string(),
+    )
+    .unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_certificate_is_refused(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "verdict");
+    let both = |p: &mut rcgen::CertificateParams| {
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth)
+    };
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| {
+            ca.issue_with(
+                &format!("node-{i}"),
+                ExtendedKeyUsagePurpose::ServerAuth,
+                both,
+            )
+        })
+        .collect();
+    let orders = ca.issue("orders", ExtendedKeyUsagePurpose::ClientAuth);
+    let auth = certificate_identities(
+        dir.path(),
+        &[
+            ("node-1", &["node"]),
+            ("node-2", &["node"]),
+            ("node-3", &["node"]),
+            ("orders", &["application"]),
+        ],
+    );
+    let cluster = TestCluster::start_at_scheme(3, "https", |i| {
+        let (cert, key) = &nodes[i];
+        let mut args = mutual_tls(&ca, cert, key, &nodes[i]);
+        args.extend(["--auth".to_owned(), auth.clone()]);
+        args
+    })
+    .await;
+    let url = |i: usize| format!("https://{}", cluster.nodes[i].addr);
+    let as_orders =
+        |i: usize| CoordinatorClient::new(channel(&url(i), &ca.ca_file(), Some(&orders)));
+
+    // The nodes elect a leader over Raft calls each admits as a node's.
+    let (leader, txn) = tokio::time::timeout(PATIENCE, async {
+        loop {
+            for i in 0..3 {
+                if let Ok(begun) = as_orders(i).begin(BeginRequest::default()).await {
+                    return (i, begun.into_inner().txn_id);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("no leader runs transactions");
+
+    // A read at a follower is forwarded on the caller's behalf and held to its roles there.
+    let follower = (leader + 1) % 3;
+    let request = GetTransactionRequest {
+        txn_id: txn.clone(),
+    };
+    let read = as_orders(follower)
+        .get_transaction(request)
+        .await
+        .expect("forwarded");
+    assert_eq!(read.into_inner().transaction.unwrap().txn_id, txn);
+    let listed = as_orders(follower)
+        .list_transactions(ListTransactionsRequest::default())
+        .await;
+    refused(listed, Code::PermissionDenied, "orders may not call");
+
+    // A certificate of the same CA that is not a node's gets no Raft.
+    let mut raft = RaftClient::new(channel(&url(leader), &ca.ca_file(), Some(&orders)));
+    let vote = raft
+        .vote(RaftMessage {
+            payload: Vec::new(),
+        })
+        .await;
+    refused(
+        vote,
+        Code::PermissionDenied,
+        "orders may not call /verdict.internal.Raft/Vote: that needs the node role",
+    );
+    let status = raft.status(StatusRequest { digest: false }).await;
+    refused(
+        status,
+        Code::PermissionDenied,
+        "needs the node or operator role",
     );
 }

@@ -6,20 +6,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use rcgen::ExtendedKeyUsagePurpose;
-use support::certs::Ca;
+use support::certs::{channel, mutual_tls, path, Ca};
 use support::{Server, TestCluster, PATIENCE};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use verdict::proto::coordinator_client::CoordinatorClient;
 use verdict::proto::ListTransactionsRequest;
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn verdict(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_verdict"))
@@ -30,43 +26,6 @@ fn verdict(args: &[&str]) -> Output {
 
 fn https(server: &Server) -> String {
     format!("https://{}", server.addr)
-}
-
-/// The flags of a process that serves and calls over mutual TLS, with certificates of `ca`.
-fn mutual_tls(ca: &Ca, cert: &Path, key: &Path, client: &(PathBuf, PathBuf)) -> Vec<String> {
-    [
-        "--tls-cert",
-        path(cert),
-        "--tls-key",
-        path(key),
-        "--tls-client-ca",
-        path(&ca.ca_file()),
-        "--tls-ca",
-        path(&ca.ca_file()),
-        "--tls-client-cert",
-        path(&client.0),
-        "--tls-client-key",
-        path(&client.1),
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-/// A client channel over TLS trusting `ca_file`, presenting `identity` if given.
-fn channel(url: &str, ca_file: &Path, identity: Option<&(PathBuf, PathBuf)>) -> Channel {
-    let ca = Certificate::from_pem(std::fs::read(ca_file).unwrap());
-    let mut config = ClientTlsConfig::new().ca_certificate(ca);
-    if let Some((cert, key)) = identity {
-        let identity =
-            Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
-        config = config.identity(identity);
-    }
-    Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .tls_config(config)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy()
 }
 
 /// Asserts that a call never reached the service: its connection failed (`why`, when the

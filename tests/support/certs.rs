@@ -1,10 +1,12 @@
 //! Certificates for tests: a CA made with rcgen that issues PEM files into a directory.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// A certificate authority that issues into a directory of PEM files.
 pub struct Ca {
@@ -60,4 +62,45 @@ impl Ca {
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
         (cert_file, key_file)
     }
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The flags of a process that serves and calls over mutual TLS, with certificates of `ca`.
+pub fn mutual_tls(ca: &Ca, cert: &Path, key: &Path, client: &(PathBuf, PathBuf)) -> Vec<String> {
+    [
+        "--tls-cert",
+        path(cert),
+        "--tls-key",
+        path(key),
+        "--tls-client-ca",
+        path(&ca.ca_file()),
+        "--tls-ca",
+        path(&ca.ca_file()),
+        "--tls-client-cert",
+        path(&client.0),
+        "--tls-client-key",
+        path(&client.1),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// A client channel over TLS trusting `ca_file`, presenting `identity` if given.
+pub fn channel(url: &str, ca_file: &Path, identity: Option<&(PathBuf, PathBuf)>) -> Channel {
+    let ca = Certificate::from_pem(std::fs::read(ca_file).unwrap());
+    let mut config = ClientTlsConfig::new().ca_certificate(ca);
+    if let Some((cert, key)) = identity {
+        let identity =
+            Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
+        config = config.identity(identity);
+    }
+    Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .tls_config(config)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy()
 }
