@@ -28,20 +28,21 @@ fn sha256(token: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes an identities file of `(name, roles, token)` into `dir`.
-fn identities(dir: &Path, who: &[(&str, &[&str], &str)]) -> String {
-    let entries: Vec<_> = who
-        .iter()
-        .map(|(name, roles, token)| {
-            serde_json::json!({"name": name, "roles": roles, "token_sha256": sha256(token)})
-        })
-        .collect();
+/// An identity known by its bearer token.
+fn by_token(name: &str, roles: &[&str], token: &str) -> serde_json::Value {
+    serde_json::json!({"name": name, "roles": roles, "token_sha256": sha256(token)})
+}
+
+/// An identity known by its certificate, whose common name is its name.
+fn by_certificate(name: &str, roles: &[&str]) -> serde_json::Value {
+    serde_json::json!({"name": name, "roles": roles, "certificate": name})
+}
+
+/// Writes an identities file of `entries` into `dir`; its path.
+fn identities(dir: &Path, entries: Vec<serde_json::Value>) -> String {
     let file = dir.join("identities.json");
-    std::fs::write(
-        &file,
-        serde_json::json!({ "identities": entries }).to_string(),
-    )
-    .unwrap();
+    let contents = serde_json::json!({ "identities": entries }).to_string();
+    std::fs::write(&file, contents).unwrap();
     file.to_str().unwrap().to_owned()
 }
 
@@ -113,11 +114,11 @@ async fn callers_are_held_to_their_roles_and_refusals_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let auth = identities(
         dir.path(),
-        &[
-            ("orders", &["application"], "orders-token"),
-            ("ops", &["operator"], "ops-token"),
-            ("bank-a", &["participant"], "bank-a-token"),
-            ("bank-b", &["participant"], "bank-b-token"),
+        vec![
+            by_token("orders", &["application"], "orders-token"),
+            by_token("ops", &["operator"], "ops-token"),
+            by_token("bank-a", &["participant"], "bank-a-token"),
+            by_token("bank-b", &["participant"], "bank-b-token"),
         ],
     );
     let coordinator = Server::start(&["--auth", &auth]).await;
@@ -253,21 +254,6 @@ fn a_bad_identities_file_is_refused_at_start_saying_what_is_wrong() {
     );
 }
 
-/// Writes an identities file naming `(certificate name, roles)` into `dir`.
-fn certificate_identities(dir: &Path, who: &[(&str, &[&str])]) -> String {
-    let entries: Vec<_> = who
-        .iter()
-        .map(|(name, roles)| serde_json::json!({"name": name, "roles": roles, "certificate": name}))
-        .collect();
-    let file = dir.join("nodes.json");
-    std::fs::write(
-        &file,
-        serde_json::json!({ "identities": entries }).to_string(),
-    )
-    .unwrap();
-    file.to_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_certificate_is_refused(
 ) {
@@ -287,15 +273,11 @@ async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_
         })
         .collect();
     let orders = ca.issue("orders", ExtendedKeyUsagePurpose::ClientAuth);
-    let auth = certificate_identities(
-        dir.path(),
-        &[
-            ("node-1", &["node"]),
-            ("node-2", &["node"]),
-            ("node-3", &["node"]),
-            ("orders", &["application"]),
-        ],
-    );
+    let mut who: Vec<_> = (1..=3)
+        .map(|i| by_certificate(&format!("node-{i}"), &["node"]))
+        .collect();
+    who.push(by_certificate("orders", &["application"]));
+    let auth = identities(dir.path(), who);
     let cluster = TestCluster::start_at_scheme(3, "https", |i| {
         let (cert, key) = &nodes[i];
         let mut args = mutual_tls(&ca, cert, key, &nodes[i]);
