@@ -243,6 +243,14 @@ fn required(path: &str) -> Option<&'static [Role]> {
     })
 }
 
+/// The address a request came from, for the log of refusals.
+fn remote<B>(request: &http::Request<B>) -> Option<std::net::SocketAddr> {
+    let extensions = request.extensions();
+    let tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();
+    let tcp = extensions.get::<TcpConnectInfo>();
+    tcp.or(tls.map(TlsConnectInfo::get_ref))?.remote_addr()
+}
+
 fn sha256(token: &str) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     digest.as_ref().try_into().expect("32 bytes")
@@ -305,7 +313,8 @@ where
                 Either::Left(self.inner.call(request))
             }
             Err(status) => {
-                tracing::warn!(method = request.uri().path(), code = ?status.code(), refusal = status.message(), "call refused");
+                let from = remote(&request);
+                tracing::warn!(method = request.uri().path(), ?from, code = ?status.code(), refusal = status.message(), "call refused");
                 Either::Right(std::future::ready(Ok(status.into_http())))
             }
         }
