@@ -305,13 +305,23 @@ async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_
 
     // A read at a follower is forwarded on the caller's behalf and held to its roles there.
     let follower = (leader + 1) % 3;
-    let request = GetTransactionRequest {
-        txn_id: txn.clone(),
-    };
-    let read = as_orders(follower)
-        .get_transaction(request)
-        .await
-        .expect("forwarded");
+    let read = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let request = GetTransactionRequest {
+                txn_id: txn.clone(),
+            };
+            match as_orders(follower).get_transaction(request).await {
+                // The follower has not heard from the leader yet.
+                Err(status) if status.code() == Code::Unavailable => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                answered => return answered,
+            }
+        }
+    })
+    .await
+    .expect("the follower never learned who leads")
+    .expect("forwarded");
     assert_eq!(read.into_inner().transaction.unwrap().txn_id, txn);
     let listed = as_orders(follower)
         .list_transactions(ListTransactionsRequest::default())
