@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rcgen::ExtendedKeyUsagePurpose;
 use support::certs::{channel, mutual_tls, Ca};
-use support::{Server, TestCluster, PATIENCE};
+use support::{expect_status, Server, TestCluster, PATIENCE};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use verdict::proto::coordinator_client::CoordinatorClient;
@@ -99,16 +99,6 @@ async fn resolve(
     Ok(client.resolve(request).await?.into_inner().outcome())
 }
 
-fn refused<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, says: &str) {
-    let status = result.expect_err("the call was let through");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert!(
-        status.message().contains(says),
-        "{:?} does not say {says:?}",
-        status.message()
-    );
-}
-
 #[tokio::test]
 async fn callers_are_held_to_their_roles_and_refusals_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,18 +114,18 @@ async fn callers_are_held_to_their_roles_and_refusals_change_nothing() {
     let coordinator = Server::start(&["--auth", &auth]).await;
     let mut client = coordinator.client().await;
 
-    refused(
+    expect_status(
         begin(&mut client, "").await,
         Code::Unauthenticated,
         "no credentials",
     );
-    refused(
+    expect_status(
         begin(&mut client, "guess").await,
         Code::Unauthenticated,
         "not one this coordinator knows",
     );
-    refused(begin(&mut client, "bank-a-token").await, Code::PermissionDenied, "bank-a may not call /verdict.v1.Coordinator/Begin: that needs the application or operator role");
-    refused(
+    expect_status(begin(&mut client, "bank-a-token").await, Code::PermissionDenied, "bank-a may not call /verdict.v1.Coordinator/Begin: that needs the application or operator role");
+    expect_status(
         count(&mut client, "orders-token").await,
         Code::PermissionDenied,
         "orders may not call",
@@ -150,12 +140,12 @@ async fn callers_are_held_to_their_roles_and_refusals_change_nothing() {
     enlist(&mut client, "bank-a-token", &txn, "bank-a")
         .await
         .expect("enlisting itself");
-    refused(
+    expect_status(
         enlist(&mut client, "bank-a-token", &txn, "bank-b").await,
         Code::PermissionDenied,
         "bank-a may enlist only itself",
     );
-    refused(
+    expect_status(
         resolve(&mut client, "bank-b-token", &txn).await,
         Code::PermissionDenied,
         "bank-b is not a participant of",
@@ -255,7 +245,7 @@ fn a_bad_identities_file_is_refused_at_start_saying_what_is_wrong() {
 }
 
 #[tokio::test]
-async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_certificate_is_refused(
+async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_certificate_is_expect_status(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "verdict");
@@ -326,7 +316,7 @@ async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_
     let listed = as_orders(follower)
         .list_transactions(ListTransactionsRequest::default())
         .await;
-    refused(listed, Code::PermissionDenied, "orders may not call");
+    expect_status(listed, Code::PermissionDenied, "orders may not call");
 
     // A certificate of the same CA that is not a node's gets no Raft.
     let mut raft = RaftClient::new(channel(&url(leader), &ca.ca_file(), Some(&orders)));
@@ -335,13 +325,13 @@ async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_
             payload: Vec::new(),
         })
         .await;
-    refused(
+    expect_status(
         vote,
         Code::PermissionDenied,
         "orders may not call /verdict.internal.Raft/Vote: that needs the node role",
     );
     let status = raft.status(StatusRequest { digest: false }).await;
-    refused(
+    expect_status(
         status,
         Code::PermissionDenied,
         "needs the node or operator role",

@@ -55,8 +55,12 @@ pub fn jitter() -> f64 {
     with_rng(|rng| rng.random())
 }
 
-/// A new version-7 UUID: the current millisecond, then random bits.
+/// A new version-7 UUID: the current millisecond, then random bits (outside a simulation,
+/// uuid's own, ordered within the millisecond too).
 pub fn uuid_v7() -> uuid::Uuid {
+    if SIMULATED.with(|s| s.borrow().is_none()) {
+        return uuid::Uuid::now_v7();
+    }
     let random: [u8; 10] = with_rng(|rng| rng.random());
     uuid::Builder::from_unix_timestamp_millis(now_unix_ms(), &random).into_uuid()
 }
