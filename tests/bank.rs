@@ -12,7 +12,7 @@ use rand::Rng;
 use support::*;
 use tonic::transport::Channel;
 use tonic::Code;
-use verdict::bank::{transfer, AccountAt};
+use verdict::bank::{transfer, transfer_in, AccountAt};
 use verdict::client::Client;
 use verdict::core::{Outcome as Decision, TxnId};
 use verdict::proto::bank_client::BankClient;
@@ -70,6 +70,7 @@ async fn apply(
         txn_id: txn.to_string(),
         account: account.into(),
         delta,
+        deadline_unix_ms: 0,
     };
     bank(server).apply(request).await.map(drop)
 }
@@ -104,6 +105,55 @@ async fn a_transfer_commits_on_both_banks() {
     // Both Applies run at once: either bank may enlist first.
     names.sort();
     assert_eq!(names, ["bank-a", "bank-b"], "Apply enlisted each bank");
+}
+
+/// The participant a bank takes part as, from its `Describe`.
+async fn described(server: &Server) -> ParticipantRef {
+    let described = bank(server)
+        .describe(DescribeRequest {})
+        .await
+        .expect("describe")
+        .into_inner();
+    ParticipantRef {
+        name: described.name,
+        endpoint: described.endpoint,
+    }
+}
+
+#[tokio::test]
+async fn a_bank_told_it_was_named_at_begin_does_not_enlist_itself() {
+    let (coordinator, a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let bank_b = described(&b).await;
+    assert_eq!(
+        (bank_b.name.as_str(), bank_b.endpoint.clone()),
+        ("bank-b", b.url())
+    );
+    // Only bank-b is named; bank-a is told it was too, so it stages without enlisting and is
+    // never asked to prepare: the transfer commits with bank-b's half alone, as documented.
+    let begun = client
+        .begin_with(BeginRequest {
+            timeout_ms: 2_000,
+            participants: vec![bank_b],
+        })
+        .await
+        .unwrap();
+    let (from, to) = (at(&a, "alice"), at(&b, "bob"));
+    let until = begun.deadline_unix_ms;
+    let (outcome, _) = transfer_in(&client, begun.txn_id, until, &from, &to, 30)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Decision::Committed);
+    client.commit_and_wait(begun.txn_id).await.unwrap();
+    let view = client.get(begun.txn_id).await.unwrap();
+    let names: Vec<_> = view
+        .participants
+        .iter()
+        .map(|p| p.participant.clone().unwrap().name)
+        .collect();
+    assert_eq!(names, ["bank-b"], "bank-a did not enlist itself");
+    assert_eq!(balance(&b, "bob").await, (50, 0));
+    assert_eq!(balance(&a, "alice").await, (100, 0), "never prepared here");
 }
 
 #[tokio::test]
@@ -476,12 +526,26 @@ async fn bad_bank_requests_get_clear_errors_and_change_nothing() {
             txn_id: "42".into(),
             account: "alice".into(),
             delta: 5,
+            deadline_unix_ms: 0,
         })
         .await;
     expect_status(
         malformed,
         Code::InvalidArgument,
         "not a Verdict transaction id",
+    );
+    let far = bank(&a)
+        .apply(ApplyRequest {
+            txn_id: txn.to_string(),
+            account: "alice".into(),
+            delta: -5,
+            deadline_unix_ms: verdict::world::now_unix_ms() + 48 * 3600 * 1000,
+        })
+        .await;
+    expect_status(
+        far,
+        Code::InvalidArgument,
+        "more than a transaction may last",
     );
     let long = "x".repeat(65);
     expect_status(

@@ -396,7 +396,7 @@ async fn nodes_are_added_and_removed_while_transfers_run() {
             let mut txns = Vec::new();
             while !stop.load(Ordering::Relaxed) && txns.len() < 500 {
                 let txn = client.begin(None).await.expect("begin").txn_id;
-                let _ = transfer_in(&client, txn, &from, &to, 1).await;
+                let _ = transfer_in(&client, txn, 0, &from, &to, 1).await;
                 txns.push(txn);
             }
             txns

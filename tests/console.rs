@@ -197,6 +197,7 @@ async fn stuck_transaction_resolved_through_the_page(driver: &Path) {
         txn_id: txn.to_string(),
         account: "alice".into(),
         delta: 10,
+        deadline_unix_ms: 0,
     };
     bank.apply(deposit).await.unwrap();
     let (outcome, _) = client.commit(txn).await.unwrap();

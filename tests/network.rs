@@ -85,6 +85,7 @@ async fn prepared_at_bank_1(
             txn_id: txn.to_string(),
             account: account.into(),
             delta,
+            deadline_unix_ms: 0,
         };
         cluster.bank_client(bank).apply(request).await.unwrap();
     }

@@ -40,6 +40,8 @@ const TESTS: &[(&str, Test)] = tests![
     a_transfer_commits_across_two_databases,
     an_aborted_transfer_changes_neither_database,
     an_overdraft_fails_its_check_constraint_and_votes_no,
+    account_names_with_quotes_and_backslashes_are_data_not_sql,
+    an_account_deleted_under_the_bank_votes_no_and_leaves_nothing_prepared,
     killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart,
     killed_after_voting_yes_the_adapter_commits_on_restart,
     a_coordinator_killed_after_its_decision_commits_both_databases_on_restart,
@@ -345,6 +347,7 @@ async fn an_aborted_transfer_changes_neither_database(server: String) {
             txn_id: txn.to_string(),
             account: account.into(),
             delta,
+            deadline_unix_ms: 0,
         };
         let mut bank = BankClient::new(deployment.banks[bank].channel());
         bank.apply(request).await.expect("apply");
@@ -371,6 +374,44 @@ async fn an_overdraft_fails_its_check_constraint_and_votes_no(server: String) {
     );
     // bob's bank prepared its credit and then rolled it back.
     expect_balances(dbs, 100, 0).await;
+}
+
+async fn account_names_with_quotes_and_backslashes_are_data_not_sql(server: String) {
+    // The work's statements carry account names as SQL literals.
+    let (deployment, dbs) = two_databases(&server).await;
+    let odd = r"o'brien\'; DROP TABLE verdict_accounts; --";
+    deployment.open(0, odd, 100).await;
+    let (from, to) = (deployment.account(0, odd), deployment.account(1, "bob"));
+    let (_, outcome, _) = transfer(&deployment.client, &from, &to, 30)
+        .await
+        .expect("transfer");
+    assert_eq!(outcome, Outcome::Committed);
+    dbs[0].wait_until_nothing_prepared().await;
+    assert_eq!(dbs[0].balance(odd).await, 70);
+    expect_balances(dbs, 100, 30).await;
+}
+
+async fn an_account_deleted_under_the_bank_votes_no_and_leaves_nothing_prepared(server: String) {
+    let (deployment, dbs) = two_databases(&server).await;
+    // The bank saw alice exist; a hand in the database removes her row afterwards.
+    sql(&dbs[0].dsn)
+        .await
+        .batch_execute("DELETE FROM verdict_accounts WHERE id = 'alice'")
+        .await
+        .expect("delete by hand");
+    let (outcome, reason) = alice_to_bob(&deployment, 30).await;
+    assert_eq!(outcome, Outcome::Aborted);
+    assert!(
+        reason.contains("\"pg-a\" voted no: account \"alice\" does not exist"),
+        "{reason}"
+    );
+    for db in &dbs {
+        db.wait_until_nothing_prepared().await;
+    }
+    assert_eq!(dbs[1].balance("bob").await, 0);
+    for db in dbs {
+        db.drop_it().await;
+    }
 }
 
 async fn killed_after_prepare_before_its_vote_the_adapter_resolves_on_restart(server: String) {

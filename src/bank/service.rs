@@ -97,10 +97,23 @@ impl<A: Accounts> bank_server::Bank for BankService<A> {
         }
         // Refuse an unknown account before enlisting, so a bad request changes nothing.
         self.bank().exists(account).await?;
-        let expires = self.enlister.enlist(txn).await?;
+        let expires = self
+            .enlister
+            .enlist_unless_enlisted(txn, request.deadline_unix_ms)
+            .await?;
         self.bank()
             .stage(txn, account, request.delta, expires)
             .await?;
         Ok(Response::new(proto::ApplyResponse {}))
+    }
+
+    async fn describe(
+        &self,
+        _: Request<proto::DescribeRequest>,
+    ) -> Result<Response<proto::DescribeResponse>, Status> {
+        Ok(Response::new(proto::DescribeResponse {
+            name: self.enlister.name().into(),
+            endpoint: self.enlister.endpoint().into(),
+        }))
     }
 }

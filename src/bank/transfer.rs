@@ -16,11 +16,12 @@ pub struct AccountAt {
 }
 
 impl AccountAt {
-    async fn apply(&self, txn: TxnId, delta: i64) -> Result<(), Status> {
+    async fn apply(&self, txn: TxnId, delta: i64, enlisted_until: u64) -> Result<(), Status> {
         let request = ApplyRequest {
             txn_id: txn.to_string(),
             account: self.account.clone(),
             delta,
+            deadline_unix_ms: enlisted_until,
         };
         self.bank.clone().apply(request).await.map(drop)
     }
@@ -41,20 +42,26 @@ pub async fn transfer(
         )));
     }
     let txn = coordinator.begin(None).await?.txn_id;
-    let (outcome, reason) = transfer_in(coordinator, txn, from, to, amount).await?;
+    let (outcome, reason) = transfer_in(coordinator, txn, 0, from, to, amount).await?;
     Ok((txn, outcome, reason))
 }
 
 /// The transfer in a transaction already begun: stages both changes (at once) and commits.
-/// If staging fails the transaction is aborted (best effort) and the error returned.
+/// `enlisted_until` is 0 for banks to enlist themselves, or the transaction's deadline if both
+/// were named at Begin. If staging fails the transaction is aborted (best effort) and the error
+/// returned.
 pub async fn transfer_in(
     coordinator: &Client,
     txn: TxnId,
+    enlisted_until: u64,
     from: &AccountAt,
     to: &AccountAt,
     amount: i64,
 ) -> Result<(Outcome, String), Status> {
-    let staged = tokio::try_join!(from.apply(txn, -amount), to.apply(txn, amount));
+    let staged = tokio::try_join!(
+        from.apply(txn, -amount, enlisted_until),
+        to.apply(txn, amount, enlisted_until)
+    );
     if let Err(status) = staged {
         let _ = coordinator
             .abort(txn, &format!("staging failed: {}", status.message()))

@@ -33,7 +33,7 @@ use crate::core::Outcome;
 use crate::durable::LogSync;
 use crate::process::ChildServer;
 use crate::proto::bank_client::BankClient;
-use crate::proto::{BeginRequest, OpenAccountRequest, ParticipantRef};
+use crate::proto::{BeginRequest, DescribeRequest, OpenAccountRequest, ParticipantRef};
 use crate::{net, tls};
 
 /// What the transactions do.
@@ -301,18 +301,43 @@ impl Shape {
                     };
                     (account(&mut rng), account(&mut rng), amount)
                 };
-                let txn = self.client.begin(None).await?.txn_id;
+                // Both banks named at Begin: neither enlists itself.
+                let request = BeginRequest {
+                    timeout_ms: 0,
+                    participants: self.participants.clone(),
+                };
+                let begun = self.client.begin_with(request).await?;
                 let at = |bank: usize, account| AccountAt {
                     bank: self.banks[bank].clone(),
                     account,
                 };
                 let (from, to) = (at(0, from), at(1 % self.banks.len(), to));
                 let started = Instant::now();
-                let (outcome, _) = transfer_in(&self.client, txn, &from, &to, amount).await?;
+                let (txn, until) = (begun.txn_id, begun.deadline_unix_ms);
+                let (outcome, _) =
+                    transfer_in(&self.client, txn, until, &from, &to, amount).await?;
                 Ok((outcome, started.elapsed()))
             }
         }
     }
+}
+
+/// The participants the banks take part as, for Begin to name.
+async fn describe_banks(banks: &[BankClient<Channel>]) -> anyhow::Result<Vec<ParticipantRef>> {
+    let mut participants = Vec::new();
+    for bank in banks {
+        let described = bank
+            .clone()
+            .describe(DescribeRequest {})
+            .await
+            .context("asking a bank which participant it is (Describe)")?
+            .into_inner();
+        participants.push(ParticipantRef {
+            name: described.name,
+            endpoint: described.endpoint,
+        });
+    }
+    Ok(participants)
 }
 
 async fn open_bank_accounts(banks: &[BankClient<Channel>]) -> anyhow::Result<()> {
@@ -338,20 +363,24 @@ async fn drive(
     baseline: Baseline,
 ) -> anyhow::Result<Report> {
     let used = &participants[..options.participants.max(1)];
-    let shape = Arc::new(Shape {
-        client: Client::new(coordinator, Duration::from_secs(30))?,
-        participants: used
-            .iter()
-            .enumerate()
+    let banks: Vec<_> = used
+        .iter()
+        .map(|url| channel(url).map(BankClient::new))
+        .collect::<Result<_, _>>()?;
+    let participants = match options.workload {
+        Workload::Noop => (0..)
+            .zip(used)
             .map(|(i, url)| ParticipantRef {
                 name: format!("p{i}"),
                 endpoint: url.clone(),
             })
             .collect(),
-        banks: used
-            .iter()
-            .map(|url| channel(url).map(BankClient::new))
-            .collect::<Result<_, _>>()?,
+        Workload::Bank => describe_banks(&banks).await?,
+    };
+    let shape = Arc::new(Shape {
+        client: Client::new(coordinator, Duration::from_secs(30))?,
+        participants,
+        banks,
         workload: options.workload,
         overdraft_share: options.overdraft_share,
     });
@@ -461,8 +490,8 @@ async fn drive(
     let rpcs_per_txn = match options.workload {
         // Begin (with participants), Commit, then a Prepare and a decision per participant.
         Workload::Noop => 2 + 2 * options.participants,
-        // Begin, two Applies (each bank enlists), Commit, Prepare and decision per bank.
-        Workload::Bank => 2 + 2 * 2 + 2 * 2,
+        // Begin (naming both banks), two Applies, Commit, Prepare and decision per bank.
+        Workload::Bank => 2 + 2 + 2 * 2,
     };
     let floor = baseline.rpc_round_trip_ms.p50 + 2.0 * baseline.fsync_ms.p50;
     let mut per_second = tally.per_second.lock().expect("lock").clone();

@@ -16,8 +16,10 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::baseline::{histogram, micros};
 use super::report::{Percentiles, PgDirect};
 use super::BANK_ACCOUNTS;
-use crate::postgres::bank::UPDATE;
 use crate::postgres::describe;
+
+/// Adds `$2` to account `$1`'s balance.
+const UPDATE: &str = "UPDATE verdict_accounts SET balance = balance + $2 WHERE id = $1";
 
 struct Database {
     client: Client,

@@ -202,7 +202,7 @@ impl Ledger {
         (from, to, amount): (usize, usize, i64),
     ) -> Attempt {
         let (source, target) = (self.at(banks, from), self.at(banks, to));
-        let reported = match transfer_in(client, txn, &source, &target, amount).await {
+        let reported = match transfer_in(client, txn, 0, &source, &target, amount).await {
             Ok((Outcome::Committed, _)) => Reported::Committed,
             Ok((Outcome::Aborted, _)) => Reported::Aborted,
             Err(_) => Reported::Unknown,

@@ -157,6 +157,7 @@ async fn bank_call(command: BankCommand) -> anyhow::Result<()> {
                 txn_id: txn,
                 account,
                 delta,
+                deadline_unix_ms: 0,
             };
             bank_client(&bank)?.apply(request).await?;
             println!("staged");

@@ -307,6 +307,7 @@ impl Town {
             txn_id: id.clone(),
             account: CUSTOMER.into(),
             delta: -price,
+            deadline_unix_ms: 0,
         };
         Self::bank(&self.payment)
             .apply(charge)
@@ -316,6 +317,7 @@ impl Town {
             txn_id: id.clone(),
             account: order.dish.into(),
             delta: -1,
+            deadline_unix_ms: 0,
         };
         Self::bank(&self.restaurant)
             .apply(dish)

@@ -14,7 +14,7 @@ use deadpool_postgres::Object;
 use tokio::time::Instant;
 
 use super::pool::PgOptions;
-use super::resource::{describe, PgResource, Refusal, Work};
+use super::resource::{describe, literal, PgResource, Statement, Work};
 use crate::bank::{Accounts, BankError};
 use crate::core::{TxnId, Vote};
 use crate::participant::{Resource, ResourceError};
@@ -35,18 +35,16 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS verdict_accounts (
     balance bigint NOT NULL CHECK (balance >= 0)
 )";
 
-/// Adds `$2` to account `$1`'s balance.
-pub const UPDATE: &str = "UPDATE verdict_accounts SET balance = balance + $2 WHERE id = $1";
-
 impl Work for Changes {
-    async fn run(&self, db: &Object) -> Result<(), Refusal> {
-        let update = db.prepare_cached(UPDATE).await?;
-        for (account, delta) in &self.0 {
-            if db.execute(&update, &[account, delta]).await? == 0 {
-                return Err(Refusal(format!("account {account:?} does not exist")));
-            }
-        }
-        Ok(())
+    fn statements(&self) -> Vec<Statement> {
+        let update = |(account, delta): (&String, &i64)| Statement {
+            sql: format!(
+                "UPDATE verdict_accounts SET balance = balance + {delta} WHERE id = {}",
+                literal(account)
+            ),
+            if_no_row: Some(format!("account {account:?} does not exist")),
+        };
+        self.0.iter().map(update).collect()
     }
 }
 

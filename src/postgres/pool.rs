@@ -43,8 +43,10 @@ pub async fn connect(options: &PgOptions) -> anyhow::Result<Pool> {
              through a TLS-terminating proxy such as pgbouncer)"
         );
     }
+    // Statements carry their values as literals (see `resource::literal`), which needs
+    // standard_conforming_strings.
     let options_flag = format!(
-        "{} -c lock_timeout={}",
+        "{} -c lock_timeout={} -c standard_conforming_strings=on",
         config.get_options().unwrap_or_default(),
         options.lock_timeout.as_millis()
     );

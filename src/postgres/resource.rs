@@ -13,12 +13,12 @@
 //! runtime resolves them after a restart or when a PREPARE's answer was lost.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Mutex;
 
 use deadpool_postgres::{Object, Pool};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
 
 use crate::core::{TxnId, Vote};
 use crate::participant::{Resource, ResourceError};
@@ -28,9 +28,24 @@ pub const MAX_NAME_BYTES: usize = 120;
 
 /// A transaction's work on the database, staged by request handlers and run at prepare.
 pub trait Work: Default + Send + Sync + 'static {
-    /// Runs the work's statements inside the transaction's database transaction. An error
-    /// votes NO with its message as the reason.
-    fn run(&self, db: &Object) -> impl Future<Output = Result<(), Refusal>> + Send;
+    /// The work's statements as SQL text, values written with [`literal`]: they go to the
+    /// database between `BEGIN` and `PREPARE TRANSACTION` in one round trip, because on a
+    /// shared machine the round trips, not the statements, are what a prepare costs.
+    fn statements(&self) -> Vec<Statement>;
+}
+
+/// One statement of a transaction's work.
+pub struct Statement {
+    pub sql: String,
+    /// The reason to vote NO with when the statement changes no row.
+    pub if_no_row: Option<String>,
+}
+
+/// `text` as an SQL string literal. Safe because every connection sets
+/// `standard_conforming_strings` (backslashes are plain characters) and the client encoding is
+/// UTF-8; text with a NUL byte, which PostgreSQL cannot store, fails the statement.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Why work could not be prepared: the NO vote's reason.
@@ -181,23 +196,41 @@ impl<W: Work> PgResource<W> {
         }
     }
 
-    /// Runs the work and `PREPARE TRANSACTION`; on failure the database transaction is rolled
-    /// back, or the connection dropped if even that fails.
+    /// Runs the work and `PREPARE TRANSACTION` in one round trip; on failure the database
+    /// transaction is rolled back, or the connection dropped if even that fails.
     async fn prepare_work(&self, txn: TxnId, work: &W) -> Result<(), Refusal> {
         let db = self.connection().await.map_err(Refusal)?;
-        let prepared = async {
-            db.batch_execute("BEGIN").await?;
-            work.run(&db).await?;
-            let gid = self.gid(txn);
-            db.batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
-                .await?;
-            Ok(())
+        let statements = work.statements();
+        let mut sql = String::from("BEGIN");
+        for statement in &statements {
+            sql = sql + "; " + &statement.sql;
         }
-        .await;
-        if prepared.is_err() && db.batch_execute("ROLLBACK").await.is_err() {
-            drop(Object::take(db));
+        sql = sql + &format!("; PREPARE TRANSACTION '{}'", self.gid(txn));
+        let answers = match db.simple_query(&sql).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                if db.batch_execute("ROLLBACK").await.is_err() {
+                    drop(Object::take(db));
+                }
+                return Err(e.into());
+            }
+        };
+        // One count per statement, `BEGIN`'s first.
+        let counts = answers.iter().filter_map(|answer| match answer {
+            SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
+            _ => None,
+        });
+        let unchanged = statements
+            .iter()
+            .zip(counts.skip(1))
+            .find_map(|(statement, rows)| statement.if_no_row.clone().filter(|_| rows == 0));
+        match unchanged {
+            None => Ok(()),
+            Some(reason) => {
+                let _ = self.finish_prepared(txn, "ROLLBACK").await;
+                Err(Refusal(reason))
+            }
         }
-        prepared
     }
 
     /// `COMMIT PREPARED` or `ROLLBACK PREPARED`; an id PostgreSQL does not know is finished.
