@@ -28,6 +28,12 @@ const TESTS: &[(&str, Test)] = &[
         "the_python_participant_moves_money_with_the_kv_bank",
         |python| Box::pin(the_python_participant_moves_money_with_the_kv_bank(python)),
     ),
+    (
+        "the_python_bank_describes_itself_and_takes_part_when_named_at_begin",
+        |python| {
+            Box::pin(the_python_bank_describes_itself_and_takes_part_when_named_at_begin(python))
+        },
+    ),
 ];
 
 fn main() {
@@ -188,4 +194,40 @@ async fn the_python_participant_moves_money_with_the_kv_bank(python: String) {
     let summary = out.lines().last().unwrap_or_default();
     assert!(summary.contains(" violations 0 "), "{out}");
     assert!(!summary.contains(" committed 0 "), "{out}");
+}
+
+async fn the_python_bank_describes_itself_and_takes_part_when_named_at_begin(python: String) {
+    // The bench's bank workload asks each bank which participant it is (Describe), names both
+    // at Begin and tells them so in Apply.
+    let coordinator = Server::start(&[]).await;
+    let kv = Server::start_bank(&coordinator, "kv-bank", &[]).await;
+    let participant = Python::start(&python, &coordinator.url(), "python-bank").await;
+    let out = succeeded(verdict(&[
+        "bench",
+        "--workload",
+        "bank",
+        "--overdraft-share",
+        "0",
+        "--coordinator",
+        &coordinator.url(),
+        "--participant",
+        &kv.url(),
+        "--participant",
+        &participant.url(),
+        "--concurrency",
+        "2",
+        "--transactions",
+        "50",
+        "--warmup",
+        "0s",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("the bench's JSON");
+    // Workers already under way when the count is reached finish theirs.
+    assert!(report["committed"].as_u64() >= Some(50), "{out}");
+    assert_eq!(
+        (&report["aborted"], &report["failed"]),
+        (&0.into(), &0.into()),
+        "{out}"
+    );
 }

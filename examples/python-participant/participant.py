@@ -33,6 +33,9 @@ from verdict.v1 import participant_pb2, participant_pb2_grpc  # noqa: E402
 
 log = logging.getLogger("python-participant")
 
+# The furthest ahead an application may say a transaction's deadline is.
+MAX_DEADLINE_AHEAD_MS = 24 * 3600 * 1000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id      TEXT PRIMARY KEY,
@@ -140,11 +143,16 @@ class Participant:
             return row[0], held(db, account)
         return self.store.transaction(work)
 
-    def apply(self, txn, account, delta):
-        """Stages a change (SET semantics: a retry does not apply twice), then enlists."""
+    def apply(self, txn, account, delta, deadline_unix_ms=0):
+        """Stages a change (SET semantics: a retry does not apply twice), then enlists — unless
+        the application enlisted this bank at Begin and says so with the deadline."""
         txn = txn_id(txn)
         if delta == 0:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "delta: not zero")
+        if deadline_unix_ms > time.time() * 1000 + MAX_DEADLINE_AHEAD_MS:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                          "deadline_unix_ms: more than a transaction may last (24 h) ahead; pass "
+                          "the deadline Begin answered, or 0 to have the bank enlist itself")
 
         def work(db):
             if not db.execute("SELECT 1 FROM accounts WHERE id = ?", (account,)).fetchone():
@@ -158,7 +166,8 @@ class Participant:
                        "ON CONFLICT (txn_id, account) DO UPDATE SET delta = excluded.delta",
                        (txn, account, delta))
         self.store.transaction(work)
-        self.enlist(txn)
+        if deadline_unix_ms == 0:
+            self.enlist(txn)
 
     def enlist(self, txn):
         request = coordinator_pb2.EnlistRequest(
@@ -325,10 +334,15 @@ class BankService(bank_pb2_grpc.BankServicer):
     @answering
     def Apply(self, request, context):
         try:
-            self.p.apply(request.txn_id, request.account, request.delta)
+            self.p.apply(request.txn_id, request.account, request.delta,
+                         request.deadline_unix_ms)
         except grpc.RpcError as error:
             raise Refused(error.code(), f"the coordinator refused Enlist: {error.details()}")
         return bank_pb2.ApplyResponse()
+
+    @answering
+    def Describe(self, request, context):
+        return bank_pb2.DescribeResponse(name=self.p.name, endpoint=self.p.endpoint)
 
 
 def database(args):
