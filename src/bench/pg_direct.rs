@@ -28,7 +28,16 @@ struct Database {
 
 impl Database {
     async fn connect(dsn: &str) -> anyhow::Result<Self> {
-        let (client, connection) = tokio_postgres::connect(dsn, NoTls)
+        let mut config: tokio_postgres::Config = dsn
+            .parse()
+            .with_context(|| format!("{dsn:?} is not a PostgreSQL DSN"))?;
+        // Two transfers that each prepared one side and wait for the other's row on the other
+        // database wait for each other forever: PostgreSQL sees no deadlock across databases.
+        // As in the PostgreSQL bank (its default --lock-timeout), a wait fails instead.
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!("{options} -c lock_timeout=2000").trim());
+        let (client, connection) = config
+            .connect(NoTls)
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {dsn:?}"))?;
         tokio::spawn(connection);
