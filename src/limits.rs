@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Status};
 
-/// Response metadata on a rate-limited request: how long to wait before the next, in ms.
-pub const RETRY_AFTER: &str = "retry-after-ms";
+/// Response metadata on a refused request: how long to wait before the next, in ms.
+pub use crate::proto::RETRY_AFTER_METADATA as RETRY_AFTER;
 
 /// Above this many callers remembered, those whose buckets have refilled are forgotten.
 const REMEMBERED: usize = 4096;
@@ -114,18 +114,23 @@ impl RateLimiter {
 
     fn refusal(&self, caller: IpAddr, wait: Duration) -> Status {
         metrics::counter!(crate::metrics::REJECTED, "reason" => "rate_limited").increment(1);
-        let mut status = Status::resource_exhausted(format!(
+        let status = Status::resource_exhausted(format!(
             "{caller} sent more than {} requests a second (burst {}), the --rate-limit of this \
              coordinator; retry after {} ms",
             self.rate.per_second,
             self.rate.burst,
             wait.as_millis().max(1)
         ));
-        if let Ok(value) = wait.as_millis().max(1).to_string().parse() {
-            status.metadata_mut().insert(RETRY_AFTER, value);
-        }
-        status
+        retry_after(status, wait)
     }
+}
+
+/// `status` with the hint of how long to wait before trying again ([`RETRY_AFTER`]).
+pub fn retry_after(mut status: Status, wait: Duration) -> Status {
+    if let Ok(value) = wait.as_millis().max(1).to_string().parse() {
+        status.metadata_mut().insert(RETRY_AFTER, value);
+    }
+    status
 }
 
 #[cfg(test)]

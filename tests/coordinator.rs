@@ -633,8 +633,9 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn too_many_transactions_in_flight_are_refused() {
-    let coordinator = Coordinator::start(&["--max-in-flight", "2"]).await;
+async fn too_many_transactions_in_flight_are_refused_after_a_wait_with_a_hint() {
+    let coordinator =
+        Coordinator::start(&["--max-in-flight", "2", "--admission-wait", "50ms"]).await;
     let mut client = coordinator.client().await;
     let first = begin(&mut client, &[]).await;
     begin(&mut client, &[]).await;
@@ -644,6 +645,9 @@ async fn too_many_transactions_in_flight_are_refused() {
         .expect_err("over the limit");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert!(refused.message().contains("--max-in-flight"), "{refused}");
+    assert!(refused.message().contains("within 50 ms"), "{refused}");
+    let hint = refused.metadata().get("retry-after-ms").expect("a hint");
+    assert_eq!(hint.to_str().unwrap(), "50");
 
     // Finishing one makes room.
     assert_eq!(
@@ -651,6 +655,39 @@ async fn too_many_transactions_in_flight_are_refused() {
         Outcome::Committed
     );
     begin(&mut client, &[]).await;
+}
+
+#[tokio::test]
+async fn a_begin_at_the_limit_is_admitted_when_a_transaction_finishes_during_its_wait() {
+    let coordinator = Coordinator::start(&["--max-in-flight", "1", "--admission-wait", "1h"]).await;
+    let mut client = coordinator.client().await;
+    let first = begin(&mut client, &[]).await;
+    let mut waiting = coordinator.client().await;
+    let second = tokio::spawn(async move { waiting.begin(BeginRequest::default()).await });
+    assert_eq!(
+        commit(&mut client, &first).await.outcome(),
+        Outcome::Committed
+    );
+    let second = second.await.unwrap().expect("admitted, not refused");
+    assert!(!second.into_inner().txn_id.is_empty());
+}
+
+#[tokio::test]
+async fn the_client_sdk_comes_back_after_the_hint_until_there_is_room() {
+    let coordinator = Coordinator::start(&["--max-in-flight", "1", "--admission-wait", "0s"]).await;
+    let client = verdict::client::Client::new(&coordinator.url(), PATIENCE).unwrap();
+    let first = client.begin(None).await.unwrap().txn_id;
+    let second = tokio::spawn({
+        let client = client.clone();
+        async move { client.begin(None).await }
+    });
+    // The coordinator refuses at once while the first is in flight; the SDK keeps coming back.
+    let mut raw = coordinator.client().await;
+    let refused = raw.begin(BeginRequest::default()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(!second.is_finished());
+    client.commit(first).await.unwrap();
+    second.await.unwrap().expect("admitted after coming back");
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 //! timeout or `UNAVAILABLE`; a retried `commit` returns the true outcome. Given the nodes of a
 //! cluster, the client follows the leader: a node that does not lead answers `UNAVAILABLE`
 //! naming the leader (`verdict-leader`), and one that is down is skipped; the call is retried
-//! on the next node until it is answered or its timeout passes.
+//! on the next node until it is answered or its timeout passes. A coordinator that is full (or
+//! rate-limits the caller) answers `RESOURCE_EXHAUSTED` with a `retry-after-ms` hint: the call is
+//! sent again after about that long, jittered so that refused callers do not return together.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::proto::{LEADER_METADATA, TRACEPARENT};
+use crate::proto::{LEADER_METADATA, RETRY_AFTER_METADATA, TRACEPARENT};
 
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, *};
@@ -132,6 +134,16 @@ fn try_elsewhere(status: &Status) -> bool {
     )
 }
 
+/// How long a refusal with a `retry-after-ms` hint says to wait before sending again; the
+/// request changed nothing.
+fn told_to_wait(status: &Status) -> Option<Duration> {
+    if status.code() != tonic::Code::ResourceExhausted {
+        return None;
+    }
+    let millis = status.metadata().get(RETRY_AFTER_METADATA)?.to_str().ok()?;
+    Some(Duration::from_millis(millis.parse().ok()?))
+}
+
 /// A transaction just begun.
 #[derive(Clone, Copy, Debug)]
 pub struct Begun {
@@ -204,6 +216,14 @@ impl Client {
                 }
                 Err(status) => status,
             };
+            if let Some(wait) = told_to_wait(&status) {
+                let wait = wait.mul_f64(0.5 + crate::world::jitter());
+                if Instant::now() + wait >= deadline {
+                    return Err(status);
+                }
+                tokio::time::sleep(wait).await;
+                continue;
+            }
             if !try_elsewhere(&status) || Instant::now() >= deadline {
                 return Err(status);
             }

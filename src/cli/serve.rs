@@ -89,9 +89,13 @@ pub struct ServeArgs {
     /// E.g. payments.internal:7500,*.svc.cluster.local. Default: any endpoint.
     #[arg(long, env = "VERDICT_ALLOW_PARTICIPANTS")]
     allow_participants: Option<AllowedParticipants>,
-    /// Most transactions in flight; Begin beyond it answers RESOURCE_EXHAUSTED.
+    /// Most transactions in flight; a Begin beyond it waits up to --admission-wait for one to
+    /// finish, then answers RESOURCE_EXHAUSTED with a retry-after-ms hint.
     #[arg(long, env = "VERDICT_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
+    /// How long a Begin at --max-in-flight waits for room (0: refused at once).
+    #[arg(long, env = "VERDICT_ADMISSION_WAIT", value_parser = duration, default_value = "100ms")]
+    admission_wait: Duration,
     /// How long finished transactions stay queryable (Commit retries get the true outcome).
     #[arg(long, env = "VERDICT_RETENTION", value_parser = duration, default_value = "24h")]
     retention: Duration,
@@ -201,6 +205,7 @@ impl ServeArgs {
                     best_effort_attempts: self.abort_attempts,
                 },
                 max_in_flight: self.max_in_flight as usize,
+                admission_wait: self.admission_wait,
                 retention: self.retention,
                 gc_interval: self.gc_interval,
                 allowed_participants: self.allow_participants.unwrap_or_default(),

@@ -25,8 +25,11 @@ pub struct Config {
     /// Per-transaction limits.
     pub policy: Policy,
     /// Most transactions in memory at once (active or with phase 2 unfinished); Begin beyond
-    /// it is refused with RESOURCE_EXHAUSTED.
+    /// it waits (see `admission_wait`), then is refused with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// How long a Begin at the in-flight limit waits for a transaction to finish; at most
+    /// `max_in_flight` Begins wait at once.
+    pub admission_wait: Duration,
     /// How long a finished transaction stays queryable.
     pub retention: Duration,
     /// How often finished transactions past retention are collected.
@@ -53,6 +56,7 @@ impl Default for Config {
                 best_effort_attempts: 10,
             },
             max_in_flight: 10_000,
+            admission_wait: Duration::from_millis(100),
             retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
             allowed_participants: AllowedParticipants::default(),

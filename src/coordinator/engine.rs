@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
+use super::admission::Admission;
 use super::clients::{Coordinator, Failure, ParticipantClients};
 use super::view::{State, TxnView};
 use super::{Config, EngineError};
@@ -93,6 +94,8 @@ pub struct Engine<L> {
     config: Config,
     log: L,
     txns: Mutex<HashMap<TxnId, Arc<Entry>>>,
+    /// Begins waiting for room under `config.max_in_flight`.
+    admission: Admission,
     clients: ParticipantClients,
     /// How participants reach this coordinator.
     coordinator: Coordinator,
@@ -103,6 +106,9 @@ pub struct Engine<L> {
     stopped: watch::Sender<bool>,
     totals: Totals,
 }
+
+/// The shortest wait a Begin refused for want of room is told to keep before trying again.
+const MIN_RETRY_AFTER: Duration = Duration::from_millis(10);
 
 /// How often the in-flight and in-doubt gauges are set.
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
@@ -146,6 +152,7 @@ impl<L: DecisionLog> Engine<L> {
         };
         let engine = Arc::new(Engine {
             coordinator,
+            admission: Admission::new(config.admission_wait, config.max_in_flight),
             config,
             log,
             txns: Mutex::new(HashMap::new()),
@@ -232,9 +239,8 @@ impl<L: DecisionLog> Engine<L> {
             span: tracing::debug_span!("txn", otel.name = "transaction", txn_id = %id),
         });
         let mut txns = self.txns.lock().expect("lock");
-        if let Some(limit) = limit.filter(|&limit| txns.len() >= limit) {
-            metrics::counter!(names::REJECTED, "reason" => "resource_exhausted").increment(1);
-            return Err(EngineError::Overloaded(limit));
+        if limit.is_some_and(|limit| txns.len() >= limit) {
+            return Err(self.overloaded());
         }
         txns.insert(id, entry.clone());
         Ok(entry)
@@ -336,8 +342,20 @@ impl<L: DecisionLog> Engine<L> {
         self.config.max_txn_timeout
     }
 
-    /// Begins a transaction with `participants` enlisted.
-    pub fn begin(
+    /// A Begin refused for want of room.
+    fn overloaded(&self) -> EngineError {
+        metrics::counter!(names::REJECTED, "reason" => "resource_exhausted").increment(1);
+        let waited = self.admission.wait();
+        EngineError::Overloaded {
+            limit: self.config.max_in_flight,
+            waited,
+            retry_after: waited.max(MIN_RETRY_AFTER),
+        }
+    }
+
+    /// Begins a transaction with `participants` enlisted; at the in-flight limit, waits briefly
+    /// for room.
+    pub async fn begin(
         self: &Arc<Self>,
         timeout: Option<Duration>,
         participants: Vec<NewParticipant>,
@@ -356,8 +374,12 @@ impl<L: DecisionLog> Engine<L> {
         }
         let id = TxnId::from_uuid(world::uuid_v7());
         let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
-        let limit = Some(self.config.max_in_flight);
-        let entry = self.insert(id, deadline_unix_ms, txn, Timeline::default(), limit)?;
+        let limit = self.config.max_in_flight;
+        let has_room = || self.txns.lock().expect("lock").len() < limit;
+        if !self.admission.room(has_room).await {
+            return Err(self.overloaded());
+        }
+        let entry = self.insert(id, deadline_unix_ms, txn, Timeline::default(), Some(limit))?;
         metrics::counter!(names::BEGUN).increment(1);
         self.totals.begun.fetch_add(1, Ordering::Relaxed);
         self.apply(&entry, AbortReason::Client, |_| Ok(vec![Action::Record]))?;
@@ -709,6 +731,7 @@ impl<L: DecisionLog> Engine<L> {
         drop(txn);
         if phase.is_finished() {
             self.txns.lock().expect("lock").remove(&entry.id);
+            self.admission.freed();
         }
         if !matches!(phase, Phase::Active | Phase::Preparing) {
             if let Some(timer) = entry.expiry.lock().expect("lock").take() {

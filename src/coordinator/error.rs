@@ -24,12 +24,19 @@ pub enum EngineError {
     /// a settlement of a transaction already over.
     #[error("{0}")]
     NothingToDo(String),
-    /// Too many transactions in flight.
+    /// Too many transactions in flight, and none finished while the Begin waited.
     #[error(
-        "too many transactions in flight ({0}, the --max-in-flight limit); retry later with \
-         backoff"
+        "too many transactions in flight ({limit}, the --max-in-flight limit) and none \
+         finished within {} ms (--admission-wait); retry after {} ms with jitter (the client SDK \
+         does)",
+        waited.as_millis(),
+        retry_after.as_millis()
     )]
-    Overloaded(usize),
+    Overloaded {
+        limit: usize,
+        waited: std::time::Duration,
+        retry_after: std::time::Duration,
+    },
     /// The log's record of the transaction cannot be read.
     #[error(
         "transaction {0}: its record in the decision log is corrupt; an operator must inspect it"

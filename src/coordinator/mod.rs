@@ -9,7 +9,9 @@
 //!   status codes; on a cluster node that does not lead, writes are redirected to the leader
 //!   and reads forwarded to it.
 //! - [`leadership`]: which engine serves this node's requests (single node: always its own).
+//! - [`admission`]: the short wait of a Begin at the in-flight limit.
 
+pub mod admission;
 pub mod allow;
 pub mod clients;
 mod config;

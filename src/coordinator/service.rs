@@ -15,7 +15,7 @@ use crate::auth::{self, Role};
 use crate::core::{Outcome, Participant, Vote};
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, coordinator_server};
-use crate::{net, tls};
+use crate::{limits, net, tls};
 
 pub use crate::proto::{LEADER_METADATA, TRACEPARENT};
 
@@ -127,7 +127,9 @@ impl From<EngineError> for Status {
             EngineError::Rejected(..) | EngineError::NothingToDo(_) => {
                 Status::failed_precondition(message)
             }
-            EngineError::Overloaded(_) => Status::resource_exhausted(message),
+            EngineError::Overloaded { retry_after, .. } => {
+                limits::retry_after(Status::resource_exhausted(message), retry_after)
+            }
             EngineError::NotAllowed(_) => Status::permission_denied(message),
             EngineError::Corrupt(_) => Status::data_loss(message),
             EngineError::Unavailable(_) => Status::unavailable(message),
@@ -257,7 +259,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let participants = validate::participants(request.participants)?;
         // The transaction's own span, made in `begin`, is a child of this one.
         let span = span("Begin", "", trace.as_deref());
-        let begun = span.in_scope(|| engine.begin(timeout, participants))?;
+        let begun = engine.begin(timeout, participants).instrument(span).await?;
         if let Some(trace) = trace {
             engine.trace(begun.txn_id, trace);
         }

@@ -85,7 +85,7 @@ async fn commit_is_answered_only_once_the_decision_is_durable() {
     let log = GatedLog::default();
     let durable = log.durable.clone();
     let engine = Engine::start(log, Config::default()).unwrap();
-    let id = engine.begin(None, vec![]).unwrap().txn_id;
+    let id = engine.begin(None, vec![]).await.unwrap().txn_id;
 
     let mut commit = tokio_test::task::spawn(engine.commit(id, false));
     assert_pending!(commit.poll());
@@ -107,6 +107,7 @@ async fn an_uncommitted_transaction_is_aborted_at_its_deadline() {
     let engine = Engine::start(GatedLog::default(), Config::default()).unwrap();
     let id = engine
         .begin(Some(Duration::from_secs(30)), vec![])
+        .await
         .unwrap()
         .txn_id;
 
@@ -124,6 +125,7 @@ async fn a_committed_transaction_outlives_its_deadline() {
     engine.log.durable.add_permits(1);
     let id = engine
         .begin(Some(Duration::from_secs(1)), vec![])
+        .await
         .unwrap()
         .txn_id;
     assert_eq!(engine.commit(id, true).await.unwrap().0, Outcome::Committed);
@@ -137,14 +139,59 @@ async fn a_log_that_takes_no_more_writes_stops_the_engine_without_an_answer() {
     log.deposed
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let engine = Engine::start(log, Config::default()).unwrap();
-    let id = engine.begin(None, vec![]).unwrap().txn_id;
+    let id = engine.begin(None, vec![]).await.unwrap().txn_id;
 
     let refused = engine.commit(id, false).await.unwrap_err();
     assert!(matches!(refused, EngineError::Unavailable(_)), "{refused}");
     // Nothing is decided here any more: the next leader's engine recovers the transaction.
     assert!(matches!(
-        engine.begin(None, vec![]).unwrap_err(),
+        engine.begin(None, vec![]).await.unwrap_err(),
         EngineError::Unavailable(_)
     ));
     assert_eq!(engine.get(id).unwrap().state, State::Preparing);
+}
+
+fn one_in_flight() -> Arc<Engine<GatedLog>> {
+    let config = Config {
+        max_in_flight: 1,
+        admission_wait: Duration::from_millis(100),
+        ..Config::default()
+    };
+    Engine::start(GatedLog::default(), config).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_in_flight_limit_a_begin_waits_for_a_transaction_to_finish() {
+    let engine = one_in_flight();
+    let first = engine.begin(None, vec![]).await.unwrap().txn_id;
+    let waiting = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.begin(None, vec![]).await }
+    });
+    let_tasks_run().await;
+    assert!(!waiting.is_finished(), "no room yet");
+    engine.abort(first, "making room".into()).unwrap();
+    let second = waiting
+        .await
+        .unwrap()
+        .expect("admitted once the first finished");
+    assert_eq!(engine.get(second.txn_id).unwrap().state, State::Active);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_in_flight_limit_a_begin_with_no_room_in_time_is_refused_with_a_hint() {
+    let engine = one_in_flight();
+    engine.begin(None, vec![]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let refused = engine.begin(None, vec![]).await.unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(100),
+        "waited first"
+    );
+    let EngineError::Overloaded { retry_after, .. } = refused else {
+        panic!("{refused}");
+    };
+    assert_eq!(retry_after, Duration::from_millis(100));
+    assert!(refused.to_string().contains("--max-in-flight"), "{refused}");
 }
