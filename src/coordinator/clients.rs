@@ -1,11 +1,18 @@
 //! The one client layer through which the coordinator reaches participants: a pooled channel per
-//! endpoint, a deadline on every call, and failures turned into messages an operator can act on.
-//! Retry policy is the engine's (phase 2 retries forever; a prepare is asked once).
+//! endpoint, a bound on the calls open to one endpoint at once, a deadline on every call, and
+//! failures turned into messages an operator can act on. Retry policy is the engine's (phase 2
+//! retries forever; a prepare is asked once).
+//!
+//! The bound is what keeps a participant that returns after an outage — owed the decisions of
+//! every transaction decided meanwhile, perhaps a hundred thousand after a coordinator restart —
+//! from being sent them all at once: calls beyond it wait their turn, in order, and their
+//! deadline starts when they are sent.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::Channel;
 
 use super::service::TRACEPARENT;
@@ -52,21 +59,42 @@ impl CallError {
 }
 
 /// Pooled gRPC channels to participants, one per endpoint, shared by every transaction.
-#[derive(Default)]
 pub struct ParticipantClients {
-    channels: Mutex<HashMap<String, Channel>>,
+    /// The most calls open to one endpoint at once.
+    calls_per_endpoint: usize,
+    channels: Mutex<HashMap<String, Endpoint>>,
+}
+
+/// One participant endpoint: its channel, and the turns to call it.
+#[derive(Clone)]
+struct Endpoint {
+    channel: Channel,
+    turns: Arc<Semaphore>,
 }
 
 impl ParticipantClients {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(calls_per_endpoint: usize) -> Self {
+        ParticipantClients {
+            calls_per_endpoint: calls_per_endpoint.max(1),
+            channels: Mutex::default(),
+        }
     }
 
-    /// The pooled channel to `endpoint` (connected lazily, reconnected by tonic after failures).
-    fn client(&self, endpoint: &str) -> Result<ParticipantClient<Channel>, CallError> {
+    /// A client of `endpoint` once it is this call's turn (the channel connected lazily,
+    /// reconnected by tonic after failures), with the turn to give back when the call is over.
+    async fn client(
+        &self,
+        endpoint: &str,
+    ) -> Result<(ParticipantClient<Channel>, OwnedSemaphorePermit), CallError> {
+        let endpoint = self.endpoint(endpoint)?;
+        let turn = endpoint.turns.acquire_owned().await.expect("never closed");
+        Ok((ParticipantClient::new(endpoint.channel), turn))
+    }
+
+    fn endpoint(&self, endpoint: &str) -> Result<Endpoint, CallError> {
         let mut channels = self.channels.lock().expect("lock");
-        if let Some(channel) = channels.get(endpoint) {
-            return Ok(ParticipantClient::new(channel.clone()));
+        if let Some(known) = channels.get(endpoint) {
+            return Ok(known.clone());
         }
         let configured = tls::endpoint(endpoint).map_err(|e| {
             let message = format!("the participant's endpoint is not usable: {e}");
@@ -77,8 +105,12 @@ impl ParticipantClients {
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true),
         ));
-        channels.insert(endpoint.to_owned(), channel.clone());
-        Ok(ParticipantClient::new(channel))
+        let known = Endpoint {
+            channel,
+            turns: Arc::new(Semaphore::new(self.calls_per_endpoint)),
+        };
+        channels.insert(endpoint.to_owned(), known.clone());
+        Ok(known)
     }
 
     /// Asks `endpoint` to prepare; `Err` when no vote came back (timeout, unreachable, error).
@@ -90,7 +122,7 @@ impl ParticipantClients {
         timeout: Duration,
         trace: Option<&str>,
     ) -> Result<Vote, CallError> {
-        let mut client = self.client(endpoint)?;
+        let (mut client, _turn) = self.client(endpoint).await?;
         let request = PrepareRequest {
             txn_id: txn_id.to_string(),
             coordinator_endpoint: coordinator.url.clone(),
@@ -118,7 +150,7 @@ impl ParticipantClients {
         timeout: Duration,
         trace: Option<&str>,
     ) -> Result<(), CallError> {
-        let mut client = self.client(endpoint)?;
+        let (mut client, _turn) = self.client(endpoint).await?;
         let txn_id = txn_id.to_string();
         match outcome {
             Outcome::Committed => {

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -430,6 +431,8 @@ pub struct Behavior {
     pub fail_decisions: bool,
     /// Holds every Prepare unanswered until this is set back to false.
     pub hold_prepare: bool,
+    /// Waits this long before answering Commit and Abort.
+    pub decision_delay: Duration,
 }
 
 impl Default for Behavior {
@@ -440,6 +443,7 @@ impl Default for Behavior {
             prepare_delay: Duration::ZERO,
             fail_decisions: false,
             hold_prepare: false,
+            decision_delay: Duration::ZERO,
         }
     }
 }
@@ -452,6 +456,26 @@ struct Shared {
     traces: Mutex<Vec<(Call, Option<String>)>>,
     called: Notify,
     changed: Notify,
+    /// Commit and Abort calls being answered now, and the most there ever were at once.
+    open_decisions: AtomicUsize,
+    most_open_decisions: AtomicUsize,
+}
+
+/// One Commit or Abort being answered; counted until dropped (a call cut off included).
+struct OpenDecision<'a>(&'a AtomicUsize);
+
+impl<'a> OpenDecision<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let open = shared.open_decisions.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_open_decisions.fetch_max(open, Ordering::SeqCst);
+        OpenDecision(&shared.open_decisions)
+    }
+}
+
+impl Drop for OpenDecision<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -541,6 +565,11 @@ impl Double {
         self.shared.traces.lock().unwrap().clone()
     }
 
+    /// The most Commit and Abort calls it was answering at once.
+    pub fn most_open_decisions(&self) -> usize {
+        self.shared.most_open_decisions.load(Ordering::SeqCst)
+    }
+
     pub fn count(&self, call: &Call) -> usize {
         self.calls().iter().filter(|c| *c == call).count()
     }
@@ -576,9 +605,16 @@ struct DoubleService(Arc<Shared>);
 
 impl DoubleService {
     /// Records a phase-2 call; fails it while the double is failing decisions.
-    fn decided(&self, call: Call, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+    async fn decided(
+        &self,
+        call: Call,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), Status> {
+        let _open = OpenDecision::new(&self.0);
         self.0.record(call, metadata);
-        match self.0.behavior().fail_decisions {
+        let behavior = self.0.behavior();
+        tokio::time::sleep(behavior.decision_delay).await;
+        match behavior.fail_decisions {
             true => Err(Status::unavailable("test double is failing decisions")),
             false => Ok(()),
         }
@@ -613,7 +649,8 @@ impl Participant for DoubleService {
         request: Request<ParticipantCommitRequest>,
     ) -> Result<Response<ParticipantCommitResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
-        self.decided(Call::Commit(request.txn_id), &metadata)?;
+        self.decided(Call::Commit(request.txn_id), &metadata)
+            .await?;
         Ok(Response::new(ParticipantCommitResponse {}))
     }
 
@@ -622,7 +659,7 @@ impl Participant for DoubleService {
         request: Request<ParticipantAbortRequest>,
     ) -> Result<Response<ParticipantAbortResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
-        self.decided(Call::Abort(request.txn_id), &metadata)?;
+        self.decided(Call::Abort(request.txn_id), &metadata).await?;
         Ok(Response::new(ParticipantAbortResponse {}))
     }
 }
