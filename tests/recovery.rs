@@ -1,7 +1,7 @@
 //! Recovery at scale: a coordinator killed with many decided transactions whose phase 2 never
 //! got through (the participant refused every decision) serves again as soon as it restarts,
-//! and re-drives them all without ever having more calls open to the participant than
-//! `--calls-per-participant`. `VERDICT_RECOVERY_TXNS` sets how many (400 by default, to keep CI
+//! and re-drives them all without ever having more decisions open at the participant than
+//! `--deliveries-per-participant`. `VERDICT_RECOVERY_TXNS` sets how many (400 by default, to keep CI
 //! short; the README's Performance section gives the 100,000 figure and how to measure it).
 
 mod support;
@@ -13,7 +13,7 @@ use verdict::client::Client;
 use verdict::core::Outcome;
 use verdict::proto::{BeginRequest, GetStatsRequest};
 
-const CALLS_PER_PARTICIPANT: usize = 8;
+const DELIVERIES_PER_PARTICIPANT: usize = 8;
 
 /// Decides `count` transactions on `participant`, `at_once` at a time.
 async fn decide(client: &Client, participant: &str, count: usize, at_once: usize) {
@@ -50,8 +50,8 @@ async fn a_restarted_coordinator_redrives_many_decided_transactions_a_few_at_a_t
         ..Behavior::default()
     })
     .await;
-    let calls = CALLS_PER_PARTICIPANT.to_string();
-    let args = ["--calls-per-participant", &calls, "--retry-max", "1s"];
+    let calls = DELIVERIES_PER_PARTICIPANT.to_string();
+    let args = ["--deliveries-per-participant", &calls, "--retry-max", "1s"];
     let mut coordinator = Coordinator::start(&args).await;
     let client = Client::new(&coordinator.url(), PATIENCE * 10).unwrap();
     decide(&client, &double.endpoint(), count, 64).await;
@@ -77,12 +77,12 @@ async fn a_restarted_coordinator_redrives_many_decided_transactions_a_few_at_a_t
     .expect("every recovered decision delivered");
     eprintln!(
         "{count} decided transactions recovered: serving after {serving:?}, every decision \
-         delivered after {delivered:?}, at most {} calls open at once",
+         delivered after {delivered:?}, at most {} decisions open at once",
         double.most_open_decisions()
     );
     assert!(
-        double.most_open_decisions() <= CALLS_PER_PARTICIPANT,
-        "{} calls open at once",
+        double.most_open_decisions() <= DELIVERIES_PER_PARTICIPANT,
+        "{} decisions open at once",
         double.most_open_decisions()
     );
 }

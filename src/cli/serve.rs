@@ -93,10 +93,11 @@ pub struct ServeArgs {
     /// finish, then answers RESOURCE_EXHAUSTED with a retry-after-ms hint.
     #[arg(long, env = "VERDICT_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
-    /// The most calls open to one participant at once (prepares and decisions); more wait their
-    /// turn, so a participant returning after an outage is not sent everything owed at once.
-    #[arg(long, env = "VERDICT_CALLS_PER_PARTICIPANT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    calls_per_participant: u64,
+    /// The most decisions (phase-2 Commit/Abort) being delivered to one participant at once; more
+    /// wait their turn, so a participant returning after an outage is not sent all it is owed at
+    /// once.
+    #[arg(long, env = "VERDICT_DELIVERIES_PER_PARTICIPANT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    deliveries_per_participant: u64,
     /// How long a Begin at --max-in-flight waits for room (0: refused at once).
     #[arg(long, env = "VERDICT_ADMISSION_WAIT", value_parser = duration, default_value = "100ms")]
     admission_wait: Duration,
@@ -210,7 +211,7 @@ impl ServeArgs {
                 },
                 max_in_flight: self.max_in_flight as usize,
                 admission_wait: self.admission_wait,
-                calls_per_participant: self.calls_per_participant as usize,
+                deliveries_per_participant: self.deliveries_per_participant as usize,
                 retention: self.retention,
                 gc_interval: self.gc_interval,
                 allowed_participants: self.allow_participants.unwrap_or_default(),

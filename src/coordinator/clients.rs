@@ -1,12 +1,14 @@
 //! The one client layer through which the coordinator reaches participants: a pooled channel per
-//! endpoint, a bound on the calls open to one endpoint at once, a deadline on every call, and
-//! failures turned into messages an operator can act on. Retry policy is the engine's (phase 2
-//! retries forever; a prepare is asked once).
+//! endpoint, a bound on the decisions being delivered to one endpoint at once, a deadline on
+//! every call, and failures turned into messages an operator can act on. Retry policy is the
+//! engine's (phase 2 retries forever; a prepare is asked once).
 //!
 //! The bound is what keeps a participant that returns after an outage — owed the decisions of
 //! every transaction decided meanwhile, perhaps a hundred thousand after a coordinator restart —
-//! from being sent them all at once: calls beyond it wait their turn, in order, and their
-//! deadline starts when they are sent.
+//! from being sent them all at once: deliveries beyond it wait their turn, in order, and their
+//! deadline starts when they are sent. Prepares do not queue behind that backlog: there are
+//! only as many as transactions in flight (`--max-in-flight`), and new transactions wait on
+//! them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,12 +62,12 @@ impl CallError {
 
 /// Pooled gRPC channels to participants, one per endpoint, shared by every transaction.
 pub struct ParticipantClients {
-    /// The most calls open to one endpoint at once.
-    calls_per_endpoint: usize,
+    /// The most decisions being delivered to one endpoint at once.
+    deliveries_per_endpoint: usize,
     channels: Mutex<HashMap<String, Endpoint>>,
 }
 
-/// One participant endpoint: its channel, and the turns to call it.
+/// One participant endpoint: its channel, and the turns to deliver decisions to it.
 #[derive(Clone)]
 struct Endpoint {
     channel: Channel,
@@ -73,16 +75,22 @@ struct Endpoint {
 }
 
 impl ParticipantClients {
-    pub fn new(calls_per_endpoint: usize) -> Self {
+    pub fn new(deliveries_per_endpoint: usize) -> Self {
         ParticipantClients {
-            calls_per_endpoint: calls_per_endpoint.max(1),
+            deliveries_per_endpoint: deliveries_per_endpoint.max(1),
             channels: Mutex::default(),
         }
     }
 
-    /// A client of `endpoint` once it is this call's turn (the channel connected lazily,
-    /// reconnected by tonic after failures), with the turn to give back when the call is over.
-    async fn client(
+    /// A client of `endpoint` (the channel connected lazily, reconnected by tonic after
+    /// failures).
+    fn client(&self, endpoint: &str) -> Result<ParticipantClient<Channel>, CallError> {
+        Ok(ParticipantClient::new(self.endpoint(endpoint)?.channel))
+    }
+
+    /// A client of `endpoint` once it is this delivery's turn, with the turn to give back when
+    /// the call is over.
+    async fn delivery_client(
         &self,
         endpoint: &str,
     ) -> Result<(ParticipantClient<Channel>, OwnedSemaphorePermit), CallError> {
@@ -107,7 +115,7 @@ impl ParticipantClients {
         ));
         let known = Endpoint {
             channel,
-            turns: Arc::new(Semaphore::new(self.calls_per_endpoint)),
+            turns: Arc::new(Semaphore::new(self.deliveries_per_endpoint)),
         };
         channels.insert(endpoint.to_owned(), known.clone());
         Ok(known)
@@ -122,7 +130,7 @@ impl ParticipantClients {
         timeout: Duration,
         trace: Option<&str>,
     ) -> Result<Vote, CallError> {
-        let (mut client, _turn) = self.client(endpoint).await?;
+        let mut client = self.client(endpoint)?;
         let request = PrepareRequest {
             txn_id: txn_id.to_string(),
             coordinator_endpoint: coordinator.url.clone(),
@@ -150,7 +158,7 @@ impl ParticipantClients {
         timeout: Duration,
         trace: Option<&str>,
     ) -> Result<(), CallError> {
-        let (mut client, _turn) = self.client(endpoint).await?;
+        let (mut client, _turn) = self.delivery_client(endpoint).await?;
         let txn_id = txn_id.to_string();
         match outcome {
             Outcome::Committed => {

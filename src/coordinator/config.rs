@@ -30,8 +30,9 @@ pub struct Config {
     /// How long a Begin at the in-flight limit waits for a transaction to finish; at most
     /// `max_in_flight` Begins wait at once.
     pub admission_wait: Duration,
-    /// The most calls open to one participant endpoint at once; more wait their turn.
-    pub calls_per_participant: usize,
+    /// The most decisions being delivered to one participant endpoint at once; more wait their
+    /// turn.
+    pub deliveries_per_participant: usize,
     /// How long a finished transaction stays queryable.
     pub retention: Duration,
     /// How often finished transactions past retention are collected.
@@ -59,7 +60,7 @@ impl Default for Config {
             },
             max_in_flight: 10_000,
             admission_wait: Duration::from_millis(100),
-            calls_per_participant: 64,
+            deliveries_per_participant: 64,
             retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
             allowed_participants: AllowedParticipants::default(),

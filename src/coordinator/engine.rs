@@ -153,7 +153,7 @@ impl<L: DecisionLog> Engine<L> {
         let engine = Arc::new(Engine {
             coordinator,
             admission: Admission::new(config.admission_wait, config.max_in_flight),
-            clients: ParticipantClients::new(config.calls_per_participant),
+            clients: ParticipantClients::new(config.deliveries_per_participant),
             config,
             log,
             txns: Mutex::new(HashMap::new()),
