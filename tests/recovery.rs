@@ -50,8 +50,17 @@ async fn a_restarted_coordinator_redrives_many_decided_transactions_a_few_at_a_t
         ..Behavior::default()
     })
     .await;
-    let calls = DELIVERIES_PER_PARTICIPANT.to_string();
-    let args = ["--deliveries-per-participant", &calls, "--retry-max", "1s"];
+    let deliveries = DELIVERIES_PER_PARTICIPANT.to_string();
+    // Decided transactions stay in flight until their decision is delivered.
+    let in_flight = (count + 100).to_string();
+    let args = [
+        "--deliveries-per-participant",
+        &deliveries,
+        "--max-in-flight",
+        &in_flight,
+        "--retry-max",
+        "1s",
+    ];
     let mut coordinator = Coordinator::start(&args).await;
     let client = Client::new(&coordinator.url(), PATIENCE * 10).unwrap();
     decide(&client, &double.endpoint(), count, 64).await;
