@@ -51,9 +51,38 @@ struct Entry {
     trace: Mutex<Option<String>>,
     /// Bumped by an operator's retry: phase-2 sends waiting out their backoff go at once.
     retry_now: watch::Sender<u64>,
+    /// Per participant, the `retry_now` count when its latest phase-2 send went out: a retry
+    /// asked while that send was under way still cuts the next backoff short.
+    retries_at_send: Mutex<HashMap<usize, u64>>,
     /// Its milestones and a settlement by hand, for operators; locked inside `txn`'s lock.
     timeline: Mutex<Timeline>,
     span: tracing::Span,
+}
+
+impl Entry {
+    /// Waits out the backoff before `participant`'s next phase-2 send, unless an operator asks
+    /// for a retry meanwhile or asked since its previous send went out.
+    async fn back_off(&self, participant: usize, delay: Duration) {
+        let mut retry_now = self.retry_now.subscribe();
+        let asked = *retry_now.borrow_and_update();
+        let at_last_send = self
+            .retries_at_send
+            .lock()
+            .expect("lock")
+            .get(&participant)
+            .copied();
+        if at_last_send.unwrap_or(0) == asked {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = retry_now.changed() => {}
+            }
+        }
+        let asked = *self.retry_now.borrow();
+        self.retries_at_send
+            .lock()
+            .expect("lock")
+            .insert(participant, asked);
+    }
 }
 
 /// Network I/O and forced writes asked for by the core, carried out after the lock is released.
@@ -233,6 +262,7 @@ impl<L: DecisionLog> Engine<L> {
             expiry: Mutex::new(None),
             trace: Mutex::new(None),
             retry_now: watch::Sender::new(0),
+            retries_at_send: Mutex::default(),
             timeline: Mutex::new(timeline),
             // A debug span: building one per transaction costs throughput; events that matter
             // at info level and above name the transaction themselves.
@@ -858,11 +888,7 @@ impl<L: DecisionLog> Engine<L> {
                 attempt,
             } => {
                 let delay = self.config.backoff.delay(attempt, world::jitter());
-                let mut retry_now = entry.retry_now.subscribe();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = retry_now.changed() => {}
-                }
+                entry.back_off(participant, delay).await;
                 if self.is_stopped() {
                     return;
                 }
