@@ -89,6 +89,11 @@ impl ChildServer {
     }
 
     /// `http://ADDR`.
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -19,13 +19,29 @@ fn bench(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn the_noop_benchmark_commits_transactions_and_reports_its_baseline() {
-    let report = bench(&["--concurrency", "16"]);
+    let plot = tempfile::NamedTempFile::new().unwrap();
+    let plot_path = plot.path().to_str().unwrap();
+    let report = bench(&["--concurrency", "16", "--plot", plot_path]);
     assert!(report["committed"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["failed"].as_u64(), Some(0), "{report}");
     assert_eq!(report["rpcs_per_txn"].as_u64(), Some(6));
     assert!(report["baseline"]["rpc_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["baseline"]["fsync_ms"]["p50"].as_f64().unwrap() > 0.0);
     assert!(report["commit_latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+
+    // The footprint of the processes it started: a sample a second, warm-up included.
+    let tracks = report["footprint"].as_array().unwrap();
+    let names: Vec<_> = tracks.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["coordinator", "participant p0", "participant p1"]);
+    for track in tracks {
+        let rss = track["rss_mb"].as_array().unwrap();
+        assert!(rss.len() >= 5, "{track}");
+        assert!(rss.iter().all(|mb| mb.as_f64().unwrap() > 1.0), "{track}");
+        let disk = track["disk_mb"].as_array().unwrap();
+        assert!(disk.last().unwrap().as_f64().unwrap() > 0.0, "{track}");
+    }
+    let svg = std::fs::read_to_string(plot.path()).unwrap();
+    assert!(svg.contains("RSS of its processes"), "{svg}");
 }
 
 #[test]

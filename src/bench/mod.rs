@@ -7,9 +7,11 @@
 //!
 //! - [`baseline`]: bare RPC round trip and throughput, fsync latency.
 //! - [`pg_direct`]: with PostgreSQL banks, the same transfers without Verdict.
+//! - [`footprint`]: the started processes' memory and data directories over the run.
 //! - [`report`]: the table, JSON and SVG.
 
 pub mod baseline;
+pub mod footprint;
 pub mod pg_direct;
 pub mod report;
 
@@ -26,6 +28,7 @@ use rand::Rng;
 use tonic::transport::Channel;
 
 use self::baseline::{fsync_latency, histogram, micros, rpc_round_trips, rpc_throughput};
+use self::footprint::Watched;
 use self::report::{Baseline, Percentiles, Report, SingleNode};
 use crate::bank::{transfer_in, AccountAt};
 use crate::client::Client;
@@ -72,6 +75,8 @@ pub struct BenchOptions {
     /// Coordinator nodes: of the deployment it starts (1 is a single node, more a cluster), or
     /// named in `coordinator`.
     pub nodes: usize,
+    /// The `--retention` of the coordinator it starts (its default if none).
+    pub retention: Option<Duration>,
 }
 
 /// The processes of a deployment started for the run.
@@ -79,6 +84,8 @@ struct Deployment {
     coordinator: String,
     participants: Vec<String>,
     processes: Vec<ChildServer>,
+    /// Each process's name, pid and data directory, for its footprint.
+    watched: Vec<Watched>,
     dir: PathBuf,
 }
 
@@ -101,10 +108,27 @@ impl Deployment {
             let exe = options.exe.clone();
             async move { ChildServer::spawn(&exe, args, Stdio::inherit()).await }
         };
+        // Finished transactions past a short retention are collected often enough to see.
+        let retention: Vec<String> = match options.retention {
+            Some(retention) => ["--retention", &format!("{}ms", retention.as_millis())]
+                .into_iter()
+                .chain(["--gc-interval", "10s"])
+                .map(String::from)
+                .collect(),
+            None => Vec::new(),
+        };
         let mut processes = Vec::new();
+        let mut watched = Vec::new();
+        let mut watch = |name: String, process: &ChildServer, dir: PathBuf| {
+            watched.extend(process.pid().map(|pid| Watched { name, pid, dir }));
+        };
         if options.nodes == 1 {
             let any_port = "127.0.0.1:0".to_string();
-            processes.push(spawn(vec!["serve".into()], any_port, dir.join("coordinator")).await?);
+            let data = dir.join("coordinator");
+            let args = ["serve".to_string()].into_iter().chain(retention.clone());
+            let process = spawn(args.collect(), any_port, data.clone()).await?;
+            watch("coordinator".into(), &process, data);
+            processes.push(process);
         } else {
             let ports = crate::process::free_local_ports(options.nodes)?;
             let peers: Vec<String> = (1..)
@@ -120,9 +144,13 @@ impl Deployment {
                     &peers.join(","),
                 ]
                 .map(String::from)
-                .to_vec();
+                .into_iter()
+                .chain(retention.clone())
+                .collect();
                 let data = dir.join(format!("node-{id}"));
-                processes.push(spawn(args, format!("127.0.0.1:{port}"), data).await?);
+                let process = spawn(args, format!("127.0.0.1:{port}"), data.clone()).await?;
+                watch(format!("node {id}"), &process, data);
+                processes.push(process);
             }
         }
         let urls: Vec<String> = processes.iter().map(ChildServer::url).collect();
@@ -145,7 +173,9 @@ impl Deployment {
             .chain([format!("p{i}")])
             .collect();
             let listen = "127.0.0.1:0".to_string();
-            let process = spawn(args, listen, dir.join(format!("participant-{i}"))).await?;
+            let data = dir.join(format!("participant-{i}"));
+            let process = spawn(args, listen, data.clone()).await?;
+            watch(format!("participant p{i}"), &process, data);
             participants.push(process.url());
             processes.push(process);
         }
@@ -153,6 +183,7 @@ impl Deployment {
             coordinator: coordinator_url,
             participants,
             processes,
+            watched,
             dir,
         })
     }
@@ -193,7 +224,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         .as_ref()
         .map_or_else(std::env::temp_dir, |d| d.dir.clone());
     let baseline = measure_baseline(options, &participants[0], &fsync_dir).await?;
-    let mut report = drive(options, &coordinator, &participants, baseline.clone()).await;
+    let watched = deployment.as_ref().map_or(&[][..], |d| &d.watched[..]);
+    let driving = drive(options, &coordinator, &participants, baseline.clone());
+    let (mut report, footprint) = footprint::during(watched, driving).await;
+    if let Ok(report) = &mut report {
+        report.footprint = footprint;
+    }
     if let Some(deployment) = deployment {
         deployment.stop().await?;
     }
@@ -520,5 +556,6 @@ async fn drive(
         baseline,
         committed_per_second: per_second,
         latency_distribution,
+        footprint: Vec::new(),
     })
 }

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::footprint::{self, Track};
+
 /// Latency percentiles, in milliseconds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Percentiles {
@@ -89,6 +91,9 @@ pub struct Report {
     pub committed_per_second: Vec<u64>,
     /// (percentile, latency ms) points of the commit latency distribution.
     pub latency_distribution: Vec<(f64, f64)>,
+    /// Of a deployment the bench started: each process's RSS and data directory, a sample per
+    /// second from the start of the warm-up.
+    pub footprint: Vec<Track>,
 }
 
 fn thousands(n: f64) -> String {
@@ -211,19 +216,48 @@ impl Report {
                 self.throughput / direct.throughput
             );
         }
+        self.footprint_table(&mut out);
         out
     }
 
-    /// An SVG with throughput over time (left) and the latency distribution (right).
+    /// Each process's RSS and data directory at the start, a quarter of the way in and at the
+    /// end of the run: flat after warm-up means nothing piles up.
+    fn footprint_table(&self, out: &mut String) {
+        if self.footprint.is_empty() {
+            return;
+        }
+        let every = footprint::EVERY.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "footprint: start / a quarter in / end (sampled every {every:.0} s, warm-up included)"
+        );
+        for track in &self.footprint {
+            let three = |series: &[f64]| match footprint::start_quarter_end(series) {
+                Some((a, b, c)) => format!("{a:.1} / {b:.1} / {c:.1} MB"),
+                None => "not sampled".into(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<16} RSS {:<26} data {}",
+                track.name,
+                three(&track.rss_mb),
+                three(&track.disk_mb)
+            );
+        }
+    }
+
+    /// An SVG with throughput over time (left) and the latency distribution (right); below,
+    /// for a deployment the bench started, the processes' RSS and data directories over time.
     pub fn svg(&self) -> String {
         const W: f64 = 420.0;
         const H: f64 = 260.0;
+        let rows = if self.footprint.is_empty() { 1.0 } else { 2.0 };
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" \
              font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" \
              fill=\"white\"/>\n",
             2.0 * W + 40.0,
-            H + 60.0
+            rows * (H + 30.0) + 30.0
         );
         let per_second: Vec<(f64, f64)> = self
             .committed_per_second
@@ -253,6 +287,38 @@ impl Report {
             W,
             H,
         );
+        if !self.footprint.is_empty() {
+            let summed = |series: fn(&Track) -> &Vec<f64>| {
+                let longest = self.footprint.iter().map(|t| series(t).len()).max();
+                (0..longest.unwrap_or(0))
+                    .map(|i| {
+                        let total = self.footprint.iter().filter_map(|t| series(t).get(i)).sum();
+                        (i as f64 + 1.0, total)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let below = H + 30.0;
+            let rss = summed(|t| &t.rss_mb);
+            let disk = summed(|t| &t.disk_mb);
+            svg.push_str(&format!("<g transform=\"translate(0,{below})\">\n"));
+            panel(
+                &mut svg,
+                20.0,
+                "RSS of its processes, MB, over time (s)",
+                &rss,
+                W,
+                H,
+            );
+            panel(
+                &mut svg,
+                W + 20.0,
+                "their data directories, MB, over time (s)",
+                &disk,
+                W,
+                H,
+            );
+            svg.push_str("</g>\n");
+        }
         svg.push_str("</svg>\n");
         svg
     }

@@ -47,13 +47,19 @@ pub struct BenchArgs {
     /// with no coordinator, at the same concurrency and for the same duration.
     #[arg(long, num_args = 2, value_names = ["DSN_A", "DSN_B"], requires = "coordinator")]
     pg_direct: Vec<String>,
+    /// How long the coordinator it starts keeps finished transactions (its --retention): a long
+    /// run with the default 24 h grows the decision log by design; a short one shows whether
+    /// anything else piles up.
+    #[arg(long, value_parser = duration, conflicts_with = "coordinator")]
+    retention: Option<Duration>,
     /// Start a cluster of this many coordinator nodes instead of a single node.
     #[arg(long, conflicts_with = "coordinator", value_parser = clap::value_parser!(u64).range(1..=7))]
     cluster: Option<u64>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also draw throughput over time and the latency distribution to this SVG file.
+    /// Also draw throughput over time, the latency distribution and (for a deployment it
+    /// started) its processes' RSS and data directories over time to this SVG file.
     #[arg(long)]
     plot: Option<PathBuf>,
 }
@@ -97,6 +103,7 @@ pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result
         progress: !args.json,
         pg_direct: args.pg_direct,
         nodes,
+        retention: args.retention,
     };
     let report = verdict::bench::run(&options).await?;
     if let Some(path) = &args.plot {
