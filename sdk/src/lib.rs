@@ -80,6 +80,7 @@
 //!         name: "kitchen".into(),
 //!         quiet_period: Duration::from_secs(2),
 //!         sweep_every: Duration::from_secs(10),
+//!         retention: Duration::from_secs(24 * 3600),
 //!         log_sync: LogSync::Fsync,
 //!         tls: None,
 //!     };

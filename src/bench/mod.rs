@@ -75,7 +75,7 @@ pub struct BenchOptions {
     /// Coordinator nodes: of the deployment it starts (1 is a single node, more a cluster), or
     /// named in `coordinator`.
     pub nodes: usize,
-    /// The `--retention` of the coordinator it starts (its default if none).
+    /// The `--retention` of the coordinator and participants it starts (their default if none).
     pub retention: Option<Duration>,
 }
 
@@ -108,13 +108,13 @@ impl Deployment {
             let exe = options.exe.clone();
             async move { ChildServer::spawn(&exe, args, Stdio::inherit()).await }
         };
-        // Finished transactions past a short retention are collected often enough to see.
         let retention: Vec<String> = match options.retention {
-            Some(retention) => ["--retention", &format!("{}ms", retention.as_millis())]
-                .into_iter()
-                .chain(["--gc-interval", "10s"])
-                .map(String::from)
-                .collect(),
+            Some(retention) => vec!["--retention".into(), format!("{}ms", retention.as_millis())],
+            None => Vec::new(),
+        };
+        // Finished transactions past a short retention are collected often enough to see.
+        let collected = match options.retention {
+            Some(_) => vec!["--gc-interval".into(), "10s".into()],
             None => Vec::new(),
         };
         let mut processes = Vec::new();
@@ -125,7 +125,10 @@ impl Deployment {
         if options.nodes == 1 {
             let any_port = "127.0.0.1:0".to_string();
             let data = dir.join("coordinator");
-            let args = ["serve".to_string()].into_iter().chain(retention.clone());
+            let args = ["serve".to_string()]
+                .into_iter()
+                .chain(retention.clone())
+                .chain(collected.clone());
             let process = spawn(args.collect(), any_port, data.clone()).await?;
             watch("coordinator".into(), &process, data);
             processes.push(process);
@@ -146,6 +149,7 @@ impl Deployment {
                 .map(String::from)
                 .into_iter()
                 .chain(retention.clone())
+                .chain(collected.clone())
                 .collect();
                 let data = dir.join(format!("node-{id}"));
                 let process = spawn(args, format!("127.0.0.1:{port}"), data.clone()).await?;
@@ -171,6 +175,7 @@ impl Deployment {
             .map(String::from)
             .into_iter()
             .chain([format!("p{i}")])
+            .chain(retention.clone())
             .collect();
             let listen = "127.0.0.1:0".to_string();
             let data = dir.join(format!("participant-{i}"));

@@ -47,9 +47,9 @@ pub struct BenchArgs {
     /// with no coordinator, at the same concurrency and for the same duration.
     #[arg(long, num_args = 2, value_names = ["DSN_A", "DSN_B"], requires = "coordinator")]
     pg_direct: Vec<String>,
-    /// How long the coordinator it starts keeps finished transactions (its --retention): a long
-    /// run with the default 24 h grows the decision log by design; a short one shows whether
-    /// anything else piles up.
+    /// How long the coordinator and participants it starts keep finished transactions (their
+    /// --retention): a long run with the default 24 h grows the decision log and journals by
+    /// design; a short one shows whether anything else piles up.
     #[arg(long, value_parser = duration, conflicts_with = "coordinator")]
     retention: Option<Duration>,
     /// Start a cluster of this many coordinator nodes instead of a single node.

@@ -83,6 +83,10 @@ pub struct ParticipantArgs {
     /// (a crash or a lost answer in between), to resolve them.
     #[arg(long, env = "VERDICT_KV_SWEEP_EVERY", value_parser = duration, default_value = "30s")]
     sweep_every: Duration,
+    /// How long the journal keeps what it answered for finished transactions (a late duplicate
+    /// Prepare or Commit gets the same answer within it); collected every minute.
+    #[arg(long, env = "VERDICT_KV_RETENTION", value_parser = duration, default_value = "24h")]
+    retention: Duration,
     /// Whether journal writes wait for the disk. "off" is NOT durable: comparison runs only.
     #[arg(long, env = "VERDICT_LOG_SYNC", value_enum, default_value = "fsync")]
     log_sync: LogSync,
@@ -113,6 +117,7 @@ impl ParticipantArgs {
             name: self.name.unwrap_or_default(),
             quiet_period: self.quiet_period,
             sweep_every: self.sweep_every,
+            retention: self.retention,
             log_sync: self.log_sync,
             tls,
         })

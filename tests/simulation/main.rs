@@ -330,6 +330,7 @@ fn bank_options(bank: &str) -> ParticipantOptions {
         name: bank.into(),
         quiet_period: Duration::from_secs(5),
         sweep_every: Duration::from_secs(30),
+        retention: Duration::from_secs(24 * 3600),
         log_sync: LogSync::Fsync,
         tls: None,
     }

@@ -34,6 +34,8 @@ pub struct ParticipantOptions {
     pub quiet_period: Duration,
     /// How often the resource's prepared transactions are checked against the journal.
     pub sweep_every: Duration,
+    /// How long final journal entries are kept, to answer late duplicate requests.
+    pub retention: Duration,
     pub log_sync: LogSync,
     /// Serve TLS only, with this certificate.
     pub tls: Option<Arc<ServerTls>>,
@@ -80,6 +82,7 @@ pub async fn run<R: Resource>(
         coordinator_url: options.coordinator_url.clone(),
         quiet_period: options.quiet_period,
         sweep_every: options.sweep_every,
+        retention: options.retention,
         ..ParticipantConfig::default()
     };
     let participant = Participant::start(resource, Journal::open(db.clone())?, config).await?;
