@@ -131,7 +131,10 @@ impl<R: Resource> Participant<R> {
             p.resolve_due().await
         }));
         tokio::spawn(every(COLLECT_EVERY, weak.clone(), |p| async move {
-            p.collect()
+            // A minute's finished transactions can take seconds to delete: off the async
+            // workers, which keep answering calls — and HTTP/2 pings, whose coordinator tears a
+            // connection down after a second without an answer.
+            let _ = tokio::task::spawn_blocking(move || p.collect()).await;
         }));
         if participant.resource.prepares_durably() {
             tokio::spawn(every(JOURNAL_FLUSH_EVERY, weak.clone(), |p| async move {
