@@ -2,11 +2,12 @@
 //!
 //! A caller is recognised by the certificate it presented under mutual TLS (its subject's
 //! common name or a DNS name in it) or by a bearer token in the `authorization` metadata, as
-//! the identities file lists them; each identity has roles:
+//! the identities file lists them or as a JWT its `jwt` section trusts (see `jwt.rs`); each identity
+//! has roles:
 //!
 //! | role | may call |
 //! |---|---|
-//! | `application` | `Begin`, `Enlist`, `Commit`, `Abort`, `GetTransaction` |
+//! | `application` | `Begin`; `Enlist`, `Commit`, `Abort`, `GetTransaction` of the transactions it began |
 //! | `participant` | `Enlist` itself, `Resolve` the transactions it is enlisted in |
 //! | `operator` | everything an application may, and `ListTransactions`, `Resolve`, `ResolveByHand`, `RetryDelivery`, `GetStats`; the cluster's status and membership |
 //! | `node` | `verdict.internal.Raft` (another node of the cluster), and reads forwarded on a caller's behalf |
@@ -30,8 +31,15 @@ use tonic::Status;
 use crate::credentials::AUTHORIZATION;
 use crate::tls::certificate_names;
 
+mod jwt;
+
+use jwt::{JwtConfig, JwtVerifier};
+
 /// Metadata naming the caller on whose behalf a node forwards a read to the leader.
 pub const ON_BEHALF_OF: &str = "verdict-on-behalf-of";
+/// Metadata with that caller's roles (comma-separated), for a caller the leader's identities
+/// file does not list (one known by a JWT).
+pub const ON_BEHALF_OF_ROLES: &str = "verdict-on-behalf-of-roles";
 
 /// What an identity may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -50,9 +58,38 @@ pub struct Caller {
     pub roles: BTreeSet<Role>,
 }
 
+impl Role {
+    const ALL: [Role; 4] = [
+        Role::Application,
+        Role::Participant,
+        Role::Operator,
+        Role::Node,
+    ];
+
+    /// As the identities file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Application => "application",
+            Role::Participant => "participant",
+            Role::Operator => "operator",
+            Role::Node => "node",
+        }
+    }
+
+    fn named(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
+    }
+}
+
 impl Caller {
     pub fn is(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    /// Its roles as [`ON_BEHALF_OF_ROLES`] carries them.
+    pub fn role_names(&self) -> String {
+        let names: Vec<_> = self.roles.iter().map(|role| role.name()).collect();
+        names.join(",")
     }
 }
 
@@ -78,7 +115,11 @@ struct Entry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    #[serde(default)]
     identities: Vec<Entry>,
+    /// Bearer tokens that are JWTs from an identity provider, and how to verify them.
+    #[serde(default)]
+    jwt: Option<JwtConfig>,
 }
 
 /// The identities a coordinator knows, by how each is recognised.
@@ -87,6 +128,7 @@ pub struct Identities {
     by_name: HashMap<String, Arc<Caller>>,
     by_certificate: HashMap<String, Arc<Caller>>,
     by_token: HashMap<[u8; 32], Arc<Caller>>,
+    jwt: Option<JwtVerifier>,
 }
 
 impl Identities {
@@ -98,7 +140,8 @@ impl Identities {
         let file: File = serde_json::from_str(&text).with_context(|| {
             format!(
                 "{}: not an identities file ({{\"identities\": [{{\"name\", \"roles\", \
-                 \"certificate\" or \"token_sha256\"}}]}})",
+                 \"certificate\" or \"token_sha256\"}}], \"jwt\": {{\"algorithm\", \
+                 \"key_file\", \"issuer\", \"audience\"}}}})",
                 what()
             )
         })?;
@@ -108,6 +151,17 @@ impl Identities {
                 .add(entry)
                 .with_context(|| format!("{}: identity {}", what(), i + 1))?;
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        identities.jwt = file
+            .jwt
+            .map(|config| JwtVerifier::load(config, base))
+            .transpose()
+            .with_context(what)?;
+        anyhow::ensure!(
+            !identities.by_name.is_empty() || identities.jwt.is_some(),
+            "{}: lists no identities and no jwt section, so nobody could call",
+            what()
+        );
         Ok(identities)
     }
 
@@ -162,9 +216,14 @@ impl Identities {
                 .ok_or_else(|| {
                     Status::unauthenticated("the authorization metadata is not \"Bearer TOKEN\"")
                 })?;
-            return self.by_token.get(&sha256(token)).cloned().ok_or_else(|| {
-                Status::unauthenticated("the bearer token is not one this coordinator knows")
-            });
+            let digest = sha256(token);
+            return match (self.by_token.get(&digest), &self.jwt) {
+                (Some(caller), _) => Ok(caller.clone()),
+                (None, Some(jwt)) if token.split('.').count() == 3 => jwt.verify(token, digest),
+                (None, _) => Err(Status::unauthenticated(
+                    "the bearer token is not one this coordinator knows",
+                )),
+            };
         }
         let certs = request
             .extensions()
@@ -188,6 +247,29 @@ impl Identities {
             })
     }
 
+    /// The caller a node forwarded a call for, with the roles the node found it has (a caller
+    /// known by a JWT is in no file); from a node that sends no roles, the identity of that
+    /// name here.
+    fn forwarded(
+        &self,
+        name: &http::HeaderValue,
+        roles: Option<&http::HeaderValue>,
+    ) -> Result<Arc<Caller>, Status> {
+        let unknown = || Status::unauthenticated("the forwarded call names no identity known here");
+        let name = name.to_str().map_err(|_| unknown())?;
+        let Some(roles) = roles else {
+            return self.by_name.get(name).cloned().ok_or_else(unknown);
+        };
+        let roles = roles
+            .to_str()
+            .ok()
+            .and_then(|roles| roles.split(',').map(Role::named).collect::<Option<_>>());
+        Ok(Arc::new(Caller {
+            name: name.to_owned(),
+            roles: roles.ok_or_else(unknown)?,
+        }))
+    }
+
     /// The caller a request is from, and whether it may call its method.
     fn admit<B>(&self, request: &http::Request<B>) -> Result<Arc<Caller>, Status> {
         let direct = self.recognise(request)?;
@@ -199,13 +281,7 @@ impl Identities {
                     direct.name
                 )))
             }
-            Some(name) => name
-                .to_str()
-                .ok()
-                .and_then(|name| self.by_name.get(name).cloned())
-                .ok_or_else(|| {
-                    Status::unauthenticated("the forwarded call names no identity known here")
-                })?,
+            Some(name) => self.forwarded(name, request.headers().get(ON_BEHALF_OF_ROLES))?,
         };
         let path = request.uri().path();
         match required(path) {
@@ -215,7 +291,7 @@ impl Identities {
                     caller.name,
                     roles
                         .iter()
-                        .map(|r| format!("{r:?}").to_lowercase())
+                        .map(|role| role.name())
                         .collect::<Vec<_>>()
                         .join(" or ")
                 )))

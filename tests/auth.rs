@@ -1,7 +1,9 @@
 //! Caller identities and roles (`verdict serve --auth`) on real processes: calls without
 //! credentials or with an unknown token refused as UNAUTHENTICATED; a token without the role
 //! refused as PERMISSION_DENIED, changing nothing; a participant may enlist only itself and
-//! resolve only what it is enlisted in; Verdict's own clients present `--token-file`; a
+//! resolve only what it is enlisted in; an application may act on and read only the
+//! transactions it began; JWT bearer tokens verified with the configured key; Verdict's own
+//! clients present `--token-file`; a
 //! cluster whose nodes know each other by certificate, where a peer without a node certificate
 //! is refused Raft and a read forwarded to the leader is held to the caller's roles.
 
@@ -9,7 +11,7 @@ mod support;
 
 use std::path::Path;
 
-use rcgen::ExtendedKeyUsagePurpose;
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair};
 use support::certs::{channel, mutual_tls, Ca};
 use support::{expect_status, Server, TestCluster, PATIENCE};
 use tonic::transport::Channel;
@@ -18,8 +20,9 @@ use verdict::proto::coordinator_client::CoordinatorClient;
 use verdict::proto::internal::raft_client::RaftClient;
 use verdict::proto::internal::{RaftMessage, StatusRequest};
 use verdict::proto::{
-    BeginRequest, EnlistRequest, GetTransactionRequest, ListTransactionsRequest, Outcome,
-    ParticipantRef, ResolveRequest,
+    AbortRequest, BeginRequest, CommitRequest, EnlistRequest, GetTransactionRequest,
+    ListTransactionsRequest, Outcome, ParticipantRef, ResolveRequest, Transaction,
+    TransactionState,
 };
 
 /// The hex SHA-256 of `token`, as the identities file holds it.
@@ -212,6 +215,97 @@ async fn callers_are_held_to_their_roles_and_refusals_change_nothing() {
     );
 }
 
+async fn read(
+    client: &mut CoordinatorClient<Channel>,
+    token: &str,
+    txn: &str,
+) -> Result<Transaction, Status> {
+    let request = bearing(token, GetTransactionRequest { txn_id: txn.into() });
+    let found = client.get_transaction(request).await?.into_inner();
+    Ok(found.transaction.expect("a transaction"))
+}
+
+#[tokio::test]
+async fn an_application_acts_only_on_the_transactions_it_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = identities(
+        dir.path(),
+        vec![
+            by_token("orders", &["application"], "orders-token"),
+            by_token("billing", &["application"], "billing-token"),
+            by_token("ops", &["operator"], "ops-token"),
+        ],
+    );
+    let coordinator = Server::start(&["--auth", &auth]).await;
+    let mut client = coordinator.client().await;
+    let txn = begin(&mut client, "orders-token").await.unwrap();
+    let not_its_own = "billing may act only on the transactions it began";
+
+    expect_status(
+        read(&mut client, "billing-token", &txn).await,
+        Code::PermissionDenied,
+        not_its_own,
+    );
+    expect_status(
+        enlist(&mut client, "billing-token", &txn, "stock").await,
+        Code::PermissionDenied,
+        not_its_own,
+    );
+    let commit = CommitRequest {
+        txn_id: txn.clone(),
+        wait_for_acks: false,
+    };
+    expect_status(
+        client
+            .commit(bearing("billing-token", commit.clone()))
+            .await,
+        Code::PermissionDenied,
+        not_its_own,
+    );
+    let abort = AbortRequest {
+        txn_id: txn.clone(),
+        reason: "not mine to abort".into(),
+    };
+    expect_status(
+        client.abort(bearing("billing-token", abort)).await,
+        Code::PermissionDenied,
+        not_its_own,
+    );
+    let untouched = read(&mut client, "orders-token", &txn).await.unwrap();
+    assert_eq!(untouched.state(), TransactionState::Active, "{untouched:?}");
+    assert!(untouched.participants.is_empty(), "{untouched:?}");
+    assert_eq!(untouched.begun_by, "orders");
+    assert_eq!(untouched.timeline[0].event, "begun by orders");
+
+    // Its own application, and operators, may.
+    enlist(&mut client, "orders-token", &txn, "stock")
+        .await
+        .expect("enlisting in its own transaction");
+    let read_by_ops = read(&mut client, "ops-token", &txn).await.unwrap();
+    assert_eq!(read_by_ops.participants.len(), 1);
+    let abort = AbortRequest {
+        txn_id: txn.clone(),
+        reason: "the customer cancelled".into(),
+    };
+    client.abort(bearing("orders-token", abort)).await.unwrap();
+    let aborted = read(&mut client, "orders-token", &txn).await.unwrap();
+    let decided = [TransactionState::Aborting, TransactionState::Aborted];
+    assert!(decided.contains(&aborted.state()), "{aborted:?}");
+
+    let other = begin(&mut client, "billing-token").await.unwrap();
+    let committed = client
+        .commit(bearing(
+            "ops-token",
+            CommitRequest {
+                txn_id: other,
+                wait_for_acks: false,
+            },
+        ))
+        .await
+        .expect("an operator may commit any transaction");
+    assert_eq!(committed.into_inner().outcome(), Outcome::Committed);
+}
+
 #[test]
 fn a_bad_identities_file_is_refused_at_start_saying_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,10 +336,148 @@ fn a_bad_identities_file_is_refused_at_start_saying_what_is_wrong() {
         short.contains("token_sha256 is not 64 hex digits"),
         "{short}"
     );
+    let nobody = start(r#"{"identities": []}"#);
+    assert!(nobody.contains("nobody could call"), "{nobody}");
+    let no_key = start(r#"{"jwt": {"algorithm": "ES256", "key_file": "idp.pem"}}"#);
+    assert!(
+        no_key.contains("jwt.key_file") && no_key.contains("idp.pem: cannot be read"),
+        "{no_key}"
+    );
+    std::fs::write(dir.path().join("idp.pem"), "not a key").unwrap();
+    let not_a_key = start(r#"{"jwt": {"algorithm": "ES256", "key_file": "idp.pem"}}"#);
+    assert!(
+        not_a_key.contains("not a PEM public key for ES256"),
+        "{not_a_key}"
+    );
+    let bad_algorithm = start(r#"{"jwt": {"algorithm": "none", "key_file": "idp.pem"}}"#);
+    assert!(
+        bad_algorithm.contains("\"none\" is not a JWS algorithm"),
+        "{bad_algorithm}"
+    );
+    std::fs::write(dir.path().join("secret"), "short").unwrap();
+    let short_secret = start(r#"{"jwt": {"algorithm": "HS256", "key_file": "secret"}}"#);
+    assert!(short_secret.contains("is guessable"), "{short_secret}");
+}
+
+/// A JWT of `claims`, signed with ES256 by `key`.
+fn jwt(key: &KeyPair, claims: serde_json::Value) -> String {
+    let pem = key.serialize_pem();
+    let signer = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    jsonwebtoken::encode(&header, &claims, &signer).unwrap()
 }
 
 #[tokio::test]
-async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_certificate_is_expect_status(
+async fn jwt_bearer_tokens_are_verified_with_the_configured_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = KeyPair::generate().unwrap();
+    std::fs::write(dir.path().join("idp.pem"), idp.public_key_pem()).unwrap();
+    let file = dir.path().join("identities.json");
+    let contents = serde_json::json!({
+        "identities": [by_token("ops", &["operator"], "ops-token")],
+        "jwt": {
+            "algorithm": "ES256",
+            "key_file": "idp.pem",
+            "issuer": "https://idp.example",
+            "audience": "verdict",
+        },
+    });
+    std::fs::write(&file, contents.to_string()).unwrap();
+    let coordinator = Server::start(&["--auth", file.to_str().unwrap()]).await;
+    let mut client = coordinator.client().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = |sub: &str, roles: &[&str]| {
+        serde_json::json!({
+            "sub": sub,
+            "roles": roles,
+            "exp": now + 300,
+            "iss": "https://idp.example",
+            "aud": "verdict",
+        })
+    };
+    let with = |mut claims: serde_json::Value, key: &str, value: serde_json::Value| {
+        claims[key] = value;
+        claims
+    };
+
+    let orders = jwt(&idp, claims("orders", &["application"]));
+    let txn = begin(&mut client, &orders).await.expect("a good token");
+    let read_back = read(&mut client, &orders, &txn).await.unwrap();
+    assert_eq!(read_back.begun_by, "orders");
+
+    let expired = with(
+        claims("orders", &["application"]),
+        "exp",
+        (now - 3600).into(),
+    );
+    let refusals = [
+        (
+            jwt(&idp, expired),
+            Code::Unauthenticated,
+            "the bearer token has expired",
+        ),
+        (
+            jwt(
+                &KeyPair::generate().unwrap(),
+                claims("orders", &["application"]),
+            ),
+            Code::Unauthenticated,
+            "signature that the key this coordinator trusts does not verify",
+        ),
+        (
+            jwt(
+                &idp,
+                with(claims("orders", &["application"]), "aud", "other".into()),
+            ),
+            Code::Unauthenticated,
+            "another audience (aud) than \"verdict\"",
+        ),
+        (
+            jwt(
+                &idp,
+                with(
+                    claims("orders", &["application"]),
+                    "iss",
+                    "https://evil".into(),
+                ),
+            ),
+            Code::Unauthenticated,
+            "another issuer (iss)",
+        ),
+        (
+            jwt(
+                &idp,
+                with(claims("orders", &[]), "roles", serde_json::Value::Null),
+            ),
+            Code::Unauthenticated,
+            "neither a list of role names nor a string",
+        ),
+        (
+            jwt(&idp, claims("bank-a", &["participant"])),
+            Code::PermissionDenied,
+            "bank-a may not call /verdict.v1.Coordinator/Begin",
+        ),
+        (
+            jwt(&idp, claims("mallory", &["node"])),
+            Code::PermissionDenied,
+            "may not grant the node role",
+        ),
+    ];
+    for (token, code, message) in refusals {
+        expect_status(begin(&mut client, &token).await, code, message);
+    }
+    assert_eq!(
+        count(&mut client, "ops-token").await.unwrap(),
+        1,
+        "the refused Begins began nothing"
+    );
+}
+
+#[tokio::test]
+async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_certificate_is_refused(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "verdict");

@@ -85,13 +85,15 @@ impl Listener {
 }
 
 /// How often a connection with calls outstanding pings its peer, and how long it waits for
-/// the answer before it is torn down.
-const PING_EVERY: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// the answer before it is torn down: long enough that a peer busy for a moment (a stalled
+/// worker thread, two cores shared by a dozen processes) is not taken for a dead one, which
+/// would fail every call on the connection at once.
+const PING_EVERY: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `endpoint`, its connections pinged while calls are outstanding: a connection that went dead
 /// without a word (the peer's machine lost power, a partition outlasted TCP's retries, a
-/// middlebox forgot it) is torn down within about two seconds, failing its calls, and the next
+/// middlebox forgot it) is torn down within about seven seconds, failing its calls, and the next
 /// call connects afresh — instead of every call on it timing out for good. No pings while idle:
 /// servers such as gRPC core's refuse those more often than every five minutes.
 pub fn watched(endpoint: Endpoint) -> Endpoint {

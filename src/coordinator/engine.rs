@@ -389,6 +389,7 @@ impl<L: DecisionLog> Engine<L> {
         self: &Arc<Self>,
         timeout: Option<Duration>,
         participants: Vec<NewParticipant>,
+        begun_by: Option<String>,
     ) -> Result<Begun, EngineError> {
         let timeout = timeout.unwrap_or(self.config.default_txn_timeout);
         for p in &participants {
@@ -409,7 +410,11 @@ impl<L: DecisionLog> Engine<L> {
         if !self.admission.room(has_room).await {
             return Err(self.overloaded());
         }
-        let entry = self.insert(id, deadline_unix_ms, txn, Timeline::default(), Some(limit))?;
+        let timeline = Timeline {
+            begun_by,
+            ..Timeline::default()
+        };
+        let entry = self.insert(id, deadline_unix_ms, txn, timeline, Some(limit))?;
         metrics::counter!(names::BEGUN).increment(1);
         self.totals.begun.fetch_add(1, Ordering::Relaxed);
         self.apply(&entry, AbortReason::Client, |_| Ok(vec![Action::Record]))?;
@@ -615,8 +620,22 @@ impl<L: DecisionLog> Engine<L> {
     /// Whether a participant named `name` takes part in transaction `id`; `None` when the
     /// coordinator holds no record of it.
     pub fn takes_part(&self, id: TxnId, name: &str) -> Result<Option<bool>, EngineError> {
+        self.check(id, |view| view.participants.iter().any(|p| p.name == name))
+    }
+
+    /// Whether the identity `name` began the transaction; `None` if it has no record.
+    pub fn begun_by(&self, id: TxnId, name: &str) -> Result<Option<bool>, EngineError> {
+        self.check(id, |view| view.timeline.begun_by.as_deref() == Some(name))
+    }
+
+    /// `test` of the transaction's view; `None` if it has no record.
+    fn check(
+        &self,
+        id: TxnId,
+        test: impl FnOnce(&TxnView) -> bool,
+    ) -> Result<Option<bool>, EngineError> {
         match self.get(id) {
-            Ok(view) => Ok(Some(view.participants.iter().any(|p| p.name == name))),
+            Ok(view) => Ok(Some(test(&view))),
             Err(EngineError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }

@@ -11,8 +11,9 @@ use tracing::Instrument;
 
 use super::view::{State, TxnView};
 use super::{validate, Engine, EngineError, Leadership, NotLeader};
-use crate::auth::{self, Role};
-use crate::core::{Outcome, Participant, Vote};
+use crate::auth::{self, Caller, Role};
+use crate::core::{Outcome, Participant, TxnId, Vote};
+use crate::log::DecisionLog;
 use crate::proto::coordinator_client::CoordinatorClient;
 use crate::proto::{self, coordinator_server};
 use crate::{limits, net, tls};
@@ -89,13 +90,37 @@ impl<N: Leadership> CoordinatorService<N> {
                     tonic::metadata::MetadataValue::from_static("1"),
                 );
                 // The leader checks the caller's rights again, as this node did.
-                if let Some(name) = caller.and_then(|c| c.name.parse().ok()) {
-                    onward.metadata_mut().insert(auth::ON_BEHALF_OF, name);
+                if let Some(caller) = caller {
+                    let metadata = onward.metadata_mut();
+                    if let Ok(name) = caller.name.parse() {
+                        metadata.insert(auth::ON_BEHALF_OF, name);
+                    }
+                    if let Ok(roles) = caller.role_names().parse() {
+                        metadata.insert(auth::ON_BEHALF_OF_ROLES, roles);
+                    }
                 }
                 forward(client, onward).await
             }
             Err(not) => Err(not_leader(not)),
         }
+    }
+}
+
+/// Refuses an application acting on, or reading, a transaction another identity began
+/// (operators may act on any): `NotAllowed`, which becomes `PERMISSION_DENIED`. A transaction
+/// with no record passes, to be answered `NOT_FOUND` as for anyone.
+fn began<L: DecisionLog>(
+    engine: &Engine<L>,
+    caller: &Caller,
+    id: TxnId,
+) -> Result<(), EngineError> {
+    match engine.begun_by(id, &caller.name)? {
+        Some(false) => Err(EngineError::NotAllowed(format!(
+            "{} may act only on the transactions it began, and another identity began {id}: \
+             call as that identity, or as an operator",
+            caller.name
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -198,6 +223,7 @@ fn wire_transaction(view: TxnView) -> proto::Transaction {
             at_unix_ms: s.at_unix_ms,
         });
     proto::Transaction {
+        begun_by: view.timeline.begun_by.clone().unwrap_or_default(),
         timeline: timeline.collect(),
         resolution,
         txn_id: view.txn_id.to_string(),
@@ -253,13 +279,17 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::BeginRequest>,
     ) -> Result<Response<proto::BeginResponse>, Status> {
         let trace = trace_parent(request.metadata());
+        let begun_by = auth::caller(&request).map(|c| c.name.clone());
         let request = request.into_inner();
         let engine = self.engine()?;
         let timeout = validate::txn_timeout(request.timeout_ms, engine.max_txn_timeout())?;
         let participants = validate::participants(request.participants)?;
         // The transaction's own span, made in `begin`, is a child of this one.
         let span = span("Begin", "", trace.as_deref());
-        let begun = engine.begin(timeout, participants).instrument(span).await?;
+        let begun = engine
+            .begin(timeout, participants, begun_by)
+            .instrument(span)
+            .await?;
         if let Some(trace) = trace {
             engine.trace(begun.txn_id, trace);
         }
@@ -279,16 +309,21 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let _span = span("Enlist", &request.txn_id, trace.as_deref()).entered();
         let id = validate::txn_id(&request.txn_id)?;
         let participant = validate::participant(request.participant)?;
-        if let Some(caller) = caller.filter(|c| !c.is(Role::Application) && !c.is(Role::Operator)) {
-            if caller.name != participant.name {
+        let engine = self.engine()?;
+        if let Some(caller) = caller.filter(|c| !c.is(Role::Operator)) {
+            let itself = caller.is(Role::Participant) && caller.name == participant.name;
+            if !itself && !caller.is(Role::Application) {
                 return Err(Status::permission_denied(format!(
                     "{} may enlist only itself, not {:?}: a participant's name must be its \
                      identity's",
                     caller.name, participant.name
                 )));
             }
+            if !itself {
+                began(&engine, &caller, id)?;
+            }
         }
-        let (newly_enlisted, deadline_unix_ms) = self.engine()?.enlist(id, participant)?;
+        let (newly_enlisted, deadline_unix_ms) = engine.enlist(id, participant)?;
         Ok(Response::new(proto::EnlistResponse {
             newly_enlisted,
             deadline_unix_ms,
@@ -300,10 +335,14 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::CommitRequest>,
     ) -> Result<Response<proto::CommitResponse>, Status> {
         let trace = trace_parent(request.metadata());
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         let id = validate::txn_id(&request.txn_id)?;
         let started = std::time::Instant::now();
         let engine = self.engine()?;
+        if let Some(caller) = caller.filter(|c| !c.is(Role::Operator)) {
+            began(&engine, &caller, id)?;
+        }
         let span = span("Commit", &request.txn_id, trace.as_deref());
         if let Some(trace) = trace {
             engine.trace(id, trace);
@@ -324,6 +363,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::AbortRequest>,
     ) -> Result<Response<proto::AbortResponse>, Status> {
         let trace = trace_parent(request.metadata());
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         let _span = span("Abort", &request.txn_id, trace.as_deref()).entered();
         let id = validate::txn_id(&request.txn_id)?;
@@ -331,7 +371,11 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         if reason.is_empty() {
             reason = "aborted by request".into();
         }
-        self.engine()?.abort(id, reason)?;
+        let engine = self.engine()?;
+        if let Some(caller) = caller.filter(|c| !c.is(Role::Operator)) {
+            began(&engine, &caller, id)?;
+        }
+        engine.abort(id, reason)?;
         Ok(Response::new(proto::AbortResponse {}))
     }
 
@@ -340,7 +384,11 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::GetTransactionRequest>,
     ) -> Result<Response<proto::GetTransactionResponse>, Status> {
         let id = validate::txn_id(&request.get_ref().txn_id)?;
+        let caller = auth::caller(&request).filter(|c| !c.is(Role::Operator));
         let local = |engine: &Engine<N::Log>| {
+            if let Some(caller) = caller {
+                began(engine, &caller, id)?;
+            }
             Ok(proto::GetTransactionResponse {
                 transaction: Some(wire_transaction(engine.get(id)?)),
             })

@@ -103,7 +103,10 @@ impl TxnView {
         };
         // In the order things happen, so that a stable sort keeps it for equal times.
         let mut events = vec![
-            (self.txn_id.begun_unix_ms(), "begun".to_string()),
+            (
+                self.txn_id.begun_unix_ms(),
+                begun(timeline.begun_by.as_deref()),
+            ),
             (timeline.commit_requested_unix_ms, "commit requested".into()),
         ];
         let participants = || self.participants.iter().zip(&timeline.participants);
@@ -133,5 +136,12 @@ impl TxnView {
         events.retain(|(at, _)| *at > 0);
         events.sort_by_key(|(at, _)| *at);
         events
+    }
+}
+
+fn begun(by: Option<&str>) -> String {
+    match by {
+        Some(identity) => format!("begun by {identity}"),
+        None => "begun".into(),
     }
 }

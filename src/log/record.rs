@@ -34,6 +34,8 @@ struct RecordBody {
     decided_unix_ms: u64,
     #[prost(message, optional, tag = "10")]
     settlement: Option<SettlementBody>,
+    #[prost(string, optional, tag = "11")]
+    begun_by: Option<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -130,6 +132,7 @@ pub fn encode(record: &TxnRecord) -> Vec<u8> {
             reason: s.reason.clone(),
             at_unix_ms: s.at_unix_ms,
         }),
+        begun_by: record.timeline.begun_by.clone(),
     }
     .encode_to_vec();
     frame::seal(MAGIC, &body)
@@ -200,6 +203,7 @@ fn record_from(body: RecordBody) -> Result<TxnRecord, String> {
         times.pop();
     }
     let timeline = Timeline {
+        begun_by: body.begun_by,
         commit_requested_unix_ms: body.commit_requested_unix_ms,
         decided_unix_ms: body.decided_unix_ms,
         participants: times,
@@ -260,6 +264,7 @@ mod tests {
             reason: Some("participant \"stock\" voted no: out of stock".into()),
             participants: vec![yes, no],
             timeline: Timeline {
+                begun_by: Some("orders".into()),
                 commit_requested_unix_ms: 1_799_999_999_000,
                 decided_unix_ms: 1_799_999_999_100,
                 participants: vec![

@@ -12,13 +12,17 @@ use super::{decode, encode, DecisionLog, LogError, Status, TxnRecord};
 use crate::core::TxnId;
 use crate::durable::{DurableDb, FlushStats, LogSync, StorageError, Tree, Writes};
 
-/// The sled-backed [`DecisionLog`].
+/// The sled-backed [`DecisionLog`]; clones share the database.
+#[derive(Clone)]
 pub struct SledLog {
     db: Arc<DurableDb>,
     open: Tree,
     finished: Tree,
     finished_at: Tree,
 }
+
+/// Finished records deleted per write when collecting.
+const COLLECT_BATCH: usize = 256;
 
 fn io_error(e: impl std::fmt::Display) -> LogError {
     LogError::Io(e.to_string())
@@ -90,20 +94,31 @@ impl SledLog {
 
     /// Deletes finished records that finished before `before_unix_ms`; returns how many.
     pub fn collect(&self, before_unix_ms: u64) -> Result<usize, LogError> {
-        let mut collected = 0;
-        for entry in self
+        let expired = self
             .finished_at
-            .range(..before_unix_ms.to_be_bytes().to_vec())
-        {
-            let (key, _) = entry.map_err(io_error)?;
-            self.db.write(|w| {
-                w.remove(&self.finished, &key[8..]);
-                w.remove(&self.finished_at, &key);
-                Ok::<_, StorageError>(())
-            })?;
-            collected += 1;
+            .range(..before_unix_ms.to_be_bytes().to_vec());
+        let mut collected = 0;
+        let mut keys = Vec::with_capacity(COLLECT_BATCH);
+        for entry in expired {
+            keys.push(entry.map_err(io_error)?.0);
+            if keys.len() == COLLECT_BATCH {
+                collected += self.remove_finished(&mut keys)?;
+            }
         }
+        collected += self.remove_finished(&mut keys)?;
         Ok(collected)
+    }
+
+    /// Removes the finished records whose `finished_at` keys are `keys`, as one write.
+    fn remove_finished(&self, keys: &mut Vec<sled::IVec>) -> Result<usize, LogError> {
+        self.db.write(|w| {
+            for key in keys.iter() {
+                w.remove(&self.finished, &key[8..]);
+                w.remove(&self.finished_at, key);
+            }
+            Ok::<_, StorageError>(())
+        })?;
+        Ok(std::mem::take(keys).len())
     }
 
     /// Every record's frame, unfinished and finished (for a snapshot).
@@ -206,7 +221,16 @@ impl DecisionLog for SledLog {
         &self,
         before_unix_ms: u64,
     ) -> impl Future<Output = Result<usize, LogError>> + Send + use<> {
-        std::future::ready(self.collect(before_unix_ms))
+        // A day's finished transactions take seconds to delete: off the async workers, which
+        // keep answering calls (and HTTP/2 pings) meanwhile.
+        let log = self.clone();
+        async move {
+            tokio::task::spawn_blocking(move || log.collect(before_unix_ms))
+                .await
+                .map_err(|e| {
+                    LogError::Io(format!("collecting finished transactions stopped: {e}"))
+                })?
+        }
     }
 }
 

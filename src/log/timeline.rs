@@ -1,5 +1,5 @@
 //! What the log keeps of a transaction's history beyond the protocol state: when it passed each
-//! milestone, and how an operator settled it by hand. Operators read it as a timeline; the
+//! milestone, who began it, and how an operator settled it by hand. Operators read it as a timeline; the
 //! protocol never does. Times are ms since the Unix epoch, 0 for not (yet); when the
 //! transaction began is in its id.
 
@@ -7,6 +7,9 @@ use crate::core::Outcome;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Timeline {
+    /// The identity that began it, when the coordinator authenticates callers: an
+    /// application may act only on the transactions it began.
+    pub begun_by: Option<String>,
     pub commit_requested_unix_ms: u64,
     pub decided_unix_ms: u64,
     /// Per participant, in enlistment order.

@@ -363,6 +363,14 @@ impl DurableDb {
         &self.shared.stats
     }
 
+    /// Whether [`DurableDb::close`] has been called (a simulated disk is never closed).
+    pub fn is_closed(&self) -> bool {
+        match &self.storage {
+            Storage::Files { requests, .. } => requests.lock().expect("lock").is_none(),
+            Storage::Simulated(_) => false,
+        }
+    }
+
     /// Stops the flusher, which makes every write durable and checkpoints as it ends.
     pub fn close(&self) {
         match &self.storage {

@@ -139,6 +139,11 @@ impl Journal {
         self.db.flush().await
     }
 
+    /// Whether the journal was closed (at shutdown): its writes are then durable already.
+    pub fn is_closed(&self) -> bool {
+        self.db.is_closed()
+    }
+
     /// Transactions prepared here with no decision yet, with their coordinators.
     pub fn prepared(&self) -> Result<Vec<(TxnId, String)>, StorageError> {
         let mut prepared = Vec::new();

@@ -132,14 +132,18 @@ impl<R: Resource> Participant<R> {
         }));
         tokio::spawn(every(COLLECT_EVERY, weak.clone(), |p| async move {
             // A minute's finished transactions can take seconds to delete: off the async
-            // workers, which keep answering calls — and HTTP/2 pings, whose coordinator tears a
-            // connection down after a second without an answer.
+            // workers, which keep answering calls — and the coordinator's HTTP/2 pings.
             let _ = tokio::task::spawn_blocking(move || p.collect()).await;
         }));
         if participant.resource.prepares_durably() {
             tokio::spawn(every(JOURNAL_FLUSH_EVERY, weak.clone(), |p| async move {
-                if let Err(error) = p.journal.flush().await {
-                    tracing::error!(%error, "flushing the participant journal failed");
+                // Closing at shutdown flushed it already.
+                match p.journal.flush().await {
+                    Err(_) if p.journal.is_closed() => {}
+                    Err(error) => {
+                        tracing::error!(%error, "flushing the participant journal failed")
+                    }
+                    Ok(()) => {}
                 }
             }));
         }

@@ -85,7 +85,7 @@ async fn commit_is_answered_only_once_the_decision_is_durable() {
     let log = GatedLog::default();
     let durable = log.durable.clone();
     let engine = Engine::start(log, Config::default()).unwrap();
-    let id = engine.begin(None, vec![]).await.unwrap().txn_id;
+    let id = engine.begin(None, vec![], None).await.unwrap().txn_id;
 
     let mut commit = tokio_test::task::spawn(engine.commit(id, false));
     assert_pending!(commit.poll());
@@ -106,7 +106,7 @@ async fn commit_is_answered_only_once_the_decision_is_durable() {
 async fn an_uncommitted_transaction_is_aborted_at_its_deadline() {
     let engine = Engine::start(GatedLog::default(), Config::default()).unwrap();
     let id = engine
-        .begin(Some(Duration::from_secs(30)), vec![])
+        .begin(Some(Duration::from_secs(30)), vec![], None)
         .await
         .unwrap()
         .txn_id;
@@ -124,7 +124,7 @@ async fn a_committed_transaction_outlives_its_deadline() {
     let engine = Engine::start(GatedLog::default(), Config::default()).unwrap();
     engine.log.durable.add_permits(1);
     let id = engine
-        .begin(Some(Duration::from_secs(1)), vec![])
+        .begin(Some(Duration::from_secs(1)), vec![], None)
         .await
         .unwrap()
         .txn_id;
@@ -139,13 +139,13 @@ async fn a_log_that_takes_no_more_writes_stops_the_engine_without_an_answer() {
     log.deposed
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let engine = Engine::start(log, Config::default()).unwrap();
-    let id = engine.begin(None, vec![]).await.unwrap().txn_id;
+    let id = engine.begin(None, vec![], None).await.unwrap().txn_id;
 
     let refused = engine.commit(id, false).await.unwrap_err();
     assert!(matches!(refused, EngineError::Unavailable(_)), "{refused}");
     // Nothing is decided here any more: the next leader's engine recovers the transaction.
     assert!(matches!(
-        engine.begin(None, vec![]).await.unwrap_err(),
+        engine.begin(None, vec![], None).await.unwrap_err(),
         EngineError::Unavailable(_)
     ));
     assert_eq!(engine.get(id).unwrap().state, State::Preparing);
@@ -163,10 +163,10 @@ fn one_in_flight() -> Arc<Engine<GatedLog>> {
 #[tokio::test(start_paused = true)]
 async fn at_the_in_flight_limit_a_begin_waits_for_a_transaction_to_finish() {
     let engine = one_in_flight();
-    let first = engine.begin(None, vec![]).await.unwrap().txn_id;
+    let first = engine.begin(None, vec![], None).await.unwrap().txn_id;
     let waiting = tokio::spawn({
         let engine = engine.clone();
-        async move { engine.begin(None, vec![]).await }
+        async move { engine.begin(None, vec![], None).await }
     });
     let_tasks_run().await;
     assert!(!waiting.is_finished(), "no room yet");
@@ -181,9 +181,9 @@ async fn at_the_in_flight_limit_a_begin_waits_for_a_transaction_to_finish() {
 #[tokio::test(start_paused = true)]
 async fn at_the_in_flight_limit_a_begin_with_no_room_in_time_is_refused_with_a_hint() {
     let engine = one_in_flight();
-    engine.begin(None, vec![]).await.unwrap();
+    engine.begin(None, vec![], None).await.unwrap();
     let started = tokio::time::Instant::now();
-    let refused = engine.begin(None, vec![]).await.unwrap_err();
+    let refused = engine.begin(None, vec![], None).await.unwrap_err();
     assert_eq!(
         started.elapsed(),
         Duration::from_millis(100),

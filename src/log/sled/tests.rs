@@ -146,3 +146,28 @@ fn a_corrupt_record_is_reported_not_read() {
         [Err(LogError::Corrupt { .. })]
     ));
 }
+
+#[tokio::test]
+async fn collection_deletes_exactly_the_records_finished_before_the_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path(), LogSync::Fsync).unwrap();
+    // More than one collection batch, finished at 0, 1, 2 … ms.
+    let count = 3 * COLLECT_BATCH as u64 + 7;
+    for at_ms in 0..count {
+        let mut id = [0; 16];
+        id[..8].copy_from_slice(&at_ms.to_be_bytes());
+        let done = TxnRecord {
+            txn_id: TxnId::from_bytes(id),
+            ..finished(0, at_ms)
+        };
+        log.write(&done).unwrap();
+    }
+    let cutoff = count - 10;
+    assert_eq!(log.collect_finished(cutoff).await, Ok(cutoff as usize));
+    let kept: Vec<u64> = log
+        .finished(None)
+        .map(|r| r.unwrap().finished_unix_ms)
+        .collect();
+    assert_eq!(kept, (cutoff..count).collect::<Vec<_>>());
+    assert_eq!(log.collect_finished(cutoff).await, Ok(0));
+}
