@@ -113,6 +113,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn start(cli: Cli) -> std::process::ExitCode {
+    // Before telemetry: an https:// collector is reached with this process's client TLS.
+    let installed = cli.client_tls.install().map_err(|e| e.to_string());
+    if let Err(error) = installed.and_then(|()| cli.token.install().map_err(|e| e.to_string())) {
+        eprintln!("error: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| cli.command.service());
     let otlp = cli.otlp_endpoint.as_deref();
     let _telemetry = match telemetry::init(cli.log_format, &cli.log_level, otlp, &service) {
@@ -124,11 +130,6 @@ async fn start(cli: Cli) -> std::process::ExitCode {
     };
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    let installed = cli.client_tls.install().map_err(|e| e.to_string());
-    if let Err(error) = installed.and_then(|()| cli.token.install().map_err(|e| e.to_string())) {
-        eprintln!("error: {error}");
-        return std::process::ExitCode::FAILURE;
-    }
     match run(cli.command, cli.worker_threads).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

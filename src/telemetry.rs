@@ -78,12 +78,20 @@ pub fn init(
     Ok(Telemetry { traces })
 }
 
+/// How long one export may take.
+const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Spans go to the collector over a channel made as every other (so an `https://` collector is
+/// reached with the process's `--tls-ca` and client certificate).
 fn exporter(url: &str, service: &str) -> anyhow::Result<SdkTracerProvider> {
-    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
     crate::coordinator::validate::url("--otlp-endpoint", url)?;
+    let endpoint = crate::tls::endpoint(url).map_err(|e| anyhow::anyhow!("--otlp-endpoint {e}"))?;
+    let channel = crate::net::channel(endpoint.timeout(EXPORT_TIMEOUT));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
-        .with_endpoint(url)
+        .with_channel(channel)
+        .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| anyhow::anyhow!("cannot export traces to {url}: {e}"))?;
     let resource = opentelemetry_sdk::Resource::builder()

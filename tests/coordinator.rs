@@ -939,12 +939,17 @@ mod collector {
     }
 
     impl Collector {
-        /// Serves on a free port; returns it and its URL.
-        pub async fn start() -> (Self, String) {
+        /// Serves on a free port, over TLS when given its configuration; returns it and its URL.
+        pub async fn start(tls: Option<tonic::transport::ServerTlsConfig>) -> (Self, String) {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{}", listener.local_addr().unwrap());
             let collector = Collector::default();
-            let server = tonic::transport::Server::builder()
+            let mut server = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                server = server.tls_config(tls).unwrap();
+            }
+            let server = server
                 .add_service(TraceServiceServer::new(collector.clone()))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
             tokio::spawn(server);
@@ -963,8 +968,30 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn with_otlp_its_own_spans_reach_the_collector_in_the_callers_trace() {
-    let (collector, url) = collector::Collector::start().await;
-    let mut coordinator = Coordinator::start(&["--otlp-endpoint", &url]).await;
+    let (collector, url) = collector::Collector::start(None).await;
+    spans_reach(collector, &["--otlp-endpoint", &url]).await;
+}
+
+#[tokio::test]
+async fn spans_reach_a_collector_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::Ca::new(dir.path(), "otlp");
+    let (cert, key) = ca.issue("collector", rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let identity = tonic::transport::Identity::from_pem(
+        std::fs::read(cert).unwrap(),
+        std::fs::read(key).unwrap(),
+    );
+    let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    let (collector, url) = collector::Collector::start(Some(tls)).await;
+    let ca_file = ca.ca_file();
+    let flags = ["--otlp-endpoint", &url, "--tls-ca", certs::path(&ca_file)];
+    spans_reach(collector, &flags).await;
+}
+
+/// A coordinator started with `flags` exports the spans of a traced transaction to
+/// `collector`, in the caller's trace.
+async fn spans_reach(collector: collector::Collector, flags: &[&str]) {
+    let mut coordinator = Coordinator::start(flags).await;
     let a = Double::start(yes()).await;
     let mut client = coordinator.client().await;
     let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
