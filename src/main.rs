@@ -130,7 +130,8 @@ async fn start(cli: Cli) -> std::process::ExitCode {
     };
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    match run(cli.command, cli.worker_threads).await {
+    let inherited = cli.inherited();
+    match run(cli.command, inherited).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -150,7 +151,20 @@ impl Command {
     }
 }
 
-async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()> {
+impl Cli {
+    /// The global flags that the processes this one starts take too, so that they run and
+    /// call as it does: worker threads, client TLS, bearer token.
+    fn inherited(&self) -> Vec<String> {
+        let threads = self.worker_threads.iter();
+        let threads = threads.flat_map(|n| ["--worker-threads".to_string(), n.to_string()]);
+        threads
+            .chain(self.client_tls.flags())
+            .chain(self.token.flags())
+            .collect()
+    }
+}
+
+async fn run(command: Command, inherited: Vec<String>) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => cli::serve::run(*args).await,
         Command::Cluster(command) => cli::cluster::run(command).await,
@@ -159,7 +173,7 @@ async fn run(command: Command, worker_threads: Option<u16>) -> anyhow::Result<()
         Command::Bank(command) => cli::bank::run(command).await,
         Command::Demo(args) => cli::demo::run(args).await,
         Command::Nemesis(args) => cli::nemesis::run(args).await,
-        Command::Bench(args) => cli::bench::run(args, worker_threads).await,
+        Command::Bench(args) => cli::bench::run(args, inherited).await,
         Command::Health(args) => cli::health::run(args).await,
         Command::Conformance(args) => cli::conformance::run(args).await,
     }

@@ -88,12 +88,12 @@ impl ChildServer {
         self.addr
     }
 
-    /// `http://ADDR`.
     /// Its process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
 
+    /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -1,14 +1,24 @@
 //! A smoke run of `verdict bench --json`: it starts its own deployment, and its JSON parses
-//! and shows committed transactions (speed is for the benchmark, not the tests).
+//! and shows committed transactions (speed is for the benchmark, not the tests); also over
+//! mutual TLS with callers authenticated.
+
+mod support;
 
 use std::process::Command;
 
-fn bench(args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_verdict"))
+use rcgen::ExtendedKeyUsagePurpose;
+use support::certs::{path, Ca};
+
+fn run_bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(["bench", "--json", "--duration", "5s", "--warmup", "1s"])
         .args(args)
         .output()
-        .expect("run verdict bench");
+        .expect("run verdict bench")
+}
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let output = run_bench(args);
     assert!(
         output.status.success(),
         "verdict bench failed: {}",
@@ -69,4 +79,52 @@ fn a_cluster_benchmark_reports_a_single_node_beside_it() {
     let single = &report["single_node"];
     assert!(single["committed"].as_u64().unwrap() > 0, "{report}");
     assert!(single["commit_latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_benchmark_runs_its_deployment_over_mutual_tls_with_callers_authenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "bench");
+    // One certificate for every process, as server and as client.
+    let (cert, key) = ca.issue_with("bench", ExtendedKeyUsagePurpose::ServerAuth, |p| {
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth)
+    });
+    let identities = dir.path().join("identities.json");
+    let with_roles = |roles: &[&str]| {
+        let entry = serde_json::json!({"name": "bench", "roles": roles, "certificate": "bench"});
+        let file = serde_json::json!({ "identities": [entry] });
+        std::fs::write(&identities, file.to_string()).unwrap();
+    };
+    let ca_file = ca.ca_file();
+    let flags = [
+        "--concurrency",
+        "8",
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+        "--tls-client-ca",
+        path(&ca_file),
+        "--tls-ca",
+        path(&ca_file),
+        "--tls-client-cert",
+        path(&cert),
+        "--tls-client-key",
+        path(&key),
+        "--auth",
+        path(&identities),
+    ];
+    with_roles(&["application", "operator"]);
+    let report = bench(&flags);
+    assert!(report["committed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["failed"].as_u64(), Some(0), "{report}");
+
+    // The coordinator it started did hold the bench to its roles.
+    with_roles(&["participant"]);
+    let refused = bench(&flags);
+    assert_eq!(refused["committed"].as_u64(), Some(0), "{refused}");
+    assert!(refused["failed"].as_u64().unwrap() > 0, "{refused}");
+    let why = refused["first_failure"].as_str().unwrap();
+    assert!(why.contains("bench may not call"), "{why}");
 }

@@ -35,6 +35,14 @@ pub struct TokenError {
 }
 
 impl TokenArgs {
+    /// This setting as command-line flags, for a process this one starts.
+    pub fn flags(&self) -> Vec<String> {
+        match &self.token_file {
+            Some(path) => vec!["--token-file".into(), path.display().to_string()],
+            None => Vec::new(),
+        }
+    }
+
     /// Reads the token and makes it this process's, for every call to a coordinator.
     pub fn install(&self) -> Result<(), TokenError> {
         let Some(path) = &self.token_file else {

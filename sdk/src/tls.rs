@@ -75,6 +75,38 @@ pub struct ServerTlsArgs {
     pub tls_client_ca: Option<PathBuf>,
 }
 
+/// `(flag, file)` pairs as command-line arguments, for the ones given.
+fn flags<const N: usize>(pairs: [(&str, &Option<PathBuf>); N]) -> Vec<String> {
+    let given = pairs
+        .into_iter()
+        .filter_map(|(flag, file)| Some((flag, file.as_ref()?)));
+    given
+        .flat_map(|(flag, file)| [flag.to_owned(), file.display().to_string()])
+        .collect()
+}
+
+impl ServerTlsArgs {
+    /// These settings as command-line flags, for a process this one starts.
+    pub fn flags(&self) -> Vec<String> {
+        flags([
+            ("--tls-cert", &self.tls_cert),
+            ("--tls-key", &self.tls_key),
+            ("--tls-client-ca", &self.tls_client_ca),
+        ])
+    }
+}
+
+impl ClientTlsArgs {
+    /// These settings as command-line flags, for a process this one starts.
+    pub fn flags(&self) -> Vec<String> {
+        flags([
+            ("--tls-ca", &self.tls_ca),
+            ("--tls-client-cert", &self.tls_client_cert),
+            ("--tls-client-key", &self.tls_client_key),
+        ])
+    }
+}
+
 /// A client's TLS: `--tls-ca` is whom it trusts for `https://` URLs; `--tls-client-cert` and
 /// `--tls-client-key` are what it presents to a server that requires mutual TLS.
 #[derive(Clone, Debug, Default)]

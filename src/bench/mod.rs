@@ -66,8 +66,13 @@ pub struct BenchOptions {
     /// Share of bank transfers that overdraw (vote NO).
     pub overdraft_share: f64,
     pub log_sync: LogSync,
-    /// Async worker threads of every process it starts (default: one per core).
-    pub worker_threads: Option<u16>,
+    /// Flags every process it starts takes (worker threads, TLS, bearer token).
+    pub child_flags: Vec<String>,
+    /// Whether the processes it starts serve TLS (`child_flags` say how): their URLs are
+    /// `https://`.
+    pub tls: bool,
+    /// Flags only the coordinator nodes it starts take (`--auth`).
+    pub coordinator_flags: Vec<String>,
     /// Draw a progress line on stderr (when it is a terminal).
     pub progress: bool,
     /// The PostgreSQL banks' databases: also measure the transfers driven directly on them.
@@ -96,11 +101,11 @@ impl Deployment {
             LogSync::Fsync => "fsync",
             LogSync::Off => "off",
         };
+        let scheme = if options.tls { "https" } else { "http" };
+        let url = |process: &ChildServer| format!("{scheme}://{}", process.addr());
         let spawn = |args: Vec<String>, listen: String, data: PathBuf| {
             let mut args = args;
-            if let Some(threads) = options.worker_threads {
-                args.extend(["--worker-threads".into(), threads.to_string()]);
-            }
+            args.extend(options.child_flags.iter().cloned());
             args.extend(["--listen".into(), listen]);
             args.extend(["--log-level", "warn", "--log-sync", sync].map(String::from));
             args.push("--data-dir".into());
@@ -127,6 +132,7 @@ impl Deployment {
             let data = dir.join("coordinator");
             let args = ["serve".to_string()]
                 .into_iter()
+                .chain(options.coordinator_flags.clone())
                 .chain(retention.clone())
                 .chain(collected.clone());
             let process = spawn(args.collect(), any_port, data.clone()).await?;
@@ -136,7 +142,7 @@ impl Deployment {
             let ports = crate::process::free_local_ports(options.nodes)?;
             let peers: Vec<String> = (1..)
                 .zip(&ports)
-                .map(|(id, port)| format!("{id}=http://127.0.0.1:{port}"))
+                .map(|(id, port)| format!("{id}={scheme}://127.0.0.1:{port}"))
                 .collect();
             for (id, port) in (1..).zip(&ports) {
                 let args = [
@@ -148,6 +154,7 @@ impl Deployment {
                 ]
                 .map(String::from)
                 .into_iter()
+                .chain(options.coordinator_flags.clone())
                 .chain(retention.clone())
                 .chain(collected.clone())
                 .collect();
@@ -157,7 +164,7 @@ impl Deployment {
                 processes.push(process);
             }
         }
-        let urls: Vec<String> = processes.iter().map(ChildServer::url).collect();
+        let urls: Vec<String> = processes.iter().map(url).collect();
         let coordinator_url = urls.join(",");
         let kind = match options.workload {
             Workload::Noop => "noop",
@@ -181,7 +188,7 @@ impl Deployment {
             let data = dir.join(format!("participant-{i}"));
             let process = spawn(args, listen, data.clone()).await?;
             watch(format!("participant p{i}"), &process, data);
-            participants.push(process.url());
+            participants.push(url(&process));
             processes.push(process);
         }
         Ok(Deployment {
@@ -296,6 +303,8 @@ struct Tally {
     committed: AtomicU64,
     aborted: AtomicU64,
     failed: AtomicU64,
+    /// What made the first failed transaction fail.
+    first_failure: Mutex<Option<String>>,
     started: AtomicU64,
     per_second: Mutex<Vec<u64>>,
     latencies: Mutex<Option<Histogram<u64>>>,
@@ -473,8 +482,11 @@ async fn drive(
                         Ok((Outcome::Aborted, _)) => {
                             tally.aborted.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(_) => {
-                            tally.failed.fetch_add(1, Ordering::Relaxed);
+                        Err(error) => {
+                            if tally.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                let why = format!("{:?}: {}", error.code(), error.message());
+                                *tally.first_failure.lock().expect("lock") = Some(why);
+                            }
                         }
                     }
                 }
@@ -535,6 +547,7 @@ async fn drive(
         Workload::Bank => 2 + 2 + 2 * 2,
     };
     let floor = baseline.rpc_round_trip_ms.p50 + 2.0 * baseline.fsync_ms.p50;
+    let first_failure = tally.first_failure.lock().expect("lock").take();
     let mut per_second = tally.per_second.lock().expect("lock").clone();
     per_second.truncate(elapsed.floor() as usize);
     let latency_distribution = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99]
@@ -551,6 +564,7 @@ async fn drive(
         committed,
         aborted: tally.aborted.load(Ordering::Relaxed),
         failed: tally.failed.load(Ordering::Relaxed),
+        first_failure,
         throughput,
         throughput_ratio: throughput / (baseline.rpc_per_sec / rpcs_per_txn as f64),
         latency_ratio: commit_latency.p50 / floor,

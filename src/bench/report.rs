@@ -73,6 +73,8 @@ pub struct Report {
     pub committed: u64,
     pub aborted: u64,
     pub failed: u64,
+    /// What made the first failed transaction fail.
+    pub first_failure: Option<String>,
     /// Committed transactions per second.
     pub throughput: f64,
     /// Latency of the Commit call.
@@ -149,6 +151,9 @@ impl Report {
             "  failed           {:>10}",
             thousands(self.failed as f64)
         );
+        if let Some(why) = &self.first_failure {
+            let _ = writeln!(out, "    the first: {why}");
+        }
         let _ = writeln!(out, "  commit latency   {}", row(&self.commit_latency_ms));
         let _ = writeln!(out, "  RPCs per txn     {:>10}", self.rpcs_per_txn);
         let _ = writeln!(out, "baseline, measured in this run");

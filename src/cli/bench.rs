@@ -8,6 +8,7 @@ use clap::Args;
 use verdict::bench::{BenchOptions, Workload};
 use verdict::coordinator::validate;
 use verdict::log::LogSync;
+use verdict::tls::ServerTlsArgs;
 
 use super::duration;
 
@@ -55,6 +56,17 @@ pub struct BenchArgs {
     /// Start a cluster of this many coordinator nodes instead of a single node.
     #[arg(long, conflicts_with = "coordinator", value_parser = clap::value_parser!(u64).range(1..=7))]
     cluster: Option<u64>,
+    /// The TLS the processes it starts serve (--tls-cert, --tls-key, --tls-client-ca; one
+    /// certificate for all, naming 127.0.0.1): their URLs are then https://, and the bench and
+    /// its processes call them with the global --tls-ca (and, for mutual TLS,
+    /// --tls-client-cert and --tls-client-key, a certificate for both server and client use).
+    #[command(flatten)]
+    tls: ServerTlsArgs,
+    /// The coordinator it starts authenticates callers as the identities of this file (serve
+    /// --auth); the bench and its processes present the global --token-file, whose identity
+    /// needs the application and operator roles (and node, for --cluster).
+    #[arg(long, value_name = "FILE", conflicts_with = "coordinator")]
+    auth: Option<PathBuf>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -64,7 +76,7 @@ pub struct BenchArgs {
     plot: Option<PathBuf>,
 }
 
-pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, inherited: Vec<String>) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.overdraft_share),
         "--overdraft-share must be between 0 and 1"
@@ -99,7 +111,13 @@ pub async fn run(args: BenchArgs, worker_threads: Option<u16>) -> anyhow::Result
         workload: args.workload,
         overdraft_share: args.overdraft_share,
         log_sync: args.log_sync,
-        worker_threads,
+        child_flags: inherited.into_iter().chain(args.tls.flags()).collect(),
+        tls: args.tls.tls_cert.is_some(),
+        coordinator_flags: args
+            .auth
+            .iter()
+            .flat_map(|file| ["--auth".to_string(), file.display().to_string()])
+            .collect(),
         progress: !args.json,
         pg_direct: args.pg_direct,
         nodes,
