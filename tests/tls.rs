@@ -1,7 +1,8 @@
 //! TLS and mutual TLS on real processes: a transfer end to end over mutual TLS (application →
 //! coordinator → banks → coordinator), on a single node and on a cluster whose Raft traffic is
 //! mutual TLS too; plaintext and untrusted callers refused; bad certificates refused at start
-//! with the file named; a certificate rotated without a restart (on a change, and on SIGHUP);
+//! with the file named; a certificate rotated without a restart (on a change, and on SIGHUP),
+//! a server's and a client's;
 //! the metrics and console ports over TLS.
 
 mod support;
@@ -208,6 +209,73 @@ async fn a_rotated_certificate_is_served_without_a_restart_and_open_connections_
 }
 
 /// `GET path` over HTTPS trusting `ca_file`: the response's head and body.
+/// A client's certificate rotated in its files is presented on its next connections without a
+/// restart: here the coordinator's, towards a participant that takes only the new CA's.
+#[tokio::test]
+async fn a_rotated_client_certificate_is_presented_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "verdict");
+    let (old, new) = (Ca::new(dir.path(), "old"), Ca::new(dir.path(), "new"));
+    let (p_cert, p_key) = ca.issue("participant", ExtendedKeyUsagePurpose::ServerAuth);
+    let participant = Server::start_args(&[
+        "participant",
+        "noop",
+        "--name",
+        "p",
+        "--tls-cert",
+        path(&p_cert),
+        "--tls-key",
+        path(&p_key),
+        "--tls-client-ca",
+        path(&new.ca_file()),
+    ])
+    .await;
+    let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    let present = |(issued_cert, issued_key): (std::path::PathBuf, std::path::PathBuf)| {
+        // The key first: a reload between the two writes finds a mismatched pair and keeps
+        // the certificate in use.
+        std::fs::copy(issued_key, &key).unwrap();
+        std::fs::copy(issued_cert, &cert).unwrap();
+    };
+    present(old.issue("coordinator-old", ExtendedKeyUsagePurpose::ClientAuth));
+    let coordinator = Server::start(&[
+        "--prepare-timeout",
+        "1s",
+        "--tls-ca",
+        path(&ca.ca_file()),
+        "--tls-client-cert",
+        path(&cert),
+        "--tls-client-key",
+        path(&key),
+    ])
+    .await;
+    let client = coordinator.client().await;
+    let endpoint = https(&participant);
+    let transaction = || {
+        let mut client = client.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            let txn = support::begin(&mut client, &[("p", endpoint)]).await;
+            support::commit(&mut client, &txn).await.outcome()
+        }
+    };
+    assert_eq!(
+        transaction().await,
+        verdict::proto::Outcome::Aborted,
+        "the participant refuses the old CA's certificate"
+    );
+
+    present(new.issue("coordinator-new", ExtendedKeyUsagePurpose::ClientAuth));
+    let committed = tokio::time::timeout(PATIENCE, async {
+        while transaction().await != verdict::proto::Outcome::Committed {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    committed
+        .await
+        .expect("the new certificate was never presented");
+}
+
 async fn https_get(addr: &str, ca_file: &Path, path: &str) -> std::io::Result<String> {
     use rustls_pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

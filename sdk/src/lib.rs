@@ -12,7 +12,7 @@
 //! - The protocol's vocabulary: [`TxnId`], [`Vote`], [`Outcome`], and the retry [`Backoff`].
 //! - [`validate`]: the wire's argument rules, shared by every server of the contract.
 //! - [`serve`]: the listener loop, reflection and shutdown signal of a gRPC process.
-//! - [`tls`]: TLS and mutual TLS for servers (certificates reloaded as they change) and clients;
+//! - [`tls`]: TLS and mutual TLS for servers and clients (certificates reloaded as they change);
 //!   [`credentials`]: the bearer token a client presents.
 //! - [`net`] and [`world`]: where a process meets the network, the clock and chance — the seams
 //!   a deterministic simulation replaces.

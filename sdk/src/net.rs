@@ -105,6 +105,9 @@ pub fn watched(endpoint: Endpoint) -> Endpoint {
 
 /// A channel to `endpoint`, connected on first use and reconnected after failures.
 pub fn channel(endpoint: Endpoint) -> Channel {
+    if crate::tls::is_tls(&endpoint) {
+        return endpoint.connect_with_connector_lazy(tower::service_fn(crate::tls::connect));
+    }
     let Some(network) = simulated() else {
         return endpoint.connect_lazy();
     };
