@@ -79,7 +79,8 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> a
             .map(|c| c.peers.urls())
             .unwrap_or_default();
         let url = own_url(listener.local_addr()?, options.tls.is_some());
-        crate::console::serve(addr, &url, nodes, options.tls.clone()).await?;
+        let sign_in = options.auth.is_some();
+        crate::console::serve(addr, &url, nodes, options.tls.clone(), sign_in).await?;
     }
     match options.cluster.clone() {
         None => run_single(options, listener, shutdown).await,

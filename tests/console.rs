@@ -2,7 +2,9 @@
 //! A KV bank votes YES and is killed at a crash point before it applies the commit, so the
 //! transaction is stuck committing; the test finds it on the console's page, resolves it by
 //! hand through the page's dialog and its confirmation step, restarts the bank, and sees the
-//! bank receive the decision and apply it. It saves screenshots along the way.
+//! bank receive the decision and apply it. It saves screenshots along the way. And on a
+//! coordinator that authenticates callers, an operator signs in to the console with their own
+//! token (a wrong one, or one without the operator role, refused with the reason), and signs out.
 //!
 //! It needs `chromium` and `chromedriver` (Debian's `chromium` and `chromium-driver`; `.ci/run`
 //! installs them). Without them it is reported as ignored, with the reason.
@@ -34,12 +36,26 @@ fn main() {
     if let Some(why) = missing {
         eprintln!("the console's browser test SKIPPED (reported as ignored): {why}");
     }
-    let trial = Trial::test(
-        "the_console_finds_a_stuck_transaction_and_resolves_it_through_the_page",
-        move || run(driver.unwrap_or_default()),
-    )
-    .with_ignored_flag(missing.is_some());
-    libtest_mimic::run(&arguments, vec![trial]).exit();
+    let driver = driver.unwrap_or_default();
+    let trial = |name: &'static str, test: fn(&Path) -> Test| {
+        let driver = driver.clone();
+        Trial::test(name, move || run(test(&driver))).with_ignored_flag(missing.is_some())
+    };
+    let trials = vec![
+        trial(
+            "the_console_finds_a_stuck_transaction_and_resolves_it_through_the_page",
+            |driver| {
+                Box::pin(stuck_transaction_resolved_through_the_page(
+                    driver.to_owned(),
+                ))
+            },
+        ),
+        trial(
+            "an_operator_signs_in_to_the_console_of_a_coordinator_that_authenticates_callers",
+            |driver| Box::pin(operators_sign_in(driver.to_owned())),
+        ),
+    ];
+    libtest_mimic::run(&arguments, trials).exit();
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -49,9 +65,11 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn run(driver: PathBuf) -> Result<(), Failed> {
+type Test = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+fn run(test: Test) -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(stuck_transaction_resolved_through_the_page(&driver));
+    runtime.block_on(test);
     Ok(())
 }
 
@@ -160,7 +178,7 @@ async fn balance(mut bank: BankClient<Channel>, account: &str) -> Option<i64> {
     Some(bank.get_balance(request).await.ok()?.into_inner().balance)
 }
 
-async fn stuck_transaction_resolved_through_the_page(driver: &Path) {
+async fn stuck_transaction_resolved_through_the_page(driver: PathBuf) {
     let exe = Path::new(env!("CARGO_BIN_EXE_verdict"));
     let dir = tempfile::tempdir().unwrap();
     let console = free_addr();
@@ -207,7 +225,7 @@ async fn stuck_transaction_resolved_through_the_page(driver: &Path) {
         "the bank dies at its crash point"
     );
 
-    let driver = Driver::start(driver).await;
+    let driver = Driver::start(&driver).await;
     let browser = &driver.browser;
     browser
         .goto(&format!("http://{console}/"))
@@ -272,5 +290,103 @@ async fn stuck_transaction_resolved_through_the_page(driver: &Path) {
     })
     .await;
     bank_node.stop().await.unwrap();
+    coordinator.stop().await.unwrap();
+}
+
+/// The hex SHA-256 of `token`, as the identities file holds it.
+fn sha256(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The status line of a GET of `path` from the console at `addr`, sent with no cookie.
+async fn status_line(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+async fn sign_in_as(browser: &Browser, token: &str) {
+    let field = browser.find(Locator::Css("#token")).await.expect("#token");
+    field.clear().await.expect("#token");
+    field.send_keys(token).await.expect("#token");
+    click(browser, "#sign-in-button").await;
+}
+
+async fn operators_sign_in(driver: PathBuf) {
+    let exe = Path::new(env!("CARGO_BIN_EXE_verdict"));
+    let dir = tempfile::tempdir().unwrap();
+    let identities = dir.path().join("identities.json");
+    let listed = |name: &str, role: &str, token: &str| json!({"name": name, "roles": [role], "token_sha256": sha256(token)});
+    let file = json!({"identities": [
+        listed("ops", "operator", "ops-token"),
+        listed("orders", "application", "orders-token"),
+    ]});
+    std::fs::write(&identities, file.to_string()).unwrap();
+    let console = free_addr();
+    let serve: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--auth".into(),
+        identities.into(),
+        "--console-listen".into(),
+        console.to_string().into(),
+    ];
+    let mut coordinator = Node::new("coordinator", exe, dir.path(), serve);
+    coordinator.start().await.unwrap();
+    assert!(
+        status_line(console, "/api/overview").await.contains("401"),
+        "the API answers no one who has not signed in"
+    );
+
+    let driver = Driver::start(&driver).await;
+    let browser = &driver.browser;
+    browser
+        .goto(&format!("http://{console}/"))
+        .await
+        .expect("the console's page loads");
+    until("the sign-in form", || async {
+        text(browser, "#sign-in")
+            .await
+            .contains("Sign in")
+            .then_some(())
+    })
+    .await;
+    let refused = |reason: &'static str| async move {
+        until(reason, || async {
+            let error = text(browser, "#sign-in-error").await;
+            error.contains(reason).then_some(())
+        })
+        .await
+    };
+    sign_in_as(browser, "guess").await;
+    refused("not one this coordinator knows").await;
+    sign_in_as(browser, "orders-token").await;
+    refused("orders may not call").await;
+    screenshot(browser, "console-sign-in-refused.png").await;
+
+    sign_in_as(browser, "ops-token").await;
+    until("the console as ops", || async {
+        let signed_in = text(browser, "#sign-in").await.is_empty();
+        let counts = text(browser, "#in-flight").await == "0";
+        let sign_out = text(browser, "#sign-out").await == "Sign out";
+        (signed_in && counts && sign_out).then_some(())
+    })
+    .await;
+    screenshot(browser, "console-signed-in.png").await;
+
+    click(browser, "#sign-out").await;
+    until("the sign-in form again", || async {
+        text(browser, "#sign-in")
+            .await
+            .contains("Sign in")
+            .then_some(())
+    })
+    .await;
+    browser.clone().close().await.expect("the browser closes");
+    drop(driver);
     coordinator.stop().await.unwrap();
 }

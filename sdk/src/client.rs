@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Status;
 
+use crate::credentials::AUTHORIZATION;
 use crate::proto::{LEADER_METADATA, RETRY_AFTER_METADATA, TRACEPARENT};
 
 use crate::proto::coordinator_client::CoordinatorClient;
@@ -28,6 +29,8 @@ pub struct Client {
     timeout: Duration,
     /// The W3C `traceparent` sent with every call (see [`Client::with_trace`]).
     trace: Option<tonic::metadata::AsciiMetadataValue>,
+    /// The bearer token presented instead of the process's (see [`Client::with_token`]).
+    token: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 /// The coordinator nodes known, and which one is believed to lead.
@@ -174,6 +177,17 @@ impl Client {
             }),
             timeout,
             trace: None,
+            token: None,
+        })
+    }
+
+    /// This client, presenting `token` as its bearer token instead of the process's
+    /// (`--token-file`): for a process acting for several callers, as the console does for each
+    /// signed-in operator.
+    pub fn with_token(&self, token: &str) -> Result<Client, Status> {
+        Ok(Client {
+            token: Some(crate::credentials::bearer(token)?),
+            ..self.clone()
         })
     }
 
@@ -205,6 +219,9 @@ impl Client {
         loop {
             let (node, client) = self.nodes.current();
             let mut request = crate::credentials::request(message.clone());
+            if let Some(token) = &self.token {
+                request.metadata_mut().insert(AUTHORIZATION, token.clone());
+            }
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
             if let Some(trace) = &self.trace {
                 request.metadata_mut().insert(TRACEPARENT, trace.clone());

@@ -58,12 +58,18 @@ impl TokenArgs {
         if token.is_empty() {
             return Err(problem("is empty: put the token on its first line".into()));
         }
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| problem("holds characters a token cannot have".into()))?;
+        let value =
+            bearer(token).map_err(|_| problem("holds characters a token cannot have".into()))?;
         let _ = TOKEN.set(value);
         Ok(())
     }
+}
+
+/// `token` as an `authorization` metadata value.
+pub fn bearer(token: &str) -> Result<AsciiMetadataValue, tonic::Status> {
+    format!("Bearer {token}").parse().map_err(|_| {
+        tonic::Status::invalid_argument("the token holds characters a token cannot have")
+    })
 }
 
 /// Adds this process's token, if it has one, to a call's metadata.

@@ -8,19 +8,24 @@
 //! page asks for confirmation first), and the cluster's members and leader. Its actions take
 //! JSON bodies only: a browser will not send those across origins without a CORS preflight,
 //! which the console never grants, so another site cannot act through an operator's browser.
-//! It has no login of its own: bind it to an address only operators reach.
+//! When the coordinator authenticates callers (`--auth`), each operator signs in with their own
+//! token and the console calls the coordinator as them; otherwise it calls as its process, so
+//! bind it to an address only operators reach.
 //!
 //! - [`json`]: transactions as JSON, shared with `verdict txn --json`.
+//! - [`session`]: signing in, and the signed-in operators.
 
 pub mod json;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -32,6 +37,7 @@ use crate::core::{Outcome, TxnId};
 use crate::https::Caller;
 use crate::proto::{ListTransactionsRequest, TransactionState};
 use crate::tls::ServerTls;
+use session::Sessions;
 
 /// The page, with its style and script.
 const PAGE: &str = include_str!("page.html");
@@ -45,16 +51,21 @@ struct Console {
     coordinator: Client,
     /// Every node of the cluster, to show each one's view; empty for a single node.
     nodes: Vec<String>,
+    /// The signed-in operators, when operators must sign in.
+    sessions: Option<Sessions>,
+    /// Whether it serves TLS (its cookie is then `Secure`).
+    tls: bool,
 }
 
 /// Serves the console on `addr` in the background, talking to the coordinator at `coordinator`
 /// (its own gRPC address); `nodes` are the cluster's node URLs (none for a single node).
-/// With `tls`, it serves TLS only.
+/// With `tls`, it serves TLS only; with `sign_in`, operators sign in with their own tokens.
 pub async fn serve(
     addr: SocketAddr,
     coordinator: &str,
     nodes: Vec<String>,
     tls: Option<Arc<ServerTls>>,
+    sign_in: bool,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -62,9 +73,13 @@ pub async fn serve(
     let console = Arc::new(Console {
         coordinator: Client::new(coordinator, CALL_TIMEOUT)?,
         nodes,
+        sessions: sign_in.then(Sessions::default),
+        tls: tls.is_some(),
     });
     let app = Router::new()
         .route("/", get(page))
+        .route("/api/session", post(sign_in_with))
+        .route("/api/session/end", post(sign_out))
         .route("/api/overview", get(overview))
         .route("/api/transactions", get(transactions))
         .route("/api/transactions/{id}", get(transaction))
@@ -83,6 +98,8 @@ impl From<tonic::Status> for Failure {
     fn from(status: tonic::Status) -> Self {
         let code = match status.code() {
             Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::FailedPrecondition => StatusCode::CONFLICT,
             Code::Unavailable | Code::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
@@ -100,6 +117,74 @@ impl IntoResponse for Failure {
 
 type Answer = Result<Json<Value>, Failure>;
 
+/// The coordinator client a request acts through: the console's own, or the signed-in
+/// operator's when operators sign in.
+struct Acting(Client);
+
+impl FromRequestParts<Arc<Console>> for Acting {
+    type Rejection = Failure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Failure> {
+        let Some(sessions) = &console.sessions else {
+            return Ok(Acting(console.coordinator.clone()));
+        };
+        sessions.client(&parts.headers).map(Acting).ok_or_else(|| {
+            let message = "sign in with your operator token (the coordinator authenticates \
+                           callers)";
+            Failure(StatusCode::UNAUTHORIZED, message.into())
+        })
+    }
+}
+
+/// `{"token": …}`: an operator's bearer token.
+#[derive(serde::Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+async fn sign_in_with(
+    State(console): State<Arc<Console>>,
+    Json(asked): Json<SignIn>,
+) -> Result<Response, Failure> {
+    let Some(sessions) = &console.sessions else {
+        let message = "this console needs no signing in: its coordinator does not authenticate \
+                       callers";
+        return Err(Failure(StatusCode::NOT_FOUND, message.into()));
+    };
+    let token = asked.token.trim();
+    if token.is_empty() {
+        return Err(Failure(StatusCode::BAD_REQUEST, "give your token".into()));
+    }
+    let client = console.coordinator.with_token(token)?;
+    // An operator's call: it answers only for a token of an identity with that role.
+    client.stats().await?;
+    let id = sessions.open(client).ok_or_else(|| {
+        let message = "too many sessions are open: try again later".into();
+        Failure(StatusCode::SERVICE_UNAVAILABLE, message)
+    })?;
+    let cookie = session::cookie(&id, console.tls);
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({ "signed_in": true })),
+    )
+        .into_response())
+}
+
+async fn sign_out(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Some(sessions) = &console.sessions {
+        sessions.close(&headers);
+    }
+    let cookie = session::cookie("", console.tls);
+    (
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({ "signed_in": false })),
+    )
+        .into_response()
+}
+
 fn txn_id(text: &str) -> Result<TxnId, Failure> {
     text.parse().map_err(|_| {
         let message = format!("{text:?} is not a transaction id");
@@ -114,8 +199,8 @@ async fn page() -> impl IntoResponse {
     ([(header::CONTENT_SECURITY_POLICY, policy)], Html(PAGE))
 }
 
-async fn overview(State(console): State<Arc<Console>>) -> Answer {
-    let stats = console.coordinator.stats().await?;
+async fn overview(State(console): State<Arc<Console>>, Acting(coordinator): Acting) -> Answer {
+    let stats = coordinator.stats().await?;
     let mut nodes = Vec::new();
     for (url, view) in crate::cluster::admin::views(&console.nodes, false).await {
         nodes.push(match view {
@@ -132,11 +217,12 @@ async fn overview(State(console): State<Arc<Console>>) -> Answer {
             "in_doubt": stats.in_doubt,
         },
         "cluster": (!console.nodes.is_empty()).then_some(nodes),
+        "signed_in": console.sessions.is_some(),
     })))
 }
 
 /// The transactions not finished: active, preparing, and in doubt (committing, aborting).
-async fn transactions(State(console): State<Arc<Console>>) -> Answer {
+async fn transactions(Acting(coordinator): Acting) -> Answer {
     use TransactionState as S;
     let mut listed = Vec::new();
     let mut more = false;
@@ -146,25 +232,25 @@ async fn transactions(State(console): State<Arc<Console>>) -> Answer {
             page_size: LISTED,
             page_token: String::new(),
         };
-        let page = console.coordinator.list(request).await?;
+        let page = coordinator.list(request).await?;
         more |= !page.next_page_token.is_empty();
         listed.extend(page.transactions.iter().map(json::to_json));
     }
     Ok(Json(json!({ "transactions": listed, "more": more })))
 }
 
-async fn transaction(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Answer {
-    let txn = console.coordinator.get(txn_id(&id)?).await?;
+async fn transaction(Acting(coordinator): Acting, Path(id): Path<String>) -> Answer {
+    let txn = coordinator.get(txn_id(&id)?).await?;
     Ok(Json(json::to_json(&txn)))
 }
 
 async fn retry(
-    State(console): State<Arc<Console>>,
+    Acting(coordinator): Acting,
     Path(id): Path<String>,
     Json(_): Json<Value>,
 ) -> Answer {
     let id = txn_id(&id)?;
-    console.coordinator.retry_delivery(id).await?;
+    coordinator.retry_delivery(id).await?;
     Ok(Json(json!({ "retried": id.to_string() })))
 }
 
@@ -177,7 +263,7 @@ struct Resolution {
 }
 
 async fn resolve(
-    State(console): State<Arc<Console>>,
+    Acting(coordinator): Acting,
     ConnectInfo(Caller(browser)): ConnectInfo<Caller>,
     Path(id): Path<String>,
     Json(asked): Json<Resolution>,
@@ -198,8 +284,7 @@ async fn resolve(
     // The coordinator adds where its own request came from: the console. Where the operator was
     // is the browser's address.
     let operator = format!("{} (console, browser at {browser})", asked.operator.trim());
-    let txn = console
-        .coordinator
+    let txn = coordinator
         .resolve_by_hand(id, outcome, &asked.reason, &operator)
         .await?;
     Ok(Json(json::to_json(&txn)))

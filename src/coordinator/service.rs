@@ -106,6 +106,23 @@ impl<N: Leadership> CoordinatorService<N> {
     }
 }
 
+/// Who settled a transaction by hand, as recorded: the operator's words, the identity that
+/// called (under `--auth`, when the words do not name it) and the address it called from.
+fn settled_by(
+    operator: String,
+    identity: Option<String>,
+    from: Option<std::net::SocketAddr>,
+) -> String {
+    let mut by = operator;
+    if let Some(identity) = identity.filter(|identity| *identity != by) {
+        by = format!("{by} (identity {identity})");
+    }
+    if let Some(addr) = from {
+        by = format!("{by} (from {addr})");
+    }
+    by
+}
+
 /// Refuses an application acting on, or reading, a transaction another identity began
 /// (operators may act on any): `NotAllowed`, which becomes `PERMISSION_DENIED`. A transaction
 /// with no record passes, to be answered `NOT_FOUND` as for anyone.
@@ -438,16 +455,14 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::ResolveByHandRequest>,
     ) -> Result<Response<proto::ResolveByHandResponse>, Status> {
         let from = request.remote_addr();
+        let identity = auth::caller(&request).map(|c| c.name.clone());
         let trace = trace_parent(request.metadata());
         let request = request.into_inner();
         let id = validate::txn_id(&request.txn_id)?;
         let outcome = validate::decided_outcome(request.outcome)?;
         let reason = validate::required_reason(request.reason)?;
         let operator = validate::operator(request.operator)?;
-        let by = match from {
-            Some(addr) => format!("{operator} (from {addr})"),
-            None => operator,
-        };
+        let by = settled_by(operator, identity, from);
         let view = self
             .engine()?
             .settle_by_hand(id, outcome, by, reason)
@@ -503,5 +518,24 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
             leader.resolve(request).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settled_by;
+
+    #[test]
+    fn a_settlement_by_hand_names_the_identity_that_called_unless_the_words_do() {
+        let from = Some("10.0.0.7:51234".parse().unwrap());
+        assert_eq!(
+            settled_by("alice".into(), Some("ops".into()), from),
+            "alice (identity ops) (from 10.0.0.7:51234)"
+        );
+        assert_eq!(settled_by("ops".into(), Some("ops".into()), None), "ops");
+        assert_eq!(
+            settled_by("alice".into(), None, from),
+            "alice (from 10.0.0.7:51234)"
+        );
     }
 }
