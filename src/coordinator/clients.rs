@@ -137,7 +137,8 @@ impl ParticipantClients {
             coordinator_endpoints: coordinator.cluster_urls.clone(),
             timeout_ms: timeout.as_millis() as u64,
         };
-        let response = call(timeout, client.prepare(outgoing(request, timeout, trace))).await?;
+        let response = Box::pin(call(timeout, client.prepare(outgoing(request, timeout, trace))));
+        let response = response.await?;
         match response.vote() {
             proto::Vote::Yes => Ok(Vote::Yes),
             proto::Vote::ReadOnly => Ok(Vote::ReadOnly),
@@ -158,16 +159,18 @@ impl ParticipantClients {
         timeout: Duration,
         trace: Option<&str>,
     ) -> Result<(), CallError> {
+        // A delivery waiting for its turn holds only this future, and a backlog may hold
+        // 100,000 of them: the call's own (several KB) is made, on the heap, once it is its turn.
         let (mut client, _turn) = self.delivery_client(endpoint).await?;
         let txn_id = txn_id.to_string();
         match outcome {
             Outcome::Committed => {
                 let request = outgoing(ParticipantCommitRequest { txn_id }, timeout, trace);
-                call(timeout, client.commit(request)).await.map(drop)
+                Box::pin(call(timeout, client.commit(request))).await.map(drop)
             }
             Outcome::Aborted => {
                 let request = outgoing(ParticipantAbortRequest { txn_id }, timeout, trace);
-                call(timeout, client.abort(request)).await.map(drop)
+                Box::pin(call(timeout, client.abort(request))).await.map(drop)
             }
         }
     }
