@@ -124,6 +124,17 @@ impl Driver {
         .await;
         Driver { process, browser }
     }
+
+    /// A browser with the console at `console` open.
+    async fn open(driver: &Path, console: SocketAddr) -> Self {
+        let driver = Driver::start(driver).await;
+        driver
+            .browser
+            .goto(&format!("http://{console}/"))
+            .await
+            .expect("the console's page loads");
+        driver
+    }
 }
 
 /// Polls `condition` every 100 ms until it gives a value, up to [`PATIENCE`].
@@ -225,12 +236,8 @@ async fn stuck_transaction_resolved_through_the_page(driver: PathBuf) {
         "the bank dies at its crash point"
     );
 
-    let driver = Driver::start(&driver).await;
+    let driver = Driver::open(&driver, console).await;
     let browser = &driver.browser;
-    browser
-        .goto(&format!("http://{console}/"))
-        .await
-        .expect("the console's page loads");
     let row = format!("tr[data-txn='{txn}']");
     until("the stuck transaction on the page", || async {
         let listed = text(browser, &row).await;
@@ -342,12 +349,8 @@ async fn operators_sign_in(driver: PathBuf) {
         "the API answers no one who has not signed in"
     );
 
-    let driver = Driver::start(&driver).await;
+    let driver = Driver::open(&driver, console).await;
     let browser = &driver.browser;
-    browser
-        .goto(&format!("http://{console}/"))
-        .await
-        .expect("the console's page loads");
     until("the sign-in form", || async {
         text(browser, "#sign-in")
             .await

@@ -137,7 +137,10 @@ impl ParticipantClients {
             coordinator_endpoints: coordinator.cluster_urls.clone(),
             timeout_ms: timeout.as_millis() as u64,
         };
-        let response = Box::pin(call(timeout, client.prepare(outgoing(request, timeout, trace))));
+        let response = Box::pin(call(
+            timeout,
+            client.prepare(outgoing(request, timeout, trace)),
+        ));
         let response = response.await?;
         match response.vote() {
             proto::Vote::Yes => Ok(Vote::Yes),
@@ -166,11 +169,15 @@ impl ParticipantClients {
         match outcome {
             Outcome::Committed => {
                 let request = outgoing(ParticipantCommitRequest { txn_id }, timeout, trace);
-                Box::pin(call(timeout, client.commit(request))).await.map(drop)
+                Box::pin(call(timeout, client.commit(request)))
+                    .await
+                    .map(drop)
             }
             Outcome::Aborted => {
                 let request = outgoing(ParticipantAbortRequest { txn_id }, timeout, trace);
-                Box::pin(call(timeout, client.abort(request))).await.map(drop)
+                Box::pin(call(timeout, client.abort(request)))
+                    .await
+                    .map(drop)
             }
         }
     }

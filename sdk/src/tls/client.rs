@@ -8,7 +8,6 @@
 //! each with the configuration current when it connects.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use hyper_util::rt::TokioIo;
@@ -21,7 +20,7 @@ use tonic::transport::{Endpoint, Uri};
 
 use super::pem::Pem;
 use super::reload::Reloading;
-use super::{ClientTlsArgs, EndpointError, TlsError, HANDSHAKE_TIMEOUT};
+use super::{given, ClientTlsArgs, EndpointError, TlsError, HANDSHAKE_TIMEOUT};
 
 /// The scheme that marks an endpoint whose connections this module makes.
 const TLS_SCHEME: &str = "verdict-tls";
@@ -37,11 +36,7 @@ impl ClientTlsArgs {
             return Ok(());
         }
         let args = self.clone();
-        let files: Vec<PathBuf> = [&self.tls_ca, &self.tls_client_cert, &self.tls_client_key]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let files = given(self.files()).map(|(_, file)| file.clone()).collect();
         let reloading = Arc::new(Reloading::new(
             "TLS client certificate",
             files,

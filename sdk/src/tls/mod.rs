@@ -76,35 +76,50 @@ pub struct ServerTlsArgs {
     pub tls_client_ca: Option<PathBuf>,
 }
 
-/// `(flag, file)` pairs as command-line arguments, for the ones given.
-fn flags<const N: usize>(pairs: [(&str, &Option<PathBuf>); N]) -> Vec<String> {
-    let given = pairs
+/// A side's files, each with the flag that names it.
+type Files<'a> = [(&'static str, &'a Option<PathBuf>); 3];
+
+/// The files given.
+fn given(files: Files<'_>) -> impl Iterator<Item = (&'static str, &PathBuf)> {
+    files
         .into_iter()
-        .filter_map(|(flag, file)| Some((flag, file.as_ref()?)));
-    given
+        .filter_map(|(flag, file)| Some((flag, file.as_ref()?)))
+}
+
+/// The files given, as command-line flags for a process this one starts.
+fn flags(files: Files<'_>) -> Vec<String> {
+    given(files)
         .flat_map(|(flag, file)| [flag.to_owned(), file.display().to_string()])
         .collect()
 }
 
 impl ServerTlsArgs {
-    /// These settings as command-line flags, for a process this one starts.
-    pub fn flags(&self) -> Vec<String> {
-        flags([
+    fn files(&self) -> Files<'_> {
+        [
             ("--tls-cert", &self.tls_cert),
             ("--tls-key", &self.tls_key),
             ("--tls-client-ca", &self.tls_client_ca),
-        ])
+        ]
+    }
+
+    /// These settings as command-line flags, for a process this one starts.
+    pub fn flags(&self) -> Vec<String> {
+        flags(self.files())
     }
 }
 
 impl ClientTlsArgs {
-    /// These settings as command-line flags, for a process this one starts.
-    pub fn flags(&self) -> Vec<String> {
-        flags([
+    fn files(&self) -> Files<'_> {
+        [
             ("--tls-ca", &self.tls_ca),
             ("--tls-client-cert", &self.tls_client_cert),
             ("--tls-client-key", &self.tls_client_key),
-        ])
+        ]
+    }
+
+    /// These settings as command-line flags, for a process this one starts.
+    pub fn flags(&self) -> Vec<String> {
+        flags(self.files())
     }
 }
 

@@ -1,7 +1,6 @@
 //! A server's TLS: its certificate (and for mutual TLS, its clients' CA), kept current with
 //! its files, and the connections it accepts, each after its handshake.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -12,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::pem::Pem;
 use super::reload::Reloading;
-use super::{Protocol, ServerTlsArgs, TlsError, HANDSHAKE_TIMEOUT};
+use super::{given, Protocol, ServerTlsArgs, TlsError, HANDSHAKE_TIMEOUT};
 
 /// A server's TLS, kept current with its files.
 #[derive(Debug)]
@@ -27,11 +26,7 @@ impl ServerTlsArgs {
             return Ok(None);
         }
         let args = self.clone();
-        let files: Vec<PathBuf> = [&self.tls_cert, &self.tls_key, &self.tls_client_ca]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let files = given(self.files()).map(|(_, file)| file.clone()).collect();
         let configs = Reloading::new("TLS certificate", files, move || {
             args.server_config().map(Configs::of)
         })?;
