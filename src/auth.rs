@@ -2,8 +2,8 @@
 //!
 //! A caller is recognised by the certificate it presented under mutual TLS (its subject's
 //! common name or a DNS name in it) or by a bearer token in the `authorization` metadata, as
-//! the identities file lists them or as a JWT its `jwt` section trusts (see `jwt.rs`); each identity
-//! has roles:
+//! the identities file lists them or as a JWT its `jwt` section trusts (see `jwt.rs`); each
+//! identity has roles:
 //!
 //! | role | may call |
 //! |---|---|

@@ -453,7 +453,7 @@ async fn jwt_bearer_tokens_are_verified_with_the_configured_key() {
                 with(claims("orders", &[]), "roles", serde_json::Value::Null),
             ),
             Code::Unauthenticated,
-            "neither a list of role names nor a string",
+            "claim that is not a list of role names",
         ),
         (
             jwt(&idp, claims("bank-a", &["participant"])),
@@ -511,12 +511,33 @@ async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_
     let as_orders =
         |i: usize| CoordinatorClient::new(channel(&url(i), &ca.ca_file(), Some(&orders)));
 
-    // The nodes elect a leader over Raft calls each admits as a node's.
+    // The nodes elect a leader over Raft calls each admits as a node's. A transaction committed
+    // there is durable in the cluster (one only begun is lost if the leader is deposed at once,
+    // as one may be while the first election settles).
+    let committed = |i: usize| async move {
+        let txn_id = as_orders(i)
+            .begin(BeginRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .txn_id;
+        let commit = CommitRequest {
+            txn_id: txn_id.clone(),
+            wait_for_acks: false,
+        };
+        let outcome = as_orders(i)
+            .commit(commit)
+            .await
+            .ok()?
+            .into_inner()
+            .outcome();
+        (outcome == Outcome::Committed).then_some(txn_id)
+    };
     let (leader, txn) = tokio::time::timeout(PATIENCE, async {
         loop {
             for i in 0..3 {
-                if let Ok(begun) = as_orders(i).begin(BeginRequest::default()).await {
-                    return (i, begun.into_inner().txn_id);
+                if let Some(txn) = committed(i).await {
+                    return (i, txn);
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

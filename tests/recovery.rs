@@ -1,7 +1,8 @@
 //! Recovery at scale: a coordinator killed with many decided transactions whose phase 2 never
-//! got through (the participant refused every decision) serves again as soon as it restarts,
-//! and re-drives them all without ever having more decisions open at the participant than
-//! `--deliveries-per-participant`. `VERDICT_RECOVERY_TXNS` sets how many (400 by default, to keep CI
+//! got through (the participant refused every decision) serves again as soon as it restarts —
+//! new transactions are admitted beside the backlog, which counts against `--max-undelivered`,
+//! not `--max-in-flight` — and re-drives them all without ever having more decisions open at
+//! the participant than `--deliveries-per-participant`. `VERDICT_RECOVERY_TXNS` sets how many (400 by default, to keep CI
 //! short; the README's Performance section gives the 100,000 figure and how to measure it).
 
 mod support;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::*;
 use verdict::client::Client;
 use verdict::core::Outcome;
-use verdict::proto::{BeginRequest, GetStatsRequest};
+use verdict::proto::{BeginRequest, CommitRequest, GetStatsRequest};
 
 const DELIVERIES_PER_PARTICIPANT: usize = 8;
 
@@ -51,13 +52,19 @@ async fn a_restarted_coordinator_redrives_many_decided_transactions_a_few_at_a_t
     })
     .await;
     let deliveries = DELIVERIES_PER_PARTICIPANT.to_string();
-    // Decided transactions stay in flight until their decision is delivered.
-    let in_flight = (count + 100).to_string();
+    // Decided transactions are held until their decision is delivered.
+    let undelivered = (count + 100).to_string();
+    // Fewer in flight than owed, and no waiting for room: were the backlog counted as in
+    // flight, a Begin right after the restart would be refused at once.
     let args = [
+        "--max-in-flight",
+        "100",
+        "--admission-wait",
+        "0s",
         "--deliveries-per-participant",
         &deliveries,
-        "--max-in-flight",
-        &in_flight,
+        "--max-undelivered",
+        &undelivered,
         "--retry-max",
         "1s",
     ];
@@ -72,6 +79,17 @@ async fn a_restarted_coordinator_redrives_many_decided_transactions_a_few_at_a_t
     coordinator.wait_serving("verdict.v1.Coordinator").await;
     let serving = restarted.elapsed();
     let mut stats = coordinator.client().await;
+    let begun = stats.begin(BeginRequest::default()).await;
+    let txn_id = begun
+        .expect("a new transaction admitted beside the backlog")
+        .into_inner()
+        .txn_id;
+    let commit = CommitRequest {
+        txn_id,
+        wait_for_acks: false,
+    };
+    let outcome = stats.commit(commit).await.unwrap().into_inner().outcome();
+    assert_eq!(outcome, verdict::proto::Outcome::Committed);
     let patience = PATIENCE + Duration::from_millis(count as u64);
     let delivered = tokio::time::timeout(patience, async {
         loop {

@@ -169,20 +169,20 @@ impl JwtVerifier {
 
     fn roles(&self, claims: &Claims) -> Result<std::collections::BTreeSet<Role>, Status> {
         let claim = &self.roles_claim;
+        let refuse = |what: String| Status::unauthenticated(format!("the bearer token {what}"));
         let names: Vec<&str> = match claims.rest.get(claim) {
-            None => {
-                return Err(Status::unauthenticated(format!(
-                "the bearer token has no {claim:?} claim, so no roles: its issuer must list them"
-            )))
-            }
             Some(serde_json::Value::String(names)) => names.split_whitespace().collect(),
             Some(serde_json::Value::Array(names)) => {
                 names.iter().filter_map(serde_json::Value::as_str).collect()
             }
+            None => {
+                let what =
+                    format!("has no {claim:?} claim, so no roles: its issuer must list them");
+                return Err(refuse(what));
+            }
             Some(_) => {
-                return Err(Status::unauthenticated(format!(
-                "the bearer token's {claim:?} claim is neither a list of role names nor a string"
-            )))
+                let what = format!("has a {claim:?} claim that is not a list of role names");
+                return Err(refuse(what));
             }
         };
         names.into_iter().map(role).collect()

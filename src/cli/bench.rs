@@ -63,8 +63,9 @@ pub struct BenchArgs {
     #[command(flatten)]
     tls: ServerTlsArgs,
     /// The coordinator it starts authenticates callers as the identities of this file (serve
-    /// --auth); the bench and its processes present the global --token-file, whose identity
-    /// needs the application and operator roles (and node, for --cluster).
+    /// --auth); the bench and its processes call as the identity of their client certificate
+    /// or of the global --token-file, which needs the application and operator roles (and node,
+    /// for --cluster).
     #[arg(long, value_name = "FILE", conflicts_with = "coordinator")]
     auth: Option<PathBuf>,
     /// Print JSON instead of the table.

@@ -89,10 +89,15 @@ pub struct ServeArgs {
     /// E.g. payments.internal:7500,*.svc.cluster.local. Default: any endpoint.
     #[arg(long, env = "VERDICT_ALLOW_PARTICIPANTS")]
     allow_participants: Option<AllowedParticipants>,
-    /// Most transactions in flight; a Begin beyond it waits up to --admission-wait for one to
-    /// finish, then answers RESOURCE_EXHAUSTED with a retry-after-ms hint.
+    /// Most transactions not decided yet; a Begin beyond it waits up to --admission-wait for one
+    /// to be decided, then answers RESOURCE_EXHAUSTED with a retry-after-ms hint.
     #[arg(long, env = "VERDICT_MAX_IN_FLIGHT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
+    /// Most decided transactions held until their participants acknowledge the decision (a few
+    /// KB each, in memory); beyond it Begins wait, then are refused likewise — a participant
+    /// down for long stops new transactions only once this many are owed.
+    #[arg(long, env = "VERDICT_MAX_UNDELIVERED", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_undelivered: u64,
     /// The most decisions (phase-2 Commit/Abort) being delivered to one participant at once; more
     /// wait their turn, so a participant returning after an outage is not sent all it is owed at
     /// once.
@@ -210,6 +215,7 @@ impl ServeArgs {
                     best_effort_attempts: self.abort_attempts,
                 },
                 max_in_flight: self.max_in_flight as usize,
+                max_undelivered: self.max_undelivered as usize,
                 admission_wait: self.admission_wait,
                 deliveries_per_participant: self.deliveries_per_participant as usize,
                 retention: self.retention,

@@ -1,9 +1,10 @@
-//! Admission of new transactions at the in-flight limit.
+//! Admission of new transactions at the coordinator's limits (`--max-in-flight`,
+//! `--max-undelivered`).
 //!
-//! A Begin that finds the coordinator full waits a little, in a bounded queue, for a transaction
-//! to finish rather than being refused at once: a refusal answered at once is asked again at
-//! once, and answering the same Begin over and over eats the CPU that finishing transactions
-//! needs. A Begin not admitted in time is refused with a hint of when to come back, which the
+//! A Begin that finds the coordinator full waits a little, in a bounded queue, for room (a
+//! transaction decided or finished) rather than being refused at once: a refusal answered at
+//! once is asked again at once, and answering the same Begin over and over eats the CPU that
+//! finishing transactions needs. A Begin not admitted in time is refused with a hint of when to come back, which the
 //! client SDK follows with jitter.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,7 +75,7 @@ impl Admission {
         }
     }
 
-    /// A transaction left: one waiting Begin may look again.
+    /// Room was made (a transaction decided, or finished): one waiting Begin may look again.
     pub fn freed(&self) {
         // Cheap when nobody waits; a Begin joining the queue after this load looks for room
         // itself before it waits.

@@ -24,9 +24,12 @@ pub struct Config {
     pub backoff: Backoff,
     /// Per-transaction limits.
     pub policy: Policy,
-    /// Most transactions in memory at once (active or with phase 2 unfinished); Begin beyond
-    /// it waits (see `admission_wait`), then is refused with RESOURCE_EXHAUSTED.
+    /// Most transactions not decided yet at once; Begin beyond it waits (see
+    /// `admission_wait`), then is refused with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// Most decided transactions held in memory until their participants acknowledge the
+    /// decision (each a few KB); Begin beyond it waits, then is refused likewise.
+    pub max_undelivered: usize,
     /// How long a Begin at the in-flight limit waits for a transaction to finish; at most
     /// `max_in_flight` Begins wait at once.
     pub admission_wait: Duration,
@@ -59,6 +62,7 @@ impl Default for Config {
                 best_effort_attempts: 10,
             },
             max_in_flight: 10_000,
+            max_undelivered: 100_000,
             admission_wait: Duration::from_millis(100),
             deliveries_per_participant: 64,
             retention: Duration::from_secs(24 * 3600),

@@ -6,7 +6,7 @@
 //! write are spawned, and each reports back with another event.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::admission::Admission;
 use super::clients::{Coordinator, Failure, ParticipantClients};
 use super::view::{State, TxnView};
-use super::{Config, EngineError};
+use super::{Config, EngineError, Full};
 use crate::core::{Action, Event, Outcome, Phase, Rejection, Transaction, TxnId};
 use crate::log::{DecisionLog, LogError, Settlement, Status, Timeline, TxnRecord};
 use crate::metrics::{self as names, AbortReason};
@@ -123,7 +123,11 @@ pub struct Engine<L> {
     config: Config,
     log: L,
     txns: Mutex<HashMap<TxnId, Arc<Entry>>>,
-    /// Begins waiting for room under `config.max_in_flight`.
+    /// How many of `txns` are not decided yet: what `config.max_in_flight` limits. The rest are
+    /// owed their phase 2, limited by `config.max_undelivered`, so that a participant down for
+    /// long does not keep every new transaction out.
+    undecided: AtomicUsize,
+    /// Begins waiting for room under the limits.
     admission: Admission,
     clients: ParticipantClients,
     /// How participants reach this coordinator.
@@ -186,6 +190,7 @@ impl<L: DecisionLog> Engine<L> {
             config,
             log,
             txns: Mutex::new(HashMap::new()),
+            undecided: AtomicUsize::new(0),
             corrupt,
             stopped: watch::Sender::new(false),
             totals: Totals::default(),
@@ -228,7 +233,7 @@ impl<L: DecisionLog> Engine<L> {
                     record.deadline_unix_ms,
                     txn,
                     record.timeline,
-                    None,
+                    false,
                 )
                 .expect("recovery is not limited");
             self.apply(&entry, AbortReason::Takeover, |_| Ok(actions))
@@ -244,15 +249,16 @@ impl<L: DecisionLog> Engine<L> {
         );
     }
 
-    /// Adds a transaction to the in-flight table, unless that holds `limit` already.
+    /// Adds a transaction to the in-flight table; a new one (`limited`) only within the limits.
     fn insert(
         &self,
         id: TxnId,
         deadline_unix_ms: u64,
         txn: Transaction,
         timeline: Timeline,
-        limit: Option<usize>,
+        limited: bool,
     ) -> Result<Arc<Entry>, EngineError> {
+        let undecided = txn.phase().outcome().is_none();
         let (phase, _) = watch::channel(txn.phase());
         let entry = Arc::new(Entry {
             id,
@@ -268,11 +274,25 @@ impl<L: DecisionLog> Engine<L> {
             // at info level and above name the transaction themselves.
             span: tracing::debug_span!("txn", otel.name = "transaction", txn_id = %id),
         });
-        let mut txns = self.txns.lock().expect("lock");
-        if limit.is_some_and(|limit| txns.len() >= limit) {
-            return Err(self.overloaded());
+        if limited {
+            // Exactly within --max-in-flight however many Begins race here; --max-undelivered
+            // is a bound on memory, and a few over it do no harm.
+            let max = self.config.max_in_flight;
+            let taken = self
+                .undecided
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < max).then_some(n + 1)
+                });
+            if taken.is_err() || matches!(self.full(), Some(Full::Undelivered(_))) {
+                if taken.is_ok() {
+                    self.undecided.fetch_sub(1, Ordering::SeqCst);
+                }
+                return Err(self.overloaded());
+            }
+        } else if undecided {
+            self.undecided.fetch_add(1, Ordering::SeqCst);
         }
-        txns.insert(id, entry.clone());
+        self.txns.lock().expect("lock").insert(id, entry.clone());
         Ok(entry)
     }
 
@@ -372,12 +392,25 @@ impl<L: DecisionLog> Engine<L> {
         self.config.max_txn_timeout
     }
 
+    /// The limit a new transaction would go past now, if any.
+    fn full(&self) -> Option<Full> {
+        let config = &self.config;
+        if self.undecided.load(Ordering::SeqCst) >= config.max_in_flight {
+            return Some(Full::InFlight(config.max_in_flight));
+        }
+        let held = self.txns.lock().expect("lock").len();
+        let undelivered = held.saturating_sub(self.undecided.load(Ordering::SeqCst));
+        (undelivered >= config.max_undelivered).then_some(Full::Undelivered(config.max_undelivered))
+    }
+
     /// A Begin refused for want of room.
     fn overloaded(&self) -> EngineError {
         metrics::counter!(names::REJECTED, "reason" => "resource_exhausted").increment(1);
         let waited = self.admission.wait();
         EngineError::Overloaded {
-            limit: self.config.max_in_flight,
+            full: self
+                .full()
+                .unwrap_or(Full::InFlight(self.config.max_in_flight)),
             waited,
             retry_after: waited.max(MIN_RETRY_AFTER),
         }
@@ -405,16 +438,14 @@ impl<L: DecisionLog> Engine<L> {
         }
         let id = TxnId::from_uuid(world::uuid_v7());
         let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
-        let limit = self.config.max_in_flight;
-        let has_room = || self.txns.lock().expect("lock").len() < limit;
-        if !self.admission.room(has_room).await {
+        if !self.admission.room(|| self.full().is_none()).await {
             return Err(self.overloaded());
         }
         let timeline = Timeline {
             begun_by,
             ..Timeline::default()
         };
-        let entry = self.insert(id, deadline_unix_ms, txn, timeline, Some(limit))?;
+        let entry = self.insert(id, deadline_unix_ms, txn, timeline, true)?;
         metrics::counter!(names::BEGUN).increment(1);
         self.totals.begun.fetch_add(1, Ordering::Relaxed);
         self.apply(&entry, AbortReason::Client, |_| Ok(vec![Action::Record]))?;
@@ -757,6 +788,10 @@ impl<L: DecisionLog> Engine<L> {
             if timeline.decided_unix_ms == 0 {
                 timeline.decided_unix_ms = now_unix_ms();
             }
+        }
+        if undecided && txn.phase().outcome().is_some() {
+            self.undecided.fetch_sub(1, Ordering::SeqCst);
+            self.admission.freed();
         }
         match txn.phase().outcome() {
             Some(Outcome::Committed) if undecided => {

@@ -24,16 +24,15 @@ pub enum EngineError {
     /// a settlement of a transaction already over.
     #[error("{0}")]
     NothingToDo(String),
-    /// Too many transactions in flight, and none finished while the Begin waited.
+    /// A limit is reached, and no room was made while the Begin waited.
     #[error(
-        "too many transactions in flight ({limit}, the --max-in-flight limit) and none \
-         finished within {} ms (--admission-wait); retry after {} ms with jitter (the client SDK \
-         does)",
+        "{full}, and no room was made within {} ms (--admission-wait); retry after {} ms with \
+         jitter (the client SDK does)",
         waited.as_millis(),
         retry_after.as_millis()
     )]
     Overloaded {
-        limit: usize,
+        full: Full,
         waited: std::time::Duration,
         retry_after: std::time::Duration,
     },
@@ -54,4 +53,19 @@ impl From<verdict_sdk::validate::Invalid> for EngineError {
     fn from(invalid: verdict_sdk::validate::Invalid) -> Self {
         EngineError::InvalidArgument(invalid.0)
     }
+}
+
+/// Which limit keeps a new transaction out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    /// Transactions not decided yet.
+    #[error("too many transactions in flight ({0}, the --max-in-flight limit)")]
+    InFlight(usize),
+    /// Decided transactions whose participants have not all acknowledged the decision.
+    #[error(
+        "too many decided transactions wait for participants to acknowledge the decision ({0}, \
+         the --max-undelivered limit): bring back the participants that do not answer \
+         (verdict txn list --state committing), or settle their transactions by hand"
+    )]
+    Undelivered(usize),
 }

@@ -25,6 +25,6 @@ mod view;
 pub use allow::AllowedParticipants;
 pub use config::Config;
 pub use engine::{Begun, Engine, NewParticipant, Stats};
-pub use error::EngineError;
+pub use error::{EngineError, Full};
 pub use leadership::{Leadership, NotLeader};
 pub use view::{State, TxnView};

@@ -124,13 +124,17 @@ fn settled_by(
 }
 
 /// Refuses an application acting on, or reading, a transaction another identity began
-/// (operators may act on any): `NotAllowed`, which becomes `PERMISSION_DENIED`. A transaction
-/// with no record passes, to be answered `NOT_FOUND` as for anyone.
+/// (operators may act on any, and without `--auth` there is no caller): `NotAllowed`, which
+/// becomes `PERMISSION_DENIED`. A transaction with no record passes, to be answered `NOT_FOUND`
+/// as for anyone.
 fn began<L: DecisionLog>(
     engine: &Engine<L>,
-    caller: &Caller,
+    caller: Option<&Caller>,
     id: TxnId,
 ) -> Result<(), EngineError> {
+    let Some(caller) = caller.filter(|c| !c.is(Role::Operator)) else {
+        return Ok(());
+    };
     match engine.begun_by(id, &caller.name)? {
         Some(false) => Err(EngineError::NotAllowed(format!(
             "{} may act only on the transactions it began, and another identity began {id}: \
@@ -337,7 +341,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
                 )));
             }
             if !itself {
-                began(&engine, &caller, id)?;
+                began(&engine, Some(&caller), id)?;
             }
         }
         let (newly_enlisted, deadline_unix_ms) = engine.enlist(id, participant)?;
@@ -357,9 +361,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let id = validate::txn_id(&request.txn_id)?;
         let started = std::time::Instant::now();
         let engine = self.engine()?;
-        if let Some(caller) = caller.filter(|c| !c.is(Role::Operator)) {
-            began(&engine, &caller, id)?;
-        }
+        began(&engine, caller.as_deref(), id)?;
         let span = span("Commit", &request.txn_id, trace.as_deref());
         if let Some(trace) = trace {
             engine.trace(id, trace);
@@ -389,9 +391,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
             reason = "aborted by request".into();
         }
         let engine = self.engine()?;
-        if let Some(caller) = caller.filter(|c| !c.is(Role::Operator)) {
-            began(&engine, &caller, id)?;
-        }
+        began(&engine, caller.as_deref(), id)?;
         engine.abort(id, reason)?;
         Ok(Response::new(proto::AbortResponse {}))
     }
@@ -401,11 +401,9 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         request: Request<proto::GetTransactionRequest>,
     ) -> Result<Response<proto::GetTransactionResponse>, Status> {
         let id = validate::txn_id(&request.get_ref().txn_id)?;
-        let caller = auth::caller(&request).filter(|c| !c.is(Role::Operator));
+        let caller = auth::caller(&request);
         let local = |engine: &Engine<N::Log>| {
-            if let Some(caller) = caller {
-                began(engine, &caller, id)?;
-            }
+            began(engine, caller.as_deref(), id)?;
             Ok(proto::GetTransactionResponse {
                 transaction: Some(wire_transaction(engine.get(id)?)),
             })

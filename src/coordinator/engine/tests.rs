@@ -6,6 +6,7 @@ use tokio::sync::Semaphore;
 use tokio_test::{assert_pending, assert_ready};
 
 use super::*;
+use crate::core::Backoff;
 
 /// A log in memory whose forced writes wait for a permit, or fail as a deposed leader's do.
 struct GatedLog {
@@ -194,4 +195,58 @@ async fn at_the_in_flight_limit_a_begin_with_no_room_in_time_is_refused_with_a_h
     };
     assert_eq!(retry_after, Duration::from_millis(100));
     assert!(refused.to_string().contains("--max-in-flight"), "{refused}");
+}
+
+/// An engine allowing one undecided transaction and `undelivered` owed their phase 2, whose
+/// retries of phase 2 wait an hour.
+fn owing(undelivered: usize) -> Arc<Engine<GatedLog>> {
+    let config = Config {
+        max_in_flight: 1,
+        max_undelivered: undelivered,
+        admission_wait: Duration::ZERO,
+        backoff: Backoff {
+            initial: Duration::from_secs(3600),
+            max: Duration::from_secs(3600),
+        },
+        ..Config::default()
+    };
+    Engine::start(GatedLog::default(), config).unwrap()
+}
+
+/// Begins a transaction with a participant that is gone, and aborts it: the abort is then owed
+/// to the participant.
+async fn aborted_and_owed(engine: &Arc<Engine<GatedLog>>) -> TxnId {
+    let gone = NewParticipant {
+        name: "gone".into(),
+        endpoint: "http://127.0.0.1:1".into(),
+    };
+    let id = engine.begin(None, vec![gone], None).await.unwrap().txn_id;
+    engine.abort(id, "the customer cancelled".into()).unwrap();
+    assert_eq!(engine.get(id).unwrap().state, State::Aborting);
+    id
+}
+
+#[tokio::test]
+async fn a_decided_transaction_owed_its_phase_two_counts_against_max_undelivered_not_max_in_flight()
+{
+    let engine = owing(2);
+    aborted_and_owed(&engine).await;
+    engine
+        .begin(None, vec![], None)
+        .await
+        .expect("admitted: the owed transaction is decided");
+    let refused = engine.begin(None, vec![], None).await.unwrap_err();
+    assert!(refused.to_string().contains("--max-in-flight"), "{refused}");
+
+    let engine = owing(1);
+    aborted_and_owed(&engine).await;
+    let refused = engine.begin(None, vec![], None).await.unwrap_err();
+    let EngineError::Overloaded { full, .. } = &refused else {
+        panic!("{refused}");
+    };
+    assert_eq!(*full, Full::Undelivered(1));
+    assert!(
+        refused.to_string().contains("bring back the participants"),
+        "{refused}"
+    );
 }
