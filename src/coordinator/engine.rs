@@ -6,7 +6,7 @@
 //! write are spawned, and each reports back with another event.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,10 @@ struct Entry {
     /// Its milestones and a settlement by hand, for operators; locked inside `txn`'s lock.
     timeline: Mutex<Timeline>,
     span: tracing::Span,
+    /// Whether it waits on a participant that did not take its decision (or was recovered
+    /// owing phase 2), and so counts against `--max-undelivered` rather than `--max-in-flight`.
+    /// Set once, by whoever takes it out of `Engine::in_flight`.
+    owed: AtomicBool,
 }
 
 impl Entry {
@@ -123,10 +127,11 @@ pub struct Engine<L> {
     config: Config,
     log: L,
     txns: Mutex<HashMap<TxnId, Arc<Entry>>>,
-    /// How many of `txns` are not decided yet: what `config.max_in_flight` limits. The rest are
-    /// owed their phase 2, limited by `config.max_undelivered`, so that a participant down for
-    /// long does not keep every new transaction out.
-    undecided: AtomicUsize,
+    /// How many of `txns` are being worked on: what `config.max_in_flight` limits. The rest
+    /// are owed their phase 2 by a participant that did not take it (see [`Entry::owed`]),
+    /// limited by `config.max_undelivered`, so that a participant down for long does not keep
+    /// every new transaction out.
+    in_flight: AtomicUsize,
     /// Begins waiting for room under the limits.
     admission: Admission,
     clients: ParticipantClients,
@@ -190,7 +195,7 @@ impl<L: DecisionLog> Engine<L> {
             config,
             log,
             txns: Mutex::new(HashMap::new()),
-            undecided: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             corrupt,
             stopped: watch::Sender::new(false),
             totals: Totals::default(),
@@ -249,16 +254,16 @@ impl<L: DecisionLog> Engine<L> {
         );
     }
 
-    /// Adds a transaction to the in-flight table; a new one (`limited`) only within the limits.
+    /// Adds a new transaction to the in-flight table within the limits, or (not `new`) one
+    /// recovered, which is owed its phase 2.
     fn insert(
         &self,
         id: TxnId,
         deadline_unix_ms: u64,
         txn: Transaction,
         timeline: Timeline,
-        limited: bool,
+        new: bool,
     ) -> Result<Arc<Entry>, EngineError> {
-        let undecided = txn.phase().outcome().is_none();
         let (phase, _) = watch::channel(txn.phase());
         let entry = Arc::new(Entry {
             id,
@@ -273,24 +278,23 @@ impl<L: DecisionLog> Engine<L> {
             // A debug span: building one per transaction costs throughput; events that matter
             // at info level and above name the transaction themselves.
             span: tracing::debug_span!("txn", otel.name = "transaction", txn_id = %id),
+            owed: AtomicBool::new(!new),
         });
-        if limited {
+        if new {
             // Exactly within --max-in-flight however many Begins race here; --max-undelivered
             // is a bound on memory, and a few over it do no harm.
             let max = self.config.max_in_flight;
             let taken = self
-                .undecided
+                .in_flight
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                     (n < max).then_some(n + 1)
                 });
             if taken.is_err() || matches!(self.full(), Some(Full::Undelivered(_))) {
                 if taken.is_ok() {
-                    self.undecided.fetch_sub(1, Ordering::SeqCst);
+                    self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 }
                 return Err(self.overloaded());
             }
-        } else if undecided {
-            self.undecided.fetch_add(1, Ordering::SeqCst);
         }
         self.txns.lock().expect("lock").insert(id, entry.clone());
         Ok(entry)
@@ -392,14 +396,23 @@ impl<L: DecisionLog> Engine<L> {
         self.config.max_txn_timeout
     }
 
+    /// Takes `entry` out of the transactions in flight, once: it finished, or it waits on a
+    /// participant that did not take its decision.
+    fn owe(&self, entry: &Entry) {
+        if !entry.owed.swap(true, Ordering::SeqCst) {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.admission.freed();
+        }
+    }
+
     /// The limit a new transaction would go past now, if any.
     fn full(&self) -> Option<Full> {
         let config = &self.config;
-        if self.undecided.load(Ordering::SeqCst) >= config.max_in_flight {
+        if self.in_flight.load(Ordering::SeqCst) >= config.max_in_flight {
             return Some(Full::InFlight(config.max_in_flight));
         }
         let held = self.txns.lock().expect("lock").len();
-        let undelivered = held.saturating_sub(self.undecided.load(Ordering::SeqCst));
+        let undelivered = held.saturating_sub(self.in_flight.load(Ordering::SeqCst));
         (undelivered >= config.max_undelivered).then_some(Full::Undelivered(config.max_undelivered))
     }
 
@@ -789,10 +802,6 @@ impl<L: DecisionLog> Engine<L> {
                 timeline.decided_unix_ms = now_unix_ms();
             }
         }
-        if undecided && txn.phase().outcome().is_some() {
-            self.undecided.fetch_sub(1, Ordering::SeqCst);
-            self.admission.freed();
-        }
         match txn.phase().outcome() {
             Some(Outcome::Committed) if undecided => {
                 metrics::counter!(names::COMMITTED).increment(1);
@@ -815,6 +824,7 @@ impl<L: DecisionLog> Engine<L> {
         drop(txn);
         if phase.is_finished() {
             self.txns.lock().expect("lock").remove(&entry.id);
+            self.owe(entry);
             self.admission.freed();
         }
         if !matches!(phase, Phase::Active | Phase::Preparing) {
@@ -969,6 +979,8 @@ impl<L: DecisionLog> Engine<L> {
                 ];
                 metrics::histogram!(names::PHASE2_SECONDS, &labels).record(started.elapsed());
                 if let Err(error) = &result {
+                    // Waiting on that participant now, it makes room for new work.
+                    self.owe(&entry);
                     metrics::counter!(names::PHASE2_RETRIES, "participant" => endpoint.clone())
                         .increment(1);
                     tracing::warn!(txn_id = %id, participant = %endpoint, attempt, %error, "decision not delivered");

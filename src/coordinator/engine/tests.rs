@@ -213,28 +213,43 @@ fn owing(undelivered: usize) -> Arc<Engine<GatedLog>> {
     Engine::start(GatedLog::default(), config).unwrap()
 }
 
-/// Begins a transaction with a participant that is gone, and aborts it: the abort is then owed
-/// to the participant.
-async fn aborted_and_owed(engine: &Arc<Engine<GatedLog>>) -> TxnId {
-    let gone = NewParticipant {
+fn gone() -> NewParticipant {
+    NewParticipant {
         name: "gone".into(),
         endpoint: "http://127.0.0.1:1".into(),
-    };
-    let id = engine.begin(None, vec![gone], None).await.unwrap().txn_id;
+    }
+}
+
+/// Begins a transaction with a participant that is gone, aborts it, and waits until the abort
+/// could not be delivered: it is then owed to the participant (the next try is in an hour).
+async fn aborted_and_owed(engine: &Arc<Engine<GatedLog>>) {
+    let id = engine.begin(None, vec![gone()], None).await.unwrap().txn_id;
     engine.abort(id, "the customer cancelled".into()).unwrap();
+    let undelivered = async {
+        while engine.get(id).unwrap().participants[0].last_error.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), undelivered)
+        .await
+        .expect("the abort's delivery failed");
     assert_eq!(engine.get(id).unwrap().state, State::Aborting);
-    id
 }
 
 #[tokio::test]
-async fn a_decided_transaction_owed_its_phase_two_counts_against_max_undelivered_not_max_in_flight()
-{
+async fn a_transaction_whose_decision_a_participant_did_not_take_counts_against_max_undelivered() {
+    // Until a delivery fails, a transaction being decided or delivered is in flight.
+    let engine = owing(2);
+    engine.begin(None, vec![gone()], None).await.unwrap();
+    let refused = engine.begin(None, vec![], None).await.unwrap_err();
+    assert!(refused.to_string().contains("--max-in-flight"), "{refused}");
+
     let engine = owing(2);
     aborted_and_owed(&engine).await;
     engine
         .begin(None, vec![], None)
         .await
-        .expect("admitted: the owed transaction is decided");
+        .expect("admitted: the owed transaction waits on its participant");
     let refused = engine.begin(None, vec![], None).await.unwrap_err();
     assert!(refused.to_string().contains("--max-in-flight"), "{refused}");
 
