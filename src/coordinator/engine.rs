@@ -397,12 +397,13 @@ impl<L: DecisionLog> Engine<L> {
     }
 
     /// Takes `entry` out of the transactions in flight, once: it finished, or it waits on a
-    /// participant that did not take its decision.
-    fn owe(&self, entry: &Entry) {
-        if !entry.owed.swap(true, Ordering::SeqCst) {
+    /// participant that did not take its decision. Whether it was in flight until now.
+    fn owe(&self, entry: &Entry) -> bool {
+        let was_in_flight = !entry.owed.swap(true, Ordering::SeqCst);
+        if was_in_flight {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.admission.freed();
         }
+        was_in_flight
     }
 
     /// The limit a new transaction would go past now, if any.
@@ -980,7 +981,9 @@ impl<L: DecisionLog> Engine<L> {
                 metrics::histogram!(names::PHASE2_SECONDS, &labels).record(started.elapsed());
                 if let Err(error) = &result {
                     // Waiting on that participant now, it makes room for new work.
-                    self.owe(&entry);
+                    if self.owe(&entry) {
+                        self.admission.freed();
+                    }
                     metrics::counter!(names::PHASE2_RETRIES, "participant" => endpoint.clone())
                         .increment(1);
                     tracing::warn!(txn_id = %id, participant = %endpoint, attempt, %error, "decision not delivered");
