@@ -1,13 +1,16 @@
 //! Talking to a cluster as an operator: each node's view of it, and membership changes sent to
 //! the leader. Used by `verdict cluster` and the tests.
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
-use tonic::Status;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 use super::network::client;
 use crate::credentials;
+use crate::proto::internal::raft_client::RaftClient;
 use crate::proto::internal::{AddNodeRequest, RemoveNodeRequest, StatusRequest};
 
 /// How long one node may take to answer a status request.
@@ -63,28 +66,55 @@ pub async fn leader_url(urls: &[String]) -> Result<String, Status> {
     )))
 }
 
+/// How long a membership change keeps looking for the leader while leadership moves.
+const LEADER_PATIENCE: Duration = Duration::from_secs(15);
+
 /// Adds node `id` at `url` (running with `--join`): learner first, then voter.
 pub async fn add_node(urls: &[String], id: u64, url: &str) -> Result<Value, Status> {
-    let leader = leader_url(urls).await?;
-    let mut node = client(&leader).map_err(Status::invalid_argument)?;
     let request = AddNodeRequest {
         node_id: id,
         url: url.to_owned(),
     };
-    let answer = node
-        .add_node(credentials::request(request))
-        .await?
-        .into_inner();
-    serde_json::from_str(&answer.json).map_err(|e| Status::internal(e.to_string()))
+    on_leader(urls, |mut node| {
+        let request = credentials::request(request.clone());
+        async move { Ok(node.add_node(request).await?.into_inner().json) }
+    })
+    .await
 }
 
 /// Removes node `id` from the cluster.
 pub async fn remove_node(urls: &[String], id: u64) -> Result<Value, Status> {
-    let leader = leader_url(urls).await?;
-    let mut node = client(&leader).map_err(Status::invalid_argument)?;
-    let answer = node
-        .remove_node(credentials::request(RemoveNodeRequest { node_id: id }))
-        .await?
-        .into_inner();
-    serde_json::from_str(&answer.json).map_err(|e| Status::internal(e.to_string()))
+    on_leader(urls, |mut node| {
+        let request = credentials::request(RemoveNodeRequest { node_id: id });
+        async move { Ok(node.remove_node(request).await?.into_inner().json) }
+    })
+    .await
+}
+
+/// Sends a membership change with `change` to the leader, found again and sent again while
+/// the answer is that this node does not lead (an election under way, leadership moved) — a
+/// change is safe to repeat — for up to [`LEADER_PATIENCE`]. Its answer, as JSON.
+async fn on_leader<F, Fut>(urls: &[String], change: F) -> Result<Value, Status>
+where
+    F: Fn(RaftClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<String, Status>>,
+{
+    let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
+    loop {
+        let sent = match leader_url(urls).await {
+            Ok(leader) => change(client(&leader).map_err(Status::invalid_argument)?).await,
+            Err(none) => Err(none),
+        };
+        match sent {
+            Ok(json) => {
+                return serde_json::from_str(&json).map_err(|e| Status::internal(e.to_string()))
+            }
+            Err(status)
+                if status.code() == Code::Unavailable && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(status) => return Err(status),
+        }
+    }
 }
