@@ -317,6 +317,14 @@ async fn status_line(addr: SocketAddr, path: &str) -> String {
     answer.lines().next().unwrap_or_default().to_owned()
 }
 
+/// Waits until the element at `css` shows `words`.
+async fn shows(browser: &Browser, css: &str, words: &str) {
+    until(&format!("{words:?} in {css}"), || async {
+        text(browser, css).await.contains(words).then_some(())
+    })
+    .await;
+}
+
 async fn sign_in_as(browser: &Browser, token: &str) {
     let field = browser.find(Locator::Css("#token")).await.expect("#token");
     field.clear().await.expect("#token");
@@ -351,24 +359,11 @@ async fn operators_sign_in(driver: PathBuf) {
 
     let driver = Driver::open(&driver, console).await;
     let browser = &driver.browser;
-    until("the sign-in form", || async {
-        text(browser, "#sign-in")
-            .await
-            .contains("Sign in")
-            .then_some(())
-    })
-    .await;
-    let refused = |reason: &'static str| async move {
-        until(reason, || async {
-            let error = text(browser, "#sign-in-error").await;
-            error.contains(reason).then_some(())
-        })
-        .await
-    };
+    shows(browser, "#sign-in", "Sign in").await;
     sign_in_as(browser, "guess").await;
-    refused("not one this coordinator knows").await;
+    shows(browser, "#sign-in-error", "not one this coordinator knows").await;
     sign_in_as(browser, "orders-token").await;
-    refused("orders may not call").await;
+    shows(browser, "#sign-in-error", "orders may not call").await;
     screenshot(browser, "console-sign-in-refused.png").await;
 
     sign_in_as(browser, "ops-token").await;
@@ -382,13 +377,7 @@ async fn operators_sign_in(driver: PathBuf) {
     screenshot(browser, "console-signed-in.png").await;
 
     click(browser, "#sign-out").await;
-    until("the sign-in form again", || async {
-        text(browser, "#sign-in")
-            .await
-            .contains("Sign in")
-            .then_some(())
-    })
-    .await;
+    shows(browser, "#sign-in", "Sign in").await;
     browser.clone().close().await.expect("the browser closes");
     drop(driver);
     coordinator.stop().await.unwrap();
