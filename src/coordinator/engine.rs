@@ -145,9 +145,6 @@ pub struct Engine<L> {
     totals: Totals,
 }
 
-/// The shortest wait a Begin refused for want of room is told to keep before trying again.
-const MIN_RETRY_AFTER: Duration = Duration::from_millis(10);
-
 /// How often the in-flight and in-doubt gauges are set.
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
@@ -420,13 +417,12 @@ impl<L: DecisionLog> Engine<L> {
     /// A Begin refused for want of room.
     fn overloaded(&self) -> EngineError {
         metrics::counter!(names::REJECTED, "reason" => "resource_exhausted").increment(1);
-        let waited = self.admission.wait();
         EngineError::Overloaded {
             full: self
                 .full()
                 .unwrap_or(Full::InFlight(self.config.max_in_flight)),
-            waited,
-            retry_after: waited.max(MIN_RETRY_AFTER),
+            waited: self.admission.wait(),
+            retry_after: self.admission.retry_after(),
         }
     }
 
