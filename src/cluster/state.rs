@@ -197,10 +197,8 @@ impl StateMachine {
                 },
                 Command::Collect { before_unix_ms } => {
                     self.write(std::mem::take(puts), None)?;
-                    applied.collected += self
-                        .inner
-                        .records
-                        .collect(before_unix_ms)
+                    let records = &self.inner.records;
+                    applied.collected += blocking(|| records.collect(before_unix_ms))
                         .map_err(storage(ErrorVerb::Write))?;
                 }
             }
@@ -307,6 +305,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.data)),
         })
+    }
+}
+
+/// Runs `work` that may block for seconds (a day's finished transactions take that long to
+/// delete) so that the async worker's other tasks — calls, HTTP/2 pings, heartbeats — move to
+/// another worker meanwhile. Applying must stay in order and under its lock, so it is not
+/// handed to another thread; a single-threaded runtime (tests, the simulation) runs it inline.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
@@ -446,7 +455,9 @@ mod tests {
         assert_eq!(applied.map(|l| l.index), Some(2));
     }
 
-    #[tokio::test]
+    // On the server's multi-threaded runtime, where the collection leaves the worker's other
+    // tasks to the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retention_collects_by_the_cutoff_in_the_entry() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = open(dir.path());
