@@ -10,7 +10,7 @@
 //! The hint follows the pressure. Callers turned away come back after the hint, so the fewer
 //! of them there are, or the longer they stay away, the fewer refusals a second: while
 //! refusals outnumber a quarter of the Begins admitted, the hint doubles each period (up to
-//! [`MAX_RETRY_AFTER`]); once they fall under a sixteenth, it halves each period back to the
+//! 2 s); once they fall under a sixteenth, it halves each period back to the
 //! admission wait. Without it, ten times the clients the coordinator can serve bounced every
 //! 100 ms — some 10,000 refused Begins a second, a quarter of two cores spent saying no.
 
@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The longest a refused Begin is told to stay away.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// The shortest.
 const MIN_RETRY_AFTER: Duration = Duration::from_millis(10);
