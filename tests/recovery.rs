@@ -2,8 +2,9 @@
 //! got through (the participant refused every decision) serves again as soon as it restarts —
 //! new transactions are admitted beside the backlog, which counts against `--max-undelivered`,
 //! not `--max-in-flight` — and re-drives them all without ever having more decisions open at
-//! the participant than `--deliveries-per-participant`. `VERDICT_RECOVERY_TXNS` sets how many (400 by default, to keep CI
-//! short; the README's Performance section gives the 100,000 figure and how to measure it).
+//! the participant than `--deliveries-per-participant`. `VERDICT_RECOVERY_TXNS` sets how many
+//! (400 by default, to keep CI short; the README's Performance section gives the 100,000
+//! figure and how to measure it).
 
 mod support;
 

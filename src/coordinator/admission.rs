@@ -10,9 +10,9 @@
 //! The hint follows the pressure. Callers turned away come back after the hint, so the fewer
 //! of them there are, or the longer they stay away, the fewer refusals a second: while
 //! refusals outnumber a quarter of the Begins admitted, the hint doubles each period (up to
-//! 2 s); once they fall under a sixteenth, it halves each period back to the
-//! admission wait. Without it, ten times the clients the coordinator can serve bounced every
-//! 100 ms — some 10,000 refused Begins a second, a quarter of two cores spent saying no.
+//! 2 s); once they fall under a sixteenth, it halves each period back to the admission wait.
+//! Without it, ten times the clients the coordinator can serve bounced every 100 ms — some
+//! 10,000 refused Begins a second, a quarter of two cores spent saying no.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
