@@ -278,18 +278,15 @@ impl<L: DecisionLog> Engine<L> {
             owed: AtomicBool::new(!new),
         });
         if new {
-            // Exactly within --max-in-flight however many Begins race here; --max-undelivered
-            // is a bound on memory, and a few over it do no harm.
+            // Exactly within --max-in-flight however many Begins race here. --max-undelivered
+            // was looked at on admission: it bounds memory, and a few over it do no harm.
             let max = self.config.max_in_flight;
             let taken = self
                 .in_flight
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                     (n < max).then_some(n + 1)
                 });
-            if taken.is_err() || matches!(self.full(), Some(Full::Undelivered(_))) {
-                if taken.is_ok() {
-                    self.in_flight.fetch_sub(1, Ordering::SeqCst);
-                }
+            if taken.is_err() {
                 return Err(self.overloaded());
             }
         }
