@@ -44,6 +44,18 @@ pub trait Work: Default + Send + 'static {
         holds: &Self::Holds,
     ) -> Result<Result<Self::Prepared, String>, StorageError>;
 
+    /// Adds work handed over in Commit (in the participant's own format, see
+    /// [`Resource::stage_handed`]), checked against the committed `data`: the reason to vote NO
+    /// if it is not valid, leaving the work as it was. By default no work is taken this way.
+    fn stage_handed(
+        &mut self,
+        work: &[u8],
+        data: &Tree,
+    ) -> Result<Result<(), String>, StorageError> {
+        let _ = (work, data);
+        Ok(Err(crate::participant::TAKES_NO_HANDED_WORK.into()))
+    }
+
     /// Takes what prepared work holds (`held`), or gives it back.
     fn hold(holds: &mut Self::Holds, txn: TxnId, prepared: &Self::Prepared, held: bool);
 
@@ -205,6 +217,18 @@ fn resource_error(e: StorageError) -> ResourceError {
 impl<W: Work> Resource for KvResource<W> {
     async fn prepare(&self, txn: TxnId) -> Result<Vote, ResourceError> {
         self.prepare_now(txn).map_err(resource_error)
+    }
+
+    async fn stage_handed(&self, txn: TxnId, work: Vec<u8>) -> Result<(), String> {
+        let expires = Instant::now() + crate::bank::work::KEPT_FOR;
+        let staged = self.stage_work(txn, expires, |staged| {
+            staged.stage_handed(&work, &self.data)
+        });
+        match staged {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(format!("the participant's storage failed: {e}")),
+            Err(AlreadyPrepared) => Err("the transaction is already prepared here".into()),
+        }
     }
 
     async fn commit(&self, txn: TxnId) -> Result<(), ResourceError> {

@@ -297,22 +297,35 @@ impl Client {
     /// Commits; returns the outcome (as soon as the decision is durable) and, for an abort,
     /// its reason.
     pub async fn commit(&self, txn: TxnId) -> Result<(Outcome, String), Status> {
-        self.commit_with(txn, false).await
+        self.commit_with(txn, false, Vec::new()).await
     }
 
     /// As [`Client::commit`], but answers only once every participant has acknowledged.
     pub async fn commit_and_wait(&self, txn: TxnId) -> Result<(Outcome, String), Status> {
-        self.commit_with(txn, true).await
+        self.commit_with(txn, true, Vec::new()).await
+    }
+
+    /// As [`Client::commit`], handing each participant in `work` its work (in that participant's
+    /// format), which the coordinator enlists it with and sends in its Prepare
+    /// (`CommitRequest.work`): no call of the application's own to those participants.
+    pub async fn commit_handing(
+        &self,
+        txn: TxnId,
+        work: Vec<ParticipantWork>,
+    ) -> Result<(Outcome, String), Status> {
+        self.commit_with(txn, false, work).await
     }
 
     async fn commit_with(
         &self,
         txn: TxnId,
         wait_for_acks: bool,
+        work: Vec<ParticipantWork>,
     ) -> Result<(Outcome, String), Status> {
         let request = CommitRequest {
             txn_id: txn.to_string(),
             wait_for_acks,
+            work,
         };
         let response = self
             .call(request, |mut c, r| async move { c.commit(r).await })

@@ -10,6 +10,20 @@ use crate::core::TxnId;
 use crate::durable::StorageError;
 use crate::staging::Staging;
 
+/// The longest account id.
+pub const MAX_ACCOUNT_BYTES: usize = 64;
+
+/// An account id must be 1 to [`MAX_ACCOUNT_BYTES`] bytes without control characters.
+pub fn check_account(text: &str) -> Result<&str, String> {
+    if text.is_empty() || text.len() > MAX_ACCOUNT_BYTES || text.chars().any(char::is_control) {
+        return Err(format!(
+            "account {:?} must be 1 to {MAX_ACCOUNT_BYTES} bytes without control characters",
+            text.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(text)
+}
+
 /// Why a bank request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BankError {

@@ -7,12 +7,15 @@
 //! - [`service`]: `verdict.v1.Bank` over gRPC; `Apply` enlists the bank in the transaction.
 //! - [`server`]: `verdict participant kv`.
 //! - [`transfer`]: moving money between two banks in one Verdict transaction.
+//! - [`work`]: a bank's changes handed to the coordinator in Commit, for it to bring with
+//!   Prepare instead of the application calling `Apply`.
 
 pub mod accounts;
 pub mod server;
 pub mod service;
 pub mod store;
 mod transfer;
+pub mod work;
 
 pub use accounts::{Accounts, BankError};
-pub use transfer::{transfer, transfer_in, AccountAt};
+pub use transfer::{transfer, transfer_handing, transfer_in, AccountAt, AccountOf};

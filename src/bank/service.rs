@@ -4,12 +4,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::accounts::{Accounts, BankError};
+use super::accounts::{check_account, Accounts, BankError};
 use crate::coordinator::validate;
 use crate::participant::{Enlister, Participant};
 use crate::proto::{self, bank_server};
-
-const MAX_ACCOUNT_BYTES: usize = 64;
 
 /// The bank's application-facing service, over any kind of [`Accounts`].
 pub struct BankService<A> {
@@ -47,13 +45,7 @@ impl From<BankError> for Status {
 }
 
 fn account(text: &str) -> Result<&str, Status> {
-    if text.is_empty() || text.len() > MAX_ACCOUNT_BYTES || text.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!(
-            "account {:?} must be 1 to {MAX_ACCOUNT_BYTES} bytes without control characters",
-            text.chars().take(80).collect::<String>()
-        )));
-    }
-    Ok(text)
+    check_account(text).map_err(Status::invalid_argument)
 }
 
 #[tonic::async_trait]

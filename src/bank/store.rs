@@ -71,6 +71,24 @@ impl Work for Changes {
         }))
     }
 
+    fn stage_handed(
+        &mut self,
+        work: &[u8],
+        accounts: &Tree,
+    ) -> Result<Result<(), String>, StorageError> {
+        let changes = match super::work::decode(work) {
+            Ok(changes) => changes,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        for (account, _) in &changes {
+            if !accounts.contains_key(account.as_bytes())? {
+                return Ok(Err(BankError::NoSuchAccount(account.clone()).to_string()));
+            }
+        }
+        self.0.extend(changes);
+        Ok(Ok(()))
+    }
+
     fn hold(held: &mut Self::Holds, _txn: TxnId, prepared: &ChangesBody, take: bool) {
         let sign = if take { 1 } else { -1 };
         for (account, delta) in prepared.changes().filter(|(_, d)| *d < 0) {

@@ -6,7 +6,7 @@ use tonic::Status;
 use crate::client::Client;
 use crate::core::{Outcome, TxnId};
 use crate::proto::bank_client::BankClient;
-use crate::proto::ApplyRequest;
+use crate::proto::{ApplyRequest, ParticipantRef, ParticipantWork};
 
 /// An account at a bank.
 #[derive(Clone)]
@@ -25,6 +25,14 @@ impl AccountAt {
         };
         self.bank.clone().apply(request).await.map(drop)
     }
+}
+
+/// An account at a bank, named by the participant the bank takes part as (`Bank.Describe`): for
+/// handing the account's change to the coordinator in Commit.
+#[derive(Clone)]
+pub struct AccountOf {
+    pub bank: ParticipantRef,
+    pub account: String,
 }
 
 /// Transfers `amount` from `from` to `to`: begins a transaction, stages both changes (which
@@ -69,4 +77,35 @@ pub async fn transfer_in(
         return Err(status);
     }
     coordinator.commit(txn).await
+}
+
+/// The transfer in a transaction already begun, without a call to either bank: each bank's
+/// change is handed to the coordinator in Commit (a `BankWork`), which enlists the bank and
+/// brings the change with its Prepare.
+pub async fn transfer_handing(
+    coordinator: &Client,
+    txn: TxnId,
+    from: &AccountOf,
+    to: &AccountOf,
+    amount: i64,
+) -> Result<(Outcome, String), Status> {
+    // One entry per bank, should both accounts be at one.
+    let mut banks: Vec<(&ParticipantRef, Vec<(&str, i64)>)> = Vec::new();
+    for (side, delta) in [(from, -amount), (to, amount)] {
+        match banks
+            .iter_mut()
+            .find(|(bank, _)| bank.name == side.bank.name)
+        {
+            Some((_, changes)) => changes.push((&side.account, delta)),
+            None => banks.push((&side.bank, vec![(&side.account, delta)])),
+        }
+    }
+    let work = banks
+        .into_iter()
+        .map(|(bank, changes)| ParticipantWork {
+            participant: Some(bank.clone()),
+            work: super::work::encode(changes),
+        })
+        .collect();
+    coordinator.commit_handing(txn, work).await
 }

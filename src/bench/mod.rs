@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 use self::baseline::{fsync_latency, histogram, micros, rpc_round_trips, rpc_throughput};
 use self::footprint::Watched;
 use self::report::{Baseline, Percentiles, Report, SingleNode};
-use crate::bank::{transfer_in, AccountAt};
+use crate::bank::{transfer_handing, transfer_in, AccountAt, AccountOf};
 use crate::client::Client;
 use crate::core::Outcome;
 use crate::durable::LogSync;
@@ -46,6 +46,15 @@ pub enum Workload {
     Noop,
     /// Transfers between KV banks; a chosen share overdraws and votes NO.
     Bank,
+}
+
+/// How the bank workload gives each bank its change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Staging {
+    /// Handed to the coordinator in Commit, which brings it with the bank's Prepare.
+    Commit,
+    /// An `Apply` call to each bank before Commit.
+    Apply,
 }
 
 /// How to run the benchmark.
@@ -65,6 +74,7 @@ pub struct BenchOptions {
     pub workload: Workload,
     /// Share of bank transfers that overdraw (vote NO).
     pub overdraft_share: f64,
+    pub staging: Staging,
     pub log_sync: LogSync,
     /// Flags every process it starts takes (worker threads, TLS, bearer token).
     pub child_flags: Vec<String>,
@@ -317,6 +327,7 @@ struct Shape {
     banks: Vec<BankClient<Channel>>,
     workload: Workload,
     overdraft_share: f64,
+    staging: Staging,
 }
 
 /// Accounts per bank in the bank workload, and their opening balance.
@@ -357,15 +368,27 @@ impl Shape {
                     participants: self.participants.clone(),
                 };
                 let begun = self.client.begin_with(request).await?;
-                let at = |bank: usize, account| AccountAt {
-                    bank: self.banks[bank].clone(),
-                    account,
-                };
-                let (from, to) = (at(0, from), at(1 % self.banks.len(), to));
-                let started = Instant::now();
                 let (txn, until) = (begun.txn_id, begun.deadline_unix_ms);
-                let (outcome, _) =
-                    transfer_in(&self.client, txn, until, &from, &to, amount).await?;
+                let to_bank = 1 % self.banks.len();
+                let started = Instant::now();
+                let (outcome, _) = match self.staging {
+                    Staging::Commit => {
+                        let at = |bank: usize, account| AccountOf {
+                            bank: self.participants[bank].clone(),
+                            account,
+                        };
+                        let (from, to) = (at(0, from), at(to_bank, to));
+                        transfer_handing(&self.client, txn, &from, &to, amount).await?
+                    }
+                    Staging::Apply => {
+                        let at = |bank: usize, account| AccountAt {
+                            bank: self.banks[bank].clone(),
+                            account,
+                        };
+                        let (from, to) = (at(0, from), at(to_bank, to));
+                        transfer_in(&self.client, txn, until, &from, &to, amount).await?
+                    }
+                };
                 Ok((outcome, started.elapsed()))
             }
         }
@@ -433,6 +456,7 @@ async fn drive(
         banks,
         workload: options.workload,
         overdraft_share: options.overdraft_share,
+        staging: options.staging,
     });
     if options.workload == Workload::Bank {
         open_bank_accounts(&shape.banks)
@@ -543,8 +567,11 @@ async fn drive(
     let rpcs_per_txn = match options.workload {
         // Begin (with participants), Commit, then a Prepare and a decision per participant.
         Workload::Noop => 2 + 2 * options.participants,
-        // Begin (naming both banks), two Applies, Commit, Prepare and decision per bank.
-        Workload::Bank => 2 + 2 + 2 * 2,
+        // Begin (naming both banks), two Applies or none, Commit, Prepare and decision per bank.
+        Workload::Bank => match options.staging {
+            Staging::Commit => 2 + 2 * 2,
+            Staging::Apply => 2 + 2 + 2 * 2,
+        },
     };
     let floor = baseline.rpc_round_trip_ms.p50 + 2.0 * baseline.fsync_ms.p50;
     let first_failure = tally.first_failure.lock().expect("lock").take();

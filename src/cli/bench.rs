@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use verdict::bench::{BenchOptions, Workload};
+use verdict::bench::{BenchOptions, Staging, Workload};
 use verdict::coordinator::validate;
 use verdict::log::LogSync;
 use verdict::tls::ServerTlsArgs;
@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Share of bank transfers that overdraw and vote NO (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     overdraft_share: f64,
+    /// How the bank workload gives each bank its change: handed to the coordinator in Commit,
+    /// which brings it with the bank's Prepare, or with an Apply call to each bank first.
+    #[arg(long, value_enum, default_value = "commit")]
+    staging: Staging,
     /// "off" runs the started deployment without waiting for the disk: for comparison only.
     #[arg(long, value_enum, default_value = "fsync")]
     log_sync: LogSync,
@@ -111,6 +115,7 @@ pub async fn run(args: BenchArgs, inherited: Vec<String>) -> anyhow::Result<()> 
         warmup: args.warmup,
         workload: args.workload,
         overdraft_share: args.overdraft_share,
+        staging: args.staging,
         log_sync: args.log_sync,
         child_flags: inherited.into_iter().chain(args.tls.flags()).collect(),
         tls: args.tls.tls_cert.is_some(),

@@ -287,6 +287,7 @@ impl<'a> Kit<'a> {
             coordinator_endpoint: self.coordinator.clone(),
             timeout_ms: CALL_TIMEOUT.as_millis() as u64,
             coordinator_endpoints: vec![self.coordinator.clone()],
+            work: Vec::new(),
         };
         let answer = self
             .participant

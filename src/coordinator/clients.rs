@@ -26,6 +26,11 @@ use crate::{net, tls};
 /// How long establishing a connection to a participant may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The NO counted for a participant that voted without running the work handed to it.
+const IGNORED_WORK: &str = "it did not run the work the application handed over in Commit \
+     (it does not read PrepareRequest.work, so it would have committed without it): give this \
+     participant its work through its own API before Commit";
+
 /// Where participants reach this coordinator, as sent with every Prepare.
 #[derive(Clone, Debug, Default)]
 pub struct Coordinator {
@@ -121,7 +126,8 @@ impl ParticipantClients {
         Ok(known)
     }
 
-    /// Asks `endpoint` to prepare; `Err` when no vote came back (timeout, unreachable, error).
+    /// Asks `endpoint` to prepare, sending `work` if any; `Err` when no vote came back (timeout,
+    /// unreachable, error).
     pub async fn prepare(
         &self,
         endpoint: &str,
@@ -129,13 +135,16 @@ impl ParticipantClients {
         coordinator: &Coordinator,
         timeout: Duration,
         trace: Option<&str>,
+        work: Vec<u8>,
     ) -> Result<Vote, CallError> {
         let mut client = self.client(endpoint)?;
+        let handed_work = !work.is_empty();
         let request = PrepareRequest {
             txn_id: txn_id.to_string(),
             coordinator_endpoint: coordinator.url.clone(),
             coordinator_endpoints: coordinator.cluster_urls.clone(),
             timeout_ms: timeout.as_millis() as u64,
+            work,
         };
         let response = Box::pin(call(
             timeout,
@@ -143,6 +152,9 @@ impl ParticipantClients {
         ));
         let response = response.await?;
         match response.vote() {
+            proto::Vote::Yes | proto::Vote::ReadOnly if handed_work && !response.took_work => {
+                Ok(Vote::No(IGNORED_WORK.into()))
+            }
             proto::Vote::Yes => Ok(Vote::Yes),
             proto::Vote::ReadOnly => Ok(Vote::ReadOnly),
             proto::Vote::No => Ok(Vote::No(response.reason)),

@@ -31,6 +31,14 @@ pub struct NewParticipant {
     pub endpoint: String,
 }
 
+/// Work an application handed over in Commit, for a participant to run at Prepare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandedWork {
+    pub participant: NewParticipant,
+    /// Opaque here: its format is the participant's.
+    pub work: Vec<u8>,
+}
+
 /// A transaction just begun.
 #[derive(Clone, Copy, Debug)]
 pub struct Begun {
@@ -47,6 +55,8 @@ struct Entry {
     phase: watch::Sender<Phase>,
     /// The deadline timer, cancelled once the transaction is decided.
     expiry: Mutex<Option<AbortHandle>>,
+    /// Work handed over in Commit, by participant index, until its Prepare takes it.
+    work: Mutex<HashMap<usize, Vec<u8>>>,
     /// The application's W3C `traceparent` (from Begin, or Commit), sent on to participants.
     trace: Mutex<Option<String>>,
     /// Bumped by an operator's retry: phase-2 sends waiting out their backoff go at once.
@@ -94,6 +104,7 @@ enum Io {
     Prepare {
         participant: usize,
         endpoint: String,
+        work: Vec<u8>,
     },
     Persist(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), LogError>> + Send>>),
     Deliver {
@@ -268,6 +279,7 @@ impl<L: DecisionLog> Engine<L> {
             txn: Mutex::new(txn),
             phase,
             expiry: Mutex::new(None),
+            work: Mutex::default(),
             trace: Mutex::new(None),
             retry_now: watch::Sender::new(0),
             retries_at_send: Mutex::default(),
@@ -503,12 +515,18 @@ impl<L: DecisionLog> Engine<L> {
     }
 
     /// Runs two-phase commit; answers once the decision is durable (or, with `wait_for_acks`,
-    /// once phase 2 is over). Returns the outcome and, for an abort, its reason.
+    /// once phase 2 is over). Returns the outcome and, for an abort, its reason. `work`'s
+    /// participants are enlisted and sent their work with their Prepare, unless this Commit is a
+    /// retry (two-phase commit has started), whose work is ignored.
     pub async fn commit(
         self: &Arc<Self>,
         id: TxnId,
         wait_for_acks: bool,
+        work: Vec<HandedWork>,
     ) -> Result<(Outcome, Option<String>), EngineError> {
+        for handed in &work {
+            self.allowed(&handed.participant.endpoint)?;
+        }
         let Some(entry) = self.entry(id) else {
             let record = self.finished_record(id)?;
             let outcome = record.status.outcome().unwrap_or(Outcome::Aborted);
@@ -524,7 +542,13 @@ impl<L: DecisionLog> Engine<L> {
         let mut phase = entry.phase.subscribe();
         let mut stopped = self.stopped.subscribe();
         self.apply(&entry, AbortReason::Client, |txn| {
-            Self::handle(&entry, txn, Event::Commit)
+            let mut actions = match txn.phase() {
+                Phase::Active => Self::hand_over(&entry, txn, work)?,
+                _ => Vec::new(),
+            };
+            actions.extend(Self::handle(&entry, txn, Event::Commit)?);
+            actions.dedup();
+            Ok(actions)
         })?;
         let done = |p: &Phase| match wait_for_acks {
             true => p.is_finished(),
@@ -541,6 +565,27 @@ impl<L: DecisionLog> Engine<L> {
         };
         let reason = entry.txn.lock().expect("lock").reason().map(str::to_owned);
         Ok((outcome, reason))
+    }
+
+    /// Enlists the participants of work handed over in Commit and keeps their work for their
+    /// Prepare; returns the actions enlisting asks for.
+    fn hand_over(
+        entry: &Entry,
+        txn: &mut Transaction,
+        work: Vec<HandedWork>,
+    ) -> Result<Vec<Action>, Rejection> {
+        let mut actions = Vec::new();
+        let mut kept = entry.work.lock().expect("lock");
+        for HandedWork { participant, work } in work {
+            let name = participant.name.clone();
+            actions.extend(txn.handle(Event::Enlist {
+                name: participant.name,
+                endpoint: participant.endpoint,
+            })?);
+            let index = txn.participants().iter().position(|p| p.name == name);
+            kept.insert(index.expect("just enlisted"), work);
+        }
+        Ok(actions)
     }
 
     /// Aborts a transaction that is not decided yet.
@@ -865,6 +910,12 @@ impl<L: DecisionLog> Engine<L> {
             Action::Prepare { participant } => Some(Io::Prepare {
                 participant,
                 endpoint: endpoint(participant),
+                work: entry
+                    .work
+                    .lock()
+                    .expect("lock")
+                    .remove(&participant)
+                    .unwrap_or_default(),
             }),
             Action::Deliver {
                 participant,
@@ -908,13 +959,14 @@ impl<L: DecisionLog> Engine<L> {
             Io::Prepare {
                 participant,
                 endpoint,
+                work,
             } => {
                 let timeout = self.config.prepare_timeout;
                 crate::crash_point!("coordinator::before_prepare_send");
                 let started = Instant::now();
                 let vote = self
                     .clients
-                    .prepare(&endpoint, id, &self.coordinator, timeout, trace)
+                    .prepare(&endpoint, id, &self.coordinator, timeout, trace, work)
                     .instrument(client_span("Prepare", &endpoint))
                     .await;
                 crate::crash_point!("coordinator::after_prepare_send");

@@ -359,6 +359,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let caller = auth::caller(&request);
         let request = request.into_inner();
         let id = validate::txn_id(&request.txn_id)?;
+        let work = validate::work(request.work)?;
         let started = std::time::Instant::now();
         let engine = self.engine()?;
         began(&engine, caller.as_deref(), id)?;
@@ -367,7 +368,7 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
             engine.trace(id, trace);
         }
         let (outcome, reason) = engine
-            .commit(id, request.wait_for_acks)
+            .commit(id, request.wait_for_acks, work)
             .instrument(span)
             .await?;
         metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed());

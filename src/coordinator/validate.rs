@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{EngineError, NewParticipant};
+use super::{EngineError, HandedWork, NewParticipant};
 use crate::core::TxnId;
 use crate::proto;
 pub use verdict_sdk::validate::{url, urls, Invalid, MAX_ENDPOINT_BYTES};
@@ -13,6 +13,8 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub const MAX_REASON_BYTES: usize = 1024;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// The most work Commit may hand one participant.
+pub const MAX_WORK_BYTES: usize = 64 << 10;
 
 fn invalid(message: String) -> EngineError {
     EngineError::InvalidArgument(message)
@@ -51,6 +53,36 @@ pub fn endpoint(text: &str) -> Result<(), EngineError> {
 
 pub fn participants(list: Vec<proto::ParticipantRef>) -> Result<Vec<NewParticipant>, EngineError> {
     list.into_iter().map(|p| participant(Some(p))).collect()
+}
+
+/// Commit's work: each for a valid participant named once, 1 byte to [`MAX_WORK_BYTES`].
+pub fn work(list: Vec<proto::ParticipantWork>) -> Result<Vec<HandedWork>, EngineError> {
+    let mut handed: Vec<HandedWork> = Vec::with_capacity(list.len());
+    for item in list {
+        let participant = participant(item.participant)?;
+        if item.work.is_empty() || item.work.len() > MAX_WORK_BYTES {
+            return Err(invalid(format!(
+                "the work for participant {:?} is {} bytes; give 1 to {MAX_WORK_BYTES} (leave \
+                 out a participant with nothing to do)",
+                participant.name,
+                item.work.len()
+            )));
+        }
+        if handed
+            .iter()
+            .any(|h| h.participant.name == participant.name)
+        {
+            return Err(invalid(format!(
+                "participant {:?} is given work twice; put all of its work in one entry",
+                participant.name
+            )));
+        }
+        handed.push(HandedWork {
+            participant,
+            work: item.work,
+        });
+    }
+    Ok(handed)
 }
 
 /// Begin's timeout: 0 means the default; more than `max` is refused.

@@ -151,6 +151,18 @@ impl Resource for PgBank {
         self.resource.prepare(txn).await
     }
 
+    /// Checks handed changes as `Apply` does, then stages them all.
+    async fn stage_handed(&self, txn: TxnId, work: Vec<u8>) -> Result<(), String> {
+        let changes = crate::bank::work::decode(&work)?;
+        for (account, _) in &changes {
+            self.exists(account).await.map_err(|e| e.to_string())?;
+        }
+        let expires = Instant::now() + crate::bank::work::KEPT_FOR;
+        self.resource
+            .stage(txn, expires, |staged| staged.0.extend(changes))
+            .map_err(|_| BankError::AlreadyPrepared(txn).to_string())
+    }
+
     async fn commit(&self, txn: TxnId) -> Result<(), ResourceError> {
         self.resource.commit(txn).await
     }

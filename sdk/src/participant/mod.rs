@@ -21,7 +21,7 @@ mod service;
 
 pub use enlist::Enlister;
 pub use journal::{Journal, Local};
-pub use resource::{Resource, ResourceError};
+pub use resource::{Resource, ResourceError, TAKES_NO_HANDED_WORK};
 pub use runtime::{Participant, ParticipantConfig, ParticipantError};
 pub use service::ParticipantService;
 

@@ -10,6 +10,10 @@ use crate::{TxnId, Vote};
 #[error("{0}")]
 pub struct ResourceError(pub String);
 
+/// The NO a resource that takes no work in Prepare votes when handed some.
+pub const TAKES_NO_HANDED_WORK: &str = "this participant takes no work in Prepare: stage its \
+     work through its own API before Commit";
+
 /// A transactional resource. The [`Participant`](super::Participant) runtime calls it at most
 /// once at a time per transaction, and never prepares a transaction it already has a vote for.
 pub trait Resource: Send + Sync + 'static {
@@ -19,6 +23,20 @@ pub trait Resource: Send + Sync + 'static {
     /// made before the YES is sent, covers them), or made durable by the resource itself. A YES
     /// also keeps whatever locks keep the changes valid until commit or abort.
     fn prepare(&self, txn: TxnId) -> impl Future<Output = Result<Vote, ResourceError>> + Send;
+
+    /// Stages the work an application handed the coordinator for this participant
+    /// (`CommitRequest.work`, arriving in `PrepareRequest.work` in the participant's own
+    /// format), just before [`Resource::prepare`] is called. `Err` is the reason to vote NO
+    /// with. By default a resource takes no work this way, so such a transaction aborts rather
+    /// than commit without its work.
+    fn stage_handed(
+        &self,
+        txn: TxnId,
+        work: Vec<u8>,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = (txn, work);
+        async { Err(TAKES_NO_HANDED_WORK.to_owned()) }
+    }
 
     /// Makes a prepared transaction's changes visible. Idempotent: committing a transaction
     /// already committed does nothing.

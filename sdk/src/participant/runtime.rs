@@ -238,8 +238,14 @@ impl<R: Resource> Participant<R> {
         &self.resource
     }
 
-    /// Phase 1: votes, once; a repeated Prepare gets the same vote.
-    pub async fn prepare(&self, txn: TxnId, coordinator: &str) -> Result<Vote, ParticipantError> {
+    /// Phase 1: stages `work` if the coordinator sent any, and votes, once; a repeated Prepare
+    /// gets the same vote.
+    pub async fn prepare(
+        &self,
+        txn: TxnId,
+        coordinator: &str,
+        work: Vec<u8>,
+    ) -> Result<Vote, ParticipantError> {
         let _serial = self.serial.lock(txn).await;
         if let Some(local) = self.journal.get(txn)? {
             return Ok(match local {
@@ -249,7 +255,14 @@ impl<R: Resource> Participant<R> {
                 Local::Aborted => Vote::No("the transaction was already aborted here".into()),
             });
         }
-        let vote = self.resource.prepare(txn).await?;
+        let staged = match work.is_empty() {
+            true => Ok(()),
+            false => self.resource.stage_handed(txn, work).await,
+        };
+        let vote = match staged {
+            Ok(()) => self.resource.prepare(txn).await?,
+            Err(reason) => Vote::No(reason),
+        };
         let label = match &vote {
             Vote::Yes => "yes",
             Vote::No(_) => "no",

@@ -87,9 +87,14 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
         let coordinator =
             coordinators(request.coordinator_endpoint, request.coordinator_endpoints)?;
         let participant = self.participant.clone();
-        let vote =
-            to_completion(async move { participant.prepare(txn, &coordinator).await }).await?;
+        let work = request.work;
+        let handed_work = !work.is_empty();
+        let vote = to_completion(async move { participant.prepare(txn, &coordinator, work).await })
+            .await?;
         crate::crash_point!("participant::before_vote_sent");
+        // A YES to a Prepare with work is a YES with the work staged: a repeated Prepare carries
+        // the same work as the first, which is what the journaled vote was given for.
+        let took_work = handed_work && !matches!(vote, Vote::No(_));
         let (vote, reason) = match vote {
             Vote::Yes => (proto::Vote::Yes, String::new()),
             Vote::No(reason) => (proto::Vote::No, reason),
@@ -98,6 +103,7 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
         Ok(Response::new(proto::PrepareResponse {
             vote: vote.into(),
             reason,
+            took_work,
         }))
     }
 
