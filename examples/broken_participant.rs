@@ -38,6 +38,7 @@ impl Participant for Broken {
         Ok(Response::new(PrepareResponse {
             vote: vote.into(),
             reason: String::new(),
+            took_work: false,
         }))
     }
 

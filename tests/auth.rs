@@ -254,6 +254,7 @@ async fn an_application_acts_only_on_the_transactions_it_began() {
     let commit = CommitRequest {
         txn_id: txn.clone(),
         wait_for_acks: false,
+        work: Vec::new(),
     };
     expect_status(
         client
@@ -299,6 +300,7 @@ async fn an_application_acts_only_on_the_transactions_it_began() {
             CommitRequest {
                 txn_id: other,
                 wait_for_acks: false,
+                work: Vec::new(),
             },
         ))
         .await
@@ -524,6 +526,7 @@ async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_
         let commit = CommitRequest {
             txn_id: txn_id.clone(),
             wait_for_acks: false,
+            work: Vec::new(),
         };
         let outcome = as_orders(i)
             .commit(commit)

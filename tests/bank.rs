@@ -12,7 +12,7 @@ use rand::Rng;
 use support::*;
 use tonic::transport::Channel;
 use tonic::Code;
-use verdict::bank::{transfer, transfer_in, AccountAt};
+use verdict::bank::{transfer, transfer_handing, transfer_in, work, AccountAt, AccountOf};
 use verdict::client::Client;
 use verdict::core::{Outcome as Decision, TxnId};
 use verdict::proto::bank_client::BankClient;
@@ -154,6 +154,183 @@ async fn a_bank_told_it_was_named_at_begin_does_not_enlist_itself() {
     assert_eq!(names, ["bank-b"], "bank-a did not enlist itself");
     assert_eq!(balance(&b, "bob").await, (50, 0));
     assert_eq!(balance(&a, "alice").await, (100, 0), "never prepared here");
+}
+
+/// `account` at the bank `server`, as the coordinator reaches the bank.
+async fn of(server: &Server, account: &str) -> AccountOf {
+    AccountOf {
+        bank: described(server).await,
+        account: account.into(),
+    }
+}
+
+/// The names of the participants the coordinator has for `txn`, in enlisting order.
+async fn enlisted(client: &Client, txn: TxnId) -> Vec<String> {
+    let view = client.get(txn).await.unwrap();
+    let names = view.participants.iter();
+    names.map(|p| p.participant.clone().unwrap().name).collect()
+}
+
+#[tokio::test]
+async fn a_transfer_handed_over_in_commit_commits_on_both_banks_without_an_apply() {
+    let (coordinator, a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let txn = client.begin(None).await.unwrap().txn_id;
+    let (from, to) = (of(&a, "alice").await, of(&b, "bob").await);
+    let (outcome, reason) = transfer_handing(&client, txn, &from, &to, 30)
+        .await
+        .unwrap();
+    assert_eq!((outcome, reason.as_str()), (Decision::Committed, ""));
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(enlisted(&client, txn).await, ["bank-a", "bank-b"]);
+    assert_eq!(balance(&a, "alice").await, (70, 0));
+    assert_eq!(balance(&b, "bob").await, (50, 0));
+    // A retried Commit answers the same, and its work is not run again.
+    let retried = transfer_handing(&client, txn, &from, &to, 30)
+        .await
+        .unwrap();
+    assert_eq!(retried.0, Decision::Committed);
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(balance(&a, "alice").await, (70, 0));
+}
+
+#[tokio::test]
+async fn handed_over_work_a_bank_cannot_run_votes_no_and_changes_nothing() {
+    let (coordinator, a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let bank_b = described(&b).await;
+    let cases = [
+        (
+            work::encode([("carol", 5)]),
+            "account \"carol\" does not exist",
+        ),
+        (
+            work::encode([("bob", 0)]),
+            "the change to account \"bob\" is zero",
+        ),
+        // Field 2 = 1: a message with no change in it (an empty one would be no work at all).
+        (vec![0x10, 0x01], "names no change"),
+        (vec![0xff, 0xff], "is not a verdict.v1.BankWork"),
+    ];
+    for (bytes, expected) in cases {
+        let txn = client.begin(None).await.unwrap().txn_id;
+        let from = of(&a, "alice").await;
+        let handed = vec![
+            ParticipantWork {
+                participant: Some(from.bank.clone()),
+                work: work::encode([(from.account.as_str(), -10)]),
+            },
+            ParticipantWork {
+                participant: Some(bank_b.clone()),
+                work: bytes,
+            },
+        ];
+        let (outcome, reason) = client.commit_handing(txn, handed).await.unwrap();
+        assert_eq!(outcome, Decision::Aborted, "{expected}");
+        assert!(
+            reason.starts_with("participant \"bank-b\" voted no") && reason.contains(expected),
+            "{reason}"
+        );
+        client.commit_and_wait(txn).await.unwrap();
+    }
+    assert_eq!(balance(&a, "alice").await, (100, 0));
+    assert_eq!(balance(&b, "bob").await, (20, 0));
+}
+
+#[tokio::test]
+async fn work_handed_to_a_participant_that_does_not_run_it_aborts_the_transaction() {
+    let (coordinator, a, _b) = two_banks().await;
+    let client = client(&coordinator);
+    // A participant written before PrepareRequest.work: it votes YES and ignores the work.
+    let unaware = Double::start(Behavior::default()).await;
+    let txn = client.begin(None).await.unwrap().txn_id;
+    let from = of(&a, "alice").await;
+    let handed = vec![
+        ParticipantWork {
+            participant: Some(from.bank.clone()),
+            work: work::encode([("alice", -10)]),
+        },
+        ParticipantWork {
+            participant: Some(ParticipantRef {
+                name: "unaware".into(),
+                endpoint: unaware.endpoint(),
+            }),
+            work: b"anything".to_vec(),
+        },
+    ];
+    let (outcome, reason) = client.commit_handing(txn, handed).await.unwrap();
+    assert_eq!(outcome, Decision::Aborted);
+    assert!(
+        reason.starts_with("participant \"unaware\" voted no: it did not run the work"),
+        "{reason}"
+    );
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(balance(&a, "alice").await, (100, 0));
+}
+
+#[tokio::test]
+async fn work_handed_to_a_participant_that_takes_none_votes_no() {
+    let (coordinator, a, _b) = two_banks().await;
+    let client = client(&coordinator);
+    // The records participant stages its work through its own API only.
+    let url = coordinator.url();
+    let records = Server::start_args(&[
+        "participant",
+        "records",
+        "--coordinator",
+        &url,
+        "--name",
+        "orders",
+    ])
+    .await;
+    let txn = client.begin(None).await.unwrap().txn_id;
+    let handed = vec![
+        ParticipantWork {
+            participant: Some(described(&a).await),
+            work: work::encode([("alice", -10)]),
+        },
+        ParticipantWork {
+            participant: Some(ParticipantRef {
+                name: "orders".into(),
+                endpoint: records.url(),
+            }),
+            work: b"order 42".to_vec(),
+        },
+    ];
+    let (outcome, reason) = client.commit_handing(txn, handed).await.unwrap();
+    assert_eq!(outcome, Decision::Aborted);
+    let expected = format!(
+        "participant \"orders\" voted no: {}",
+        verdict::participant::TAKES_NO_HANDED_WORK
+    );
+    assert_eq!(reason, expected);
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(balance(&a, "alice").await, (100, 0));
+}
+
+#[tokio::test]
+async fn work_in_commit_is_checked_before_anything_changes() {
+    let (coordinator, a, _b) = two_banks().await;
+    let client = client(&coordinator);
+    let bank_a = described(&a).await;
+    let piece = |bytes: Vec<u8>| ParticipantWork {
+        participant: Some(bank_a.clone()),
+        work: bytes,
+    };
+    let cases = [
+        (vec![piece(Vec::new())], "is 0 bytes; give 1 to 65536"),
+        (vec![piece(vec![1; 65_537])], "is 65537 bytes"),
+        (vec![piece(vec![1]), piece(vec![2])], "is given work twice"),
+    ];
+    for (handed, expected) in cases {
+        let txn = client.begin(None).await.unwrap().txn_id;
+        let status = client.commit_handing(txn, handed).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(expected), "{}", status.message());
+        // Nothing changed: the transaction is still active, with nobody enlisted.
+        assert!(enlisted(&client, txn).await.is_empty());
+        client.abort(txn, "test over").await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -403,6 +580,7 @@ async fn every_participant_rpc_is_idempotent() {
         coordinator_endpoint: coordinator.url(),
         coordinator_endpoints: vec![],
         timeout_ms: 1000,
+        work: Vec::new(),
     };
     let commit = |txn: TxnId| ParticipantCommitRequest {
         txn_id: txn.to_string(),

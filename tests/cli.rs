@@ -235,6 +235,7 @@ async fn committed_to_a_participant_that_fails_decisions(
     let commit = CommitRequest {
         txn_id: txn.clone(),
         wait_for_acks: false,
+        work: Vec::new(),
     };
     let answer = client.commit(commit).await.unwrap().into_inner();
     assert_eq!(answer.outcome(), Outcome::Committed);

@@ -34,6 +34,7 @@ async fn commit_and_wait(
     let request = CommitRequest {
         txn_id: txn_id.into(),
         wait_for_acks: true,
+        work: Vec::new(),
     };
     tokio::time::timeout(PATIENCE, client.commit(request))
         .await
@@ -229,6 +230,7 @@ async fn abort_of_an_active_transaction_tells_its_participants() {
         .commit(CommitRequest {
             txn_id: txn.clone(),
             wait_for_acks: false,
+            work: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -594,6 +596,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         .commit(CommitRequest {
             txn_id: unknown.clone(),
             wait_for_acks: false,
+            work: Vec::new(),
         })
         .await;
     expect_status(r, Code::NotFound, "retention period");
@@ -772,6 +775,7 @@ async fn finished_transactions_are_collected_after_retention() {
         .commit(CommitRequest {
             txn_id: txn.clone(),
             wait_for_acks: false,
+            work: Vec::new(),
         })
         .await
         .expect_err("collected");
@@ -841,6 +845,7 @@ async fn the_callers_trace_context_reaches_every_participant_call() {
     let commit = CommitRequest {
         txn_id: txn.clone(),
         wait_for_acks: true,
+        work: Vec::new(),
     };
     let answer = client.commit(traced(commit, committed)).await.unwrap();
     assert_eq!(answer.into_inner().outcome(), Outcome::Aborted);

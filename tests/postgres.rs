@@ -19,7 +19,7 @@ use rand::Rng;
 use support::PATIENCE;
 use tokio_postgres::NoTls;
 use tonic::transport::Channel;
-use verdict::bank::{transfer, AccountAt};
+use verdict::bank::{transfer, transfer_handing, AccountAt, AccountOf};
 use verdict::chaos::cluster::Node;
 use verdict::client::Client;
 use verdict::core::Outcome;
@@ -38,6 +38,7 @@ macro_rules! tests {
 /// Tests on the server of `VERDICT_TEST_PG`.
 const TESTS: &[(&str, Test)] = tests![
     a_transfer_commits_across_two_databases,
+    a_transfer_handed_over_in_commit_commits_across_two_databases,
     an_aborted_transfer_changes_neither_database,
     an_overdraft_fails_its_check_constraint_and_votes_no,
     account_names_with_quotes_and_backslashes_are_data_not_sql,
@@ -335,6 +336,52 @@ async fn a_transfer_commits_across_two_databases(server: String) {
     assert_eq!(alice_to_bob(&deployment, 30).await.0, Outcome::Committed);
     dbs[0].wait_until_nothing_prepared().await;
     assert_eq!(deployment.balance(0, "alice").await, (70, 0));
+    expect_balances(dbs, 70, 30).await;
+}
+
+/// `account` at bank `bank`, as the coordinator reaches the bank (its Describe).
+async fn handed(deployment: &Deployment, bank: usize, account: &str) -> AccountOf {
+    let mut client = BankClient::new(deployment.banks[bank].channel());
+    let described = client
+        .describe(proto::DescribeRequest {})
+        .await
+        .expect("describe")
+        .into_inner();
+    AccountOf {
+        bank: proto::ParticipantRef {
+            name: described.name,
+            endpoint: described.endpoint,
+        },
+        account: account.into(),
+    }
+}
+
+async fn a_transfer_handed_over_in_commit_commits_across_two_databases(server: String) {
+    let (deployment, dbs) = two_databases(&server).await;
+    let client = &deployment.client;
+    let (alice, bob) = (
+        handed(&deployment, 0, "alice").await,
+        handed(&deployment, 1, "bob").await,
+    );
+    let txn = client.begin(None).await.expect("begin").txn_id;
+    let (outcome, _) = transfer_handing(client, txn, &alice, &bob, 30)
+        .await
+        .expect("commit");
+    assert_eq!(outcome, Outcome::Committed);
+    // An account the bank does not have votes NO, and nothing stays prepared on either side.
+    let carol = AccountOf {
+        account: "carol".into(),
+        ..bob.clone()
+    };
+    let txn = client.begin(None).await.expect("begin").txn_id;
+    let (outcome, reason) = transfer_handing(client, txn, &alice, &carol, 30)
+        .await
+        .expect("commit");
+    assert_eq!(outcome, Outcome::Aborted);
+    assert!(
+        reason.contains("\"pg-b\" voted no") && reason.contains("\"carol\" does not exist"),
+        "{reason}"
+    );
     expect_balances(dbs, 70, 30).await;
 }
 

@@ -88,6 +88,7 @@ async fn a_restarted_coordinator_redrives_many_decided_transactions_a_few_at_a_t
     let commit = CommitRequest {
         txn_id,
         wait_for_acks: false,
+        work: Vec::new(),
     };
     let outcome = stats.commit(commit).await.unwrap().into_inner().outcome();
     assert_eq!(outcome, verdict::proto::Outcome::Committed);

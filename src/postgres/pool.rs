@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Manager, ManagerConfig, Object, Pool, PoolError, QueueMode, RecyclingMethod, Runtime,
 };
 use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
@@ -61,6 +61,9 @@ pub async fn connect(options: &PgOptions) -> anyhow::Result<Pool> {
     );
     let pool = Pool::builder(manager)
         .max_size(options.pool_size)
+        // The connection used last: its backend's caches are warm, and at low load the same
+        // few backends do all the work instead of every one in turn.
+        .queue_mode(QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))

@@ -641,6 +641,8 @@ impl Participant for DoubleService {
         Ok(Response::new(PrepareResponse {
             vote: behavior.vote.into(),
             reason: behavior.no_reason,
+            // As a participant written before PrepareRequest.work: it never runs any.
+            took_work: false,
         }))
     }
 
@@ -697,6 +699,7 @@ pub async fn commit(client: &mut CoordinatorClient<Channel>, txn_id: &str) -> Co
         .commit(CommitRequest {
             txn_id: txn_id.into(),
             wait_for_acks: false,
+            work: Vec::new(),
         })
         .await
         .expect("commit")

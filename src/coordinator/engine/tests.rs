@@ -88,7 +88,7 @@ async fn commit_is_answered_only_once_the_decision_is_durable() {
     let engine = Engine::start(log, Config::default()).unwrap();
     let id = engine.begin(None, vec![], None).await.unwrap().txn_id;
 
-    let mut commit = tokio_test::task::spawn(engine.commit(id, false));
+    let mut commit = tokio_test::task::spawn(engine.commit(id, false, Vec::new()));
     assert_pending!(commit.poll());
     let_tasks_run().await;
     assert_pending!(commit.poll());
@@ -129,7 +129,10 @@ async fn a_committed_transaction_outlives_its_deadline() {
         .await
         .unwrap()
         .txn_id;
-    assert_eq!(engine.commit(id, true).await.unwrap().0, Outcome::Committed);
+    assert_eq!(
+        engine.commit(id, true, Vec::new()).await.unwrap().0,
+        Outcome::Committed
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(engine.get(id).unwrap().state, State::Committed);
 }
@@ -142,7 +145,7 @@ async fn a_log_that_takes_no_more_writes_stops_the_engine_without_an_answer() {
     let engine = Engine::start(log, Config::default()).unwrap();
     let id = engine.begin(None, vec![], None).await.unwrap().txn_id;
 
-    let refused = engine.commit(id, false).await.unwrap_err();
+    let refused = engine.commit(id, false, Vec::new()).await.unwrap_err();
     assert!(matches!(refused, EngineError::Unavailable(_)), "{refused}");
     // Nothing is decided here any more: the next leader's engine recovers the transaction.
     assert!(matches!(
