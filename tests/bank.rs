@@ -12,7 +12,9 @@ use rand::Rng;
 use support::*;
 use tonic::transport::Channel;
 use tonic::Code;
-use verdict::bank::{transfer, transfer_handing, transfer_in, work, AccountAt, AccountOf};
+use verdict::bank::{
+    participant_of, transfer, transfer_handing, transfer_in, work, AccountAt, AccountOf,
+};
 use verdict::client::Client;
 use verdict::core::{Outcome as Decision, TxnId};
 use verdict::proto::bank_client::BankClient;
@@ -109,15 +111,7 @@ async fn a_transfer_commits_on_both_banks() {
 
 /// The participant a bank takes part as, from its `Describe`.
 async fn described(server: &Server) -> ParticipantRef {
-    let described = bank(server)
-        .describe(DescribeRequest {})
-        .await
-        .expect("describe")
-        .into_inner();
-    ParticipantRef {
-        name: described.name,
-        endpoint: described.endpoint,
-    }
+    participant_of(&bank(server)).await.expect("describe")
 }
 
 #[tokio::test]
@@ -158,10 +152,9 @@ async fn a_bank_told_it_was_named_at_begin_does_not_enlist_itself() {
 
 /// `account` at the bank `server`, as the coordinator reaches the bank.
 async fn of(server: &Server, account: &str) -> AccountOf {
-    AccountOf {
-        bank: described(server).await,
-        account: account.into(),
-    }
+    AccountOf::at(&bank(server), account.into())
+        .await
+        .expect("describe")
 }
 
 /// The names of the participants the coordinator has for `txn`, in enlisting order.

@@ -341,19 +341,10 @@ async fn a_transfer_commits_across_two_databases(server: String) {
 
 /// `account` at bank `bank`, as the coordinator reaches the bank (its Describe).
 async fn handed(deployment: &Deployment, bank: usize, account: &str) -> AccountOf {
-    let mut client = BankClient::new(deployment.banks[bank].channel());
-    let described = client
-        .describe(proto::DescribeRequest {})
+    let client = BankClient::new(deployment.banks[bank].channel());
+    AccountOf::at(&client, account.into())
         .await
         .expect("describe")
-        .into_inner();
-    AccountOf {
-        bank: proto::ParticipantRef {
-            name: described.name,
-            endpoint: described.endpoint,
-        },
-        account: account.into(),
-    }
 }
 
 async fn a_transfer_handed_over_in_commit_commits_across_two_databases(server: String) {

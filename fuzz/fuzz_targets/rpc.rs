@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = validate::txn_id(&r.txn_id);
             let _ = validate::participant(r.participant);
         }),
-        2 => check::<CommitRequest>(body, |r| drop(validate::txn_id(&r.txn_id))),
+        2 => check::<CommitRequest>(body, |r| {
+            let _ = validate::txn_id(&r.txn_id);
+            let _ = validate::work(r.work);
+        }),
         3 => check::<AbortRequest>(body, |r| {
             let _ = validate::txn_id(&r.txn_id);
             let _ = validate::reason(r.reason);
@@ -50,6 +53,8 @@ fuzz_target!(|data: &[u8]| {
             for url in &r.coordinator_endpoints {
                 let _ = validate::url("coordinator_endpoints", url);
             }
+            // The banks' reading of handed work.
+            let _ = verdict::bank::work::decode(&r.work);
         }),
         10 => check::<ParticipantCommitRequest>(body, |r| drop(validate::txn_id(&r.txn_id))),
         _ => check::<ParticipantAbortRequest>(body, |r| drop(validate::txn_id(&r.txn_id))),

@@ -18,4 +18,4 @@ mod transfer;
 pub mod work;
 
 pub use accounts::{Accounts, BankError};
-pub use transfer::{transfer, transfer_handing, transfer_in, AccountAt, AccountOf};
+pub use transfer::{participant_of, transfer, transfer_handing, transfer_in, AccountAt, AccountOf};

@@ -6,7 +6,7 @@ use tonic::Status;
 use crate::client::Client;
 use crate::core::{Outcome, TxnId};
 use crate::proto::bank_client::BankClient;
-use crate::proto::{ApplyRequest, ParticipantRef, ParticipantWork};
+use crate::proto::{ApplyRequest, DescribeRequest, ParticipantRef, ParticipantWork};
 
 /// An account at a bank.
 #[derive(Clone)]
@@ -35,6 +35,36 @@ pub struct AccountOf {
     pub account: String,
 }
 
+impl AccountOf {
+    /// `account` at `bank`, asking the bank which participant it is.
+    pub async fn at(bank: &BankClient<Channel>, account: String) -> Result<Self, Status> {
+        let bank = participant_of(bank).await?;
+        Ok(AccountOf { bank, account })
+    }
+}
+
+/// The participant `bank` takes part in transactions as (its `Describe`).
+pub async fn participant_of(bank: &BankClient<Channel>) -> Result<ParticipantRef, Status> {
+    let described = bank
+        .clone()
+        .describe(DescribeRequest {})
+        .await?
+        .into_inner();
+    Ok(ParticipantRef {
+        name: described.name,
+        endpoint: described.endpoint,
+    })
+}
+
+fn positive(amount: i64) -> Result<(), Status> {
+    match amount > 0 {
+        true => Ok(()),
+        false => Err(Status::invalid_argument(format!(
+            "amount {amount} is not positive"
+        ))),
+    }
+}
+
 /// Transfers `amount` from `from` to `to`: begins a transaction, stages both changes (which
 /// enlists both banks) and commits. Returns the transaction, its outcome and the abort reason.
 /// If staging fails the transaction is aborted and the error returned.
@@ -44,11 +74,7 @@ pub async fn transfer(
     to: &AccountAt,
     amount: i64,
 ) -> Result<(TxnId, Outcome, String), Status> {
-    if amount <= 0 {
-        return Err(Status::invalid_argument(format!(
-            "amount {amount} is not positive"
-        )));
-    }
+    positive(amount)?;
     let txn = coordinator.begin(None).await?.txn_id;
     let (outcome, reason) = transfer_in(coordinator, txn, 0, from, to, amount).await?;
     Ok((txn, outcome, reason))
@@ -89,6 +115,7 @@ pub async fn transfer_handing(
     to: &AccountOf,
     amount: i64,
 ) -> Result<(Outcome, String), Status> {
+    positive(amount)?;
     // One entry per bank, should both accounts be at one.
     let mut banks: Vec<(&ParticipantRef, Vec<(&str, i64)>)> = Vec::new();
     for (side, delta) in [(from, -amount), (to, amount)] {

@@ -30,13 +30,13 @@ use tonic::transport::Channel;
 use self::baseline::{fsync_latency, histogram, micros, rpc_round_trips, rpc_throughput};
 use self::footprint::Watched;
 use self::report::{Baseline, Percentiles, Report, SingleNode};
-use crate::bank::{transfer_handing, transfer_in, AccountAt, AccountOf};
+use crate::bank::{participant_of, transfer_handing, transfer_in, AccountAt, AccountOf};
 use crate::client::Client;
 use crate::core::Outcome;
 use crate::durable::LogSync;
 use crate::process::ChildServer;
 use crate::proto::bank_client::BankClient;
-use crate::proto::{BeginRequest, DescribeRequest, OpenAccountRequest, ParticipantRef};
+use crate::proto::{BeginRequest, OpenAccountRequest, ParticipantRef};
 use crate::{net, tls};
 
 /// What the transactions do.
@@ -399,16 +399,10 @@ impl Shape {
 async fn describe_banks(banks: &[BankClient<Channel>]) -> anyhow::Result<Vec<ParticipantRef>> {
     let mut participants = Vec::new();
     for bank in banks {
-        let described = bank
-            .clone()
-            .describe(DescribeRequest {})
+        let participant = participant_of(bank)
             .await
-            .context("asking a bank which participant it is (Describe)")?
-            .into_inner();
-        participants.push(ParticipantRef {
-            name: described.name,
-            endpoint: described.endpoint,
-        });
+            .context("asking a bank which participant it is (Describe)")?;
+        participants.push(participant);
     }
     Ok(participants)
 }

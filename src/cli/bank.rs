@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
-use verdict::bank::{transfer, AccountAt};
+use verdict::bank::{transfer, transfer_handing, AccountAt, AccountOf};
 use verdict::chaos::ledger::{self, Endpoints, Ledger};
 use verdict::client::Client;
 use verdict::coordinator::validate;
@@ -50,6 +50,10 @@ pub enum BankCommand {
         /// How much, in the smallest unit; positive.
         #[arg(long)]
         amount: i64,
+        /// Hand each bank's change to the coordinator in Commit, which brings it with the
+        /// bank's Prepare, instead of calling Apply on each bank.
+        #[arg(long)]
+        hand_over: bool,
     },
     /// Stage a change to an account in a transaction begun already (the bank enlists itself
     /// with its coordinator); the transaction's commit applies it.
@@ -134,17 +138,31 @@ async fn bank_call(command: BankCommand) -> anyhow::Result<()> {
             to_bank,
             to,
             amount,
+            hand_over,
         } => {
             let client = Client::new(&coordinator, Duration::from_secs(30))?;
-            let from = AccountAt {
-                bank: bank_client(&from_bank)?,
-                account: from,
+            let (from_bank, to_bank) = (bank_client(&from_bank)?, bank_client(&to_bank)?);
+            let (txn, outcome, reason) = match hand_over {
+                false => {
+                    let from = AccountAt {
+                        bank: from_bank,
+                        account: from,
+                    };
+                    let to = AccountAt {
+                        bank: to_bank,
+                        account: to,
+                    };
+                    transfer(&client, &from, &to, amount).await?
+                }
+                true => {
+                    let from = AccountOf::at(&from_bank, from).await?;
+                    let to = AccountOf::at(&to_bank, to).await?;
+                    let txn = client.begin(None).await?.txn_id;
+                    let (outcome, reason) =
+                        transfer_handing(&client, txn, &from, &to, amount).await?;
+                    (txn, outcome, reason)
+                }
             };
-            let to = AccountAt {
-                bank: bank_client(&to_bank)?,
-                account: to,
-            };
-            let (txn, outcome, reason) = transfer(&client, &from, &to, amount).await?;
             println!("{txn} {outcome:?} {reason}");
         }
         BankCommand::Apply {
