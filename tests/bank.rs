@@ -157,6 +157,22 @@ async fn of(server: &Server, account: &str) -> AccountOf {
         .expect("describe")
 }
 
+/// `work` for `participant`, for `CommitRequest.work`.
+fn piece(participant: &ParticipantRef, work: Vec<u8>) -> ParticipantWork {
+    let participant = Some(participant.clone());
+    ParticipantWork { participant, work }
+}
+
+/// Bank `bank`'s part in taking 10 out of alice.
+fn alice_pays_10(bank: &ParticipantRef) -> ParticipantWork {
+    piece(bank, work::encode([("alice", -10)]))
+}
+
+fn named(name: &str, endpoint: String) -> ParticipantRef {
+    let name = name.into();
+    ParticipantRef { name, endpoint }
+}
+
 /// The names of the participants the coordinator has for `txn`, in enlisting order.
 async fn enlisted(client: &Client, txn: TxnId) -> Vec<String> {
     let view = client.get(txn).await.unwrap();
@@ -205,19 +221,10 @@ async fn handed_over_work_a_bank_cannot_run_votes_no_and_changes_nothing() {
         (vec![0x10, 0x01], "names no change"),
         (vec![0xff, 0xff], "is not a verdict.v1.BankWork"),
     ];
+    let bank_a = described(&a).await;
     for (bytes, expected) in cases {
         let txn = client.begin(None).await.unwrap().txn_id;
-        let from = of(&a, "alice").await;
-        let handed = vec![
-            ParticipantWork {
-                participant: Some(from.bank.clone()),
-                work: work::encode([(from.account.as_str(), -10)]),
-            },
-            ParticipantWork {
-                participant: Some(bank_b.clone()),
-                work: bytes,
-            },
-        ];
+        let handed = vec![alice_pays_10(&bank_a), piece(&bank_b, bytes)];
         let (outcome, reason) = client.commit_handing(txn, handed).await.unwrap();
         assert_eq!(outcome, Decision::Aborted, "{expected}");
         assert!(
@@ -237,19 +244,9 @@ async fn work_handed_to_a_participant_that_does_not_run_it_aborts_the_transactio
     // A participant written before PrepareRequest.work: it votes YES and ignores the work.
     let unaware = Double::start(Behavior::default()).await;
     let txn = client.begin(None).await.unwrap().txn_id;
-    let from = of(&a, "alice").await;
     let handed = vec![
-        ParticipantWork {
-            participant: Some(from.bank.clone()),
-            work: work::encode([("alice", -10)]),
-        },
-        ParticipantWork {
-            participant: Some(ParticipantRef {
-                name: "unaware".into(),
-                endpoint: unaware.endpoint(),
-            }),
-            work: b"anything".to_vec(),
-        },
+        alice_pays_10(&described(&a).await),
+        piece(&named("unaware", unaware.endpoint()), b"anything".to_vec()),
     ];
     let (outcome, reason) = client.commit_handing(txn, handed).await.unwrap();
     assert_eq!(outcome, Decision::Aborted);
@@ -278,17 +275,8 @@ async fn work_handed_to_a_participant_that_takes_none_votes_no() {
     .await;
     let txn = client.begin(None).await.unwrap().txn_id;
     let handed = vec![
-        ParticipantWork {
-            participant: Some(described(&a).await),
-            work: work::encode([("alice", -10)]),
-        },
-        ParticipantWork {
-            participant: Some(ParticipantRef {
-                name: "orders".into(),
-                endpoint: records.url(),
-            }),
-            work: b"order 42".to_vec(),
-        },
+        alice_pays_10(&described(&a).await),
+        piece(&named("orders", records.url()), b"order 42".to_vec()),
     ];
     let (outcome, reason) = client.commit_handing(txn, handed).await.unwrap();
     assert_eq!(outcome, Decision::Aborted);
@@ -306,10 +294,7 @@ async fn work_in_commit_is_checked_before_anything_changes() {
     let (coordinator, a, _b) = two_banks().await;
     let client = client(&coordinator);
     let bank_a = described(&a).await;
-    let piece = |bytes: Vec<u8>| ParticipantWork {
-        participant: Some(bank_a.clone()),
-        work: bytes,
-    };
+    let piece = |bytes: Vec<u8>| piece(&bank_a, bytes);
     let cases = [
         (vec![piece(Vec::new())], "is 0 bytes; give 1 to 65536"),
         (vec![piece(vec![1; 65_537])], "is 65537 bytes"),
