@@ -291,14 +291,14 @@ async fn work_handed_to_a_participant_that_takes_none_votes_no() {
 
 #[tokio::test]
 async fn work_in_commit_is_checked_before_anything_changes() {
-    let (coordinator, a, _b) = two_banks().await;
+    let (coordinator, a, b) = two_banks().await;
     let client = client(&coordinator);
     let bank_a = described(&a).await;
-    let piece = |bytes: Vec<u8>| piece(&bank_a, bytes);
+    let for_a = |bytes: Vec<u8>| piece(&bank_a, bytes);
     let cases = [
-        (vec![piece(Vec::new())], "is 0 bytes; give 1 to 65536"),
-        (vec![piece(vec![1; 65_537])], "is 65537 bytes"),
-        (vec![piece(vec![1]), piece(vec![2])], "is given work twice"),
+        (vec![for_a(Vec::new())], "is 0 bytes; give 1 to 65536"),
+        (vec![for_a(vec![1; 65_537])], "is 65537 bytes"),
+        (vec![for_a(vec![1]), for_a(vec![2])], "is given work twice"),
     ];
     for (handed, expected) in cases {
         let txn = client.begin(None).await.unwrap().txn_id;
@@ -309,6 +309,22 @@ async fn work_in_commit_is_checked_before_anything_changes() {
         assert!(enlisted(&client, txn).await.is_empty());
         client.abort(txn, "test over").await.unwrap();
     }
+    // A name enlisted at another endpoint: refused, and bank-a, valid, is not enlisted either.
+    let bank_b = described(&b).await;
+    let begun = BeginRequest {
+        timeout_ms: 0,
+        participants: vec![bank_b.clone()],
+    };
+    let txn = client.begin_with(begun).await.unwrap().txn_id;
+    let elsewhere = named("bank-b", a.url());
+    let handed = vec![alice_pays_10(&bank_a), piece(&elsewhere, vec![1])];
+    let status = client.commit_handing(txn, handed).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("bank-b"), "{}", status.message());
+    assert_eq!(enlisted(&client, txn).await, ["bank-b"]);
+    let state = client.get(txn).await.unwrap().state();
+    assert_eq!(state, TransactionState::Active);
+    client.abort(txn, "test over").await.unwrap();
 }
 
 #[tokio::test]

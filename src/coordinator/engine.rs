@@ -568,23 +568,27 @@ impl<L: DecisionLog> Engine<L> {
     }
 
     /// Enlists the participants of work handed over in Commit and keeps their work for their
-    /// Prepare; returns the actions enlisting asks for.
+    /// Prepare; returns the actions enlisting asks for. All of it or nothing: a participant
+    /// that cannot be enlisted leaves the transaction as it was.
     fn hand_over(
         entry: &Entry,
         txn: &mut Transaction,
         work: Vec<HandedWork>,
     ) -> Result<Vec<Action>, Rejection> {
+        let mut trial = txn.clone();
         let mut actions = Vec::new();
-        let mut kept = entry.work.lock().expect("lock");
+        let mut kept = HashMap::new();
         for HandedWork { participant, work } in work {
             let name = participant.name.clone();
-            actions.extend(txn.handle(Event::Enlist {
+            actions.extend(trial.handle(Event::Enlist {
                 name: participant.name,
                 endpoint: participant.endpoint,
             })?);
-            let index = txn.participants().iter().position(|p| p.name == name);
+            let index = trial.participants().iter().position(|p| p.name == name);
             kept.insert(index.expect("just enlisted"), work);
         }
+        *txn = trial;
+        entry.work.lock().expect("lock").extend(kept);
         Ok(actions)
     }
 
