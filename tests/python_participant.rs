@@ -197,32 +197,40 @@ async fn the_python_participant_moves_money_with_the_kv_bank(python: String) {
 }
 
 async fn the_python_bank_describes_itself_and_takes_part_when_named_at_begin(python: String) {
-    // The bench's bank workload asks each bank which participant it is (Describe), names both
-    // at Begin and tells them so in Apply.
+    // The bench's bank workload asks each bank which participant it is (Describe) and names
+    // both at Begin; with `--staging apply` it tells them so in Apply.
     let coordinator = Server::start(&[]).await;
     let kv = Server::start_bank(&coordinator, "kv-bank", &[]).await;
     let participant = Python::start(&python, &coordinator.url(), "python-bank").await;
-    let out = succeeded(verdict(&[
-        "bench",
-        "--workload",
-        "bank",
-        "--overdraft-share",
-        "0",
-        "--coordinator",
-        &coordinator.url(),
-        "--participant",
-        &kv.url(),
-        "--participant",
-        &participant.url(),
-        "--concurrency",
-        "2",
-        "--transactions",
-        "50",
-        "--warmup",
-        "0s",
-        "--json",
-    ]));
-    let report: serde_json::Value = serde_json::from_str(&out).expect("the bench's JSON");
+    let bench = |staging: &str| {
+        let (coordinator, kv, python) = (coordinator.url(), kv.url(), participant.url());
+        let args = [
+            "bench",
+            "--workload",
+            "bank",
+            "--overdraft-share",
+            "0",
+            "--staging",
+            staging,
+            "--coordinator",
+            &coordinator,
+            "--participant",
+            &kv,
+            "--participant",
+            &python,
+            "--concurrency",
+            "2",
+            "--transactions",
+            "50",
+            "--warmup",
+            "0s",
+            "--json",
+        ];
+        let out = succeeded(verdict(&args));
+        let report: serde_json::Value = serde_json::from_str(&out).expect("the bench's JSON");
+        (report, out)
+    };
+    let (report, out) = bench("apply");
     // Workers already under way when the count is reached finish theirs.
     assert!(report["committed"].as_u64() >= Some(50), "{out}");
     assert_eq!(
@@ -230,4 +238,10 @@ async fn the_python_bank_describes_itself_and_takes_part_when_named_at_begin(pyt
         (&0.into(), &0.into()),
         "{out}"
     );
+    // The Python bank does not read PrepareRequest.work: handed its change in Commit, it finds
+    // nothing staged and votes NO (a YES would not set `took_work`, and count as NO) — every
+    // transfer aborts, none commits with a half missing.
+    let (report, out) = bench("commit");
+    assert_eq!(report["committed"], 0, "{out}");
+    assert!(report["aborted"].as_u64() >= Some(50), "{out}");
 }
