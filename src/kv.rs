@@ -220,7 +220,7 @@ impl<W: Work> Resource for KvResource<W> {
     }
 
     async fn stage_handed(&self, txn: TxnId, work: Vec<u8>) -> Result<(), String> {
-        let expires = Instant::now() + crate::bank::work::KEPT_FOR;
+        let expires = Instant::now() + crate::staging::HANDED_WORK_KEPT_FOR;
         let staged = self.stage_work(txn, expires, |staged| {
             staged.stage_handed(&work, &self.data)
         });

@@ -20,6 +20,10 @@ use crate::periodic::every;
 /// How often staged work past its transaction's deadline is discarded.
 const DISCARD_EVERY: Duration = Duration::from_secs(1);
 
+/// How long work that arrived with a Prepare (handed over in Commit) stays staged, should that
+/// prepare fail without a vote: it runs right after the work is staged, and a NO discards it.
+pub const HANDED_WORK_KEPT_FOR: Duration = Duration::from_secs(60);
+
 /// A resource holding work staged per transaction until it prepares.
 pub trait Staging: Resource {
     /// Discards staged work whose transaction's deadline has passed; returns how many.

@@ -2,16 +2,10 @@
 //! rather than staged with `Apply`: a `verdict.v1.BankWork`, written by the application and read
 //! by either bank when the coordinator's Prepare brings it.
 
-use std::time::Duration;
-
 use prost::Message;
 
 use super::accounts::check_account;
 use crate::proto::{AccountChange, BankWork};
-
-/// How long changes that arrived with a Prepare stay staged should that prepare fail without a
-/// vote (it runs right after they are staged; a vote of NO discards them at once).
-pub const KEPT_FOR: Duration = Duration::from_secs(60);
 
 /// The work that sets each `(account, delta)`, for `CommitRequest.work`.
 pub fn encode<'a>(changes: impl IntoIterator<Item = (&'a str, i64)>) -> Vec<u8> {

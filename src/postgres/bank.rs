@@ -157,7 +157,7 @@ impl Resource for PgBank {
         for (account, _) in &changes {
             self.exists(account).await.map_err(|e| e.to_string())?;
         }
-        let expires = Instant::now() + crate::bank::work::KEPT_FOR;
+        let expires = Instant::now() + crate::staging::HANDED_WORK_KEPT_FOR;
         self.resource
             .stage(txn, expires, |staged| staged.0.extend(changes))
             .map_err(|_| BankError::AlreadyPrepared(txn).to_string())
