@@ -542,8 +542,9 @@ impl<L: DecisionLog> Engine<L> {
         let mut phase = entry.phase.subscribe();
         let mut stopped = self.stopped.subscribe();
         self.apply(&entry, AbortReason::Client, |txn| {
+            // A plain Commit skips handing over: it would copy the transaction for nothing.
             let mut actions = match txn.phase() {
-                Phase::Active => Self::hand_over(&entry, txn, work)?,
+                Phase::Active if !work.is_empty() => Self::hand_over(&entry, txn, work)?,
                 _ => Vec::new(),
             };
             actions.extend(Self::handle(&entry, txn, Event::Commit)?);
