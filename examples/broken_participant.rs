@@ -57,6 +57,12 @@ impl Participant for Broken {
         self.votes.lock().unwrap().insert(txn, Vote::No);
         Ok(Response::new(ParticipantAbortResponse {}))
     }
+
+    async fn decide(&self, _: Request<DecideRequest>) -> Result<Response<DecideResponse>, Status> {
+        Err(Status::unimplemented(
+            "this participant takes decisions one by one",
+        ))
+    }
 }
 
 #[tokio::main]

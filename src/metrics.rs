@@ -23,6 +23,7 @@ pub const COMMIT_SECONDS: &str = "verdict_commit_duration_seconds";
 pub const PREPARE_SECONDS: &str = "verdict_prepare_duration_seconds";
 pub const PHASE2_SECONDS: &str = "verdict_phase2_duration_seconds";
 pub const PHASE2_RETRIES: &str = "verdict_phase2_retries_total";
+pub const PHASE2_BATCH: &str = "verdict_phase2_batch_size";
 pub const REJECTED: &str = "verdict_requests_rejected_total";
 // A cluster node.
 pub const IS_LEADER: &str = "verdict_cluster_is_leader";
@@ -110,7 +111,9 @@ pub fn serve(addr: SocketAddr, tls: Option<Arc<ServerTls>>) -> anyhow::Result<()
     for name in seconds {
         builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), SECONDS)?;
     }
-    builder = builder.set_buckets_for_metric(Matcher::Full(FLUSH_BATCH.into()), BATCH)?;
+    for name in [FLUSH_BATCH, PHASE2_BATCH] {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), BATCH)?;
+    }
     let handle = builder
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("cannot record metrics: {e}"))?;
@@ -164,6 +167,10 @@ fn describe() {
         PHASE2_RETRIES,
         "Phase-2 sends that failed, each retried (best-effort ones a bounded number of \
          times), by participant endpoint."
+    );
+    describe_histogram!(
+        PHASE2_BATCH,
+        "Decisions sent in one Decide call, by participant endpoint."
     );
     describe_counter!(REJECTED, "Requests refused, by reason.");
     describe_histogram!(

@@ -7,7 +7,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use support::conformance::{assert_all_pass, conformance, kit_port, verdicts, Restartable};
+use support::conformance::{
+    assert_all_pass, conformance, kit_port, verdicts, Restartable, DECIDE_RULE,
+};
 use support::Server;
 use verdict::process::ChildServer;
 
@@ -115,4 +117,10 @@ async fn a_participant_that_breaks_the_contract_fails() {
         "{report}"
     );
     assert_eq!(report["failed"].as_u64().unwrap() as usize, failed.len());
+    // It takes no Decide, which is optional: that rule is skipped, not failed.
+    let decide = verdicts(&report)
+        .into_iter()
+        .find(|(rule, _, _)| rule == DECIDE_RULE)
+        .expect("the Decide rule is checked");
+    assert_eq!(decide.1, "skip", "{report}");
 }

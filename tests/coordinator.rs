@@ -310,6 +310,79 @@ async fn phase_two_is_retried_until_a_participant_that_was_down_comes_back() {
     assert!(view.participants.iter().all(|p| p.acknowledged));
 }
 
+/// Commits `count` transactions with `double` as their only participant; their ids.
+async fn commit_each(
+    client: &mut CoordinatorClient<tonic::transport::Channel>,
+    double: &Double,
+    count: usize,
+) -> Vec<String> {
+    let mut txns = Vec::new();
+    for _ in 0..count {
+        let txn = begin(client, &[("a", double.endpoint())]).await;
+        assert_eq!(commit(client, &txn).await.outcome(), Outcome::Committed);
+        txns.push(txn);
+    }
+    txns
+}
+
+#[tokio::test]
+async fn decisions_for_one_participant_go_several_to_a_call_one_call_at_a_time() {
+    // The first call is held longer than the default 5 s it may take before it is retried.
+    let coordinator = Coordinator::start(&["--decision-timeout", "10m"]).await;
+    let holding = Behavior {
+        hold_decisions: true,
+        ..yes()
+    };
+    let double = Double::start(holding).await;
+    let mut client = coordinator.client().await;
+    let first = commit_each(&mut client, &double, 1).await;
+    double.wait_for(Call::Commit(first[0].clone()), 1).await;
+    // Decided while the first call is held, so they wait in the queue. (Each is queued a few
+    // microseconds after its decision; the later Begins and Commits take milliseconds, so at
+    // most the last can still be on its way when the call is released.)
+    let queued = commit_each(&mut client, &double, 9).await;
+    double.set(|behavior| behavior.hold_decisions = false);
+    for txn in first.iter().chain(&queued) {
+        double.wait_for(Call::Commit(txn.clone()), 1).await;
+    }
+
+    let calls = double.decide_calls();
+    assert_eq!(
+        calls.iter().sum::<usize>(),
+        10,
+        "every decision in a Decide: {calls:?}"
+    );
+    assert_eq!(calls[0], 1, "a lone decision leaves at once: {calls:?}");
+    assert!(
+        calls.len() <= 3,
+        "the queued decisions went together: {calls:?}"
+    );
+    assert_eq!(double.most_open_decides(), 1, "one Decide at a time");
+}
+
+#[tokio::test]
+async fn a_participant_without_decide_gets_its_decisions_one_by_one() {
+    let coordinator = Coordinator::start(&[]).await;
+    let old = Behavior {
+        no_decide: true,
+        ..yes()
+    };
+    let double = Double::start(old).await;
+    let mut client = coordinator.client().await;
+    let txns = commit_each(&mut client, &double, 3).await;
+    for txn in &txns {
+        double.wait_for(Call::Commit(txn.clone()), 1).await;
+        let finished = commit_and_wait(&mut client, txn).await;
+        assert_eq!(finished.outcome(), Outcome::Committed);
+    }
+    let calls = double.decide_calls();
+    assert_eq!(
+        calls.len(),
+        1,
+        "asked Decide once, then Commit alone: {calls:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_restarted_coordinator_redrives_phase_two_and_aborts_undecided_transactions() {
     let mut coordinator =

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&rpc, body)) = data.split_first() else {
         return;
     };
-    match rpc % 12 {
+    match rpc % 13 {
         0 => check::<BeginRequest>(body, |r| {
             let _ = validate::txn_timeout(r.timeout_ms, Duration::from_secs(3600));
             let _ = validate::participants(r.participants);
@@ -57,6 +57,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = verdict::bank::work::decode(&r.work);
         }),
         10 => check::<ParticipantCommitRequest>(body, |r| drop(validate::txn_id(&r.txn_id))),
+        11 => check::<DecideRequest>(body, |r| {
+            let _ = validate::decisions(&r.decisions);
+            for decision in &r.decisions {
+                let _ = validate::txn_id(&decision.txn_id);
+            }
+        }),
         _ => check::<ParticipantAbortRequest>(body, |r| drop(validate::txn_id(&r.txn_id))),
     }
 });

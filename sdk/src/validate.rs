@@ -6,6 +6,9 @@ use crate::TxnId;
 /// The longest URL accepted anywhere on the wire.
 pub const MAX_ENDPOINT_BYTES: usize = 512;
 
+/// The most decisions one `Participant.Decide` may carry.
+pub const MAX_DECISIONS: usize = 1024;
+
 /// An argument that breaks a rule: answered as `INVALID_ARGUMENT` with this message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -56,4 +59,23 @@ pub fn url(what: &str, text: &str) -> Result<(), Invalid> {
 pub fn urls(what: &str, text: &str) -> Result<(), Invalid> {
     text.split(',')
         .try_for_each(|url| self::url(what, url.trim()))
+}
+
+/// A `Decide` carries 1..=[`MAX_DECISIONS`] decisions, no two for one transaction (each
+/// decision's id is checked on its own, failing only that decision).
+pub fn decisions(decisions: &[crate::proto::Decision]) -> Result<(), Invalid> {
+    if decisions.is_empty() || decisions.len() > MAX_DECISIONS {
+        return Err(Invalid(format!(
+            "Decide carries {} decisions: send 1 to {MAX_DECISIONS}",
+            decisions.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(decisions.len());
+    match decisions.iter().find(|d| !seen.insert(d.txn_id.as_str())) {
+        Some(twice) => Err(Invalid(format!(
+            "Decide carries two decisions for transaction {:?}: send one",
+            twice.txn_id
+        ))),
+        None => Ok(()),
+    }
 }

@@ -19,7 +19,8 @@ use tonic::{Code, Status};
 use crate::core::TxnId;
 use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{
-    Outcome, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest, Vote,
+    DecideRequest, Decision, Outcome, ParticipantAbortRequest, ParticipantCommitRequest,
+    PrepareRequest, Vote,
 };
 use crate::{net, tls};
 use stand_in::StandIn;
@@ -137,16 +138,18 @@ enum Rule {
     AbortUnknown,
     CommitUnprepared,
     ErrorsAreStatuses,
+    DecidesAsCommitAndAbort,
     ResolvesInDoubt,
     YesSurvivesRestart,
 }
 
-const RULES: [Rule; 7] = [
+const RULES: [Rule; 8] = [
     Rule::RepeatedPrepare,
     Rule::RepeatedCommit,
     Rule::AbortUnknown,
     Rule::CommitUnprepared,
     Rule::ErrorsAreStatuses,
+    Rule::DecidesAsCommitAndAbort,
     Rule::ResolvesInDoubt,
     Rule::YesSurvivesRestart,
 ];
@@ -165,6 +168,9 @@ impl Rule {
             Rule::ErrorsAreStatuses => {
                 "a malformed request fails with INVALID_ARGUMENT and a message"
             }
+            Rule::DecidesAsCommitAndAbort => {
+                "Decide (optional) answers each decision as Commit or Abort would"
+            }
             Rule::ResolvesInDoubt => {
                 "left prepared without a decision, it asks Resolve at the endpoint given, asks \
                  again after PENDING, and stops once told COMMITTED"
@@ -180,6 +186,7 @@ impl Rule {
             Rule::AbortUnknown => kit.abort_unknown().await,
             Rule::CommitUnprepared => kit.commit_unprepared().await,
             Rule::ErrorsAreStatuses => kit.errors_are_statuses().await,
+            Rule::DecidesAsCommitAndAbort => return kit.decides().await,
             Rule::ResolvesInDoubt => kit.resolves_in_doubt().await,
             Rule::YesSurvivesRestart => return kit.yes_survives_restart().await,
         };
@@ -403,6 +410,53 @@ impl<'a> Kit<'a> {
             }
         }
         Ok(())
+    }
+
+    /// One `Decide` with a commit of a prepared transaction, an abort of an unknown one and a
+    /// commit of one never prepared: OK, OK, FAILED_PRECONDITION. Skipped where `Decide` is not
+    /// implemented: the coordinator then sends decisions one by one.
+    async fn decides(&self) -> Verdict {
+        let prepared = match self.prepared_yes().await {
+            Ok(txn) => txn,
+            Err(why) => return Verdict::Fail(why),
+        };
+        let decisions = [
+            (prepared, true),
+            (Self::fresh(), false),
+            (Self::fresh(), true),
+        ];
+        let request = DecideRequest {
+            decisions: decisions
+                .iter()
+                .map(|&(txn, commit)| Decision {
+                    txn_id: txn.to_string(),
+                    commit,
+                })
+                .collect(),
+        };
+        let results =
+            match self.participant.clone().decide(request).await {
+                Ok(answer) => answer.into_inner().results,
+                Err(s) if s.code() == Code::Unimplemented => return Verdict::Skip(
+                    "it does not implement Decide; the coordinator sends it decisions one by one"
+                        .into(),
+                ),
+                Err(s) => return Verdict::Fail(format!("Decide failed: {}", said(&s))),
+            };
+        let codes: Vec<Code> = results.iter().map(|r| Code::from(r.code)).collect();
+        let expected = [Code::Ok, Code::Ok, Code::FailedPrecondition];
+        if codes != expected {
+            return Verdict::Fail(format!(
+                "Decide of [commit of a prepared transaction, abort of an unknown one, commit of                  one never prepared] answered {codes:?}, not {expected:?}"
+            ));
+        }
+        if results[2].message.is_empty() {
+            return Verdict::Fail("the FAILED_PRECONDITION result carries no message".into());
+        }
+        match self.committed(prepared, "closing").await {
+            Ok(()) => Verdict::Pass,
+            Err(why) => Verdict::Fail(why),
+        }
     }
 
     async fn resolves_in_doubt(&self) -> Result<(), String> {

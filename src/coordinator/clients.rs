@@ -8,7 +8,8 @@
 //! from being sent them all at once: deliveries beyond it wait their turn, in order, and their
 //! deadline starts when they are sent. Prepares do not queue behind that backlog: there are
 //! only as many as transactions in flight (`--max-in-flight`), and new transactions wait on
-//! them.
+//! them. Decisions whose turn it is go several to a call ([`super::decisions`]), except a
+//! traced transaction's, which goes alone with its trace context.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::Channel;
 
+use super::decisions::{Batches, Delivery};
 use super::service::TRACEPARENT;
 use crate::core::{Outcome, TxnId, Vote};
 use crate::proto::participant_client::ParticipantClient;
@@ -60,7 +62,7 @@ pub struct CallError {
 }
 
 impl CallError {
-    fn new(failure: Failure, message: String) -> Self {
+    pub(super) fn new(failure: Failure, message: String) -> Self {
         CallError { failure, message }
     }
 }
@@ -72,11 +74,13 @@ pub struct ParticipantClients {
     channels: Mutex<HashMap<String, Endpoint>>,
 }
 
-/// One participant endpoint: its channel, and the turns to deliver decisions to it.
+/// One participant endpoint: its channel, the turns to deliver decisions to it, and the
+/// batches they go in.
 #[derive(Clone)]
 struct Endpoint {
     channel: Channel,
     turns: Arc<Semaphore>,
+    batches: Arc<Batches>,
 }
 
 impl ParticipantClients {
@@ -93,15 +97,15 @@ impl ParticipantClients {
         Ok(ParticipantClient::new(self.endpoint(endpoint)?.channel))
     }
 
-    /// A client of `endpoint` once it is this delivery's turn, with the turn to give back when
-    /// the call is over.
-    async fn delivery_client(
+    /// `endpoint` once it is this delivery's turn, with the turn to give back when the
+    /// delivery is over.
+    async fn delivery_turn(
         &self,
         endpoint: &str,
-    ) -> Result<(ParticipantClient<Channel>, OwnedSemaphorePermit), CallError> {
+    ) -> Result<(Endpoint, OwnedSemaphorePermit), CallError> {
         let endpoint = self.endpoint(endpoint)?;
-        let turn = endpoint.turns.acquire_owned().await.expect("never closed");
-        Ok((ParticipantClient::new(endpoint.channel), turn))
+        let turn = endpoint.turns.clone().acquire_owned().await;
+        Ok((endpoint, turn.expect("never closed")))
     }
 
     fn endpoint(&self, endpoint: &str) -> Result<Endpoint, CallError> {
@@ -119,6 +123,10 @@ impl ParticipantClients {
                 .tcp_nodelay(true),
         ));
         let known = Endpoint {
+            batches: Arc::new(Batches::start(
+                endpoint,
+                ParticipantClient::new(channel.clone()),
+            )),
             channel,
             turns: Arc::new(Semaphore::new(self.deliveries_per_endpoint)),
         };
@@ -176,7 +184,14 @@ impl ParticipantClients {
     ) -> Result<(), CallError> {
         // A delivery waiting for its turn holds only this future, and a backlog may hold
         // 100,000 of them: the call's own (several KB) is made, on the heap, once it is its turn.
-        let (mut client, _turn) = self.delivery_client(endpoint).await?;
+        let (endpoint, _turn) = self.delivery_turn(endpoint).await?;
+        if trace.is_none() {
+            let batched = endpoint.batches.deliver(txn_id, outcome, timeout).await;
+            if let Delivery::Sent(result) = batched {
+                return result;
+            }
+        }
+        let mut client = ParticipantClient::new(endpoint.channel);
         let txn_id = txn_id.to_string();
         match outcome {
             Outcome::Committed => {
@@ -197,7 +212,7 @@ impl ParticipantClients {
 
 /// A request to a participant: it says how long we wait (the grpc-timeout header), and carries
 /// the application's trace context on, so one trace shows the whole transaction.
-fn outgoing<T>(message: T, timeout: Duration, trace: Option<&str>) -> tonic::Request<T> {
+pub(super) fn outgoing<T>(message: T, timeout: Duration, trace: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
     if let Some(value) = trace.and_then(|t| t.parse().ok()) {
@@ -211,24 +226,38 @@ async fn call<T>(
     timeout: Duration,
     response: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, CallError> {
-    let timed_out = || {
-        let message = format!("no answer within {}", humantime::format_duration(timeout));
-        CallError::new(Failure::TimedOut, message)
-    };
+    answer(timeout, response)
+        .await
+        .map_err(|status| failure(&status, timeout))
+}
+
+/// Runs one call under `timeout`: its answer, or the status it failed with (`DEADLINE_EXCEEDED`
+/// when the timeout ran out).
+pub(super) async fn answer<T>(
+    timeout: Duration,
+    response: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, tonic::Status> {
     match tokio::time::timeout(timeout, response).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Err(_) => Err(timed_out()),
+        Ok(answered) => answered.map(tonic::Response::into_inner),
+        Err(_) => Err(tonic::Status::deadline_exceeded("")),
+    }
+}
+
+/// Describes a call's failure for an operator.
+pub(super) fn failure(status: &tonic::Status, timeout: Duration) -> CallError {
+    match status.code() {
         // tonic's own deadline (the grpc-timeout we set) may fire first, as Cancelled.
-        Ok(Err(status)) => Err(match status.code() {
-            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => timed_out(),
-            tonic::Code::Unavailable => CallError::new(
-                Failure::Unreachable,
-                format!("unreachable: {}", status.message()),
-            ),
-            code => CallError::new(
-                Failure::Refused,
-                format!("answered {code:?}: {}", status.message()),
-            ),
-        }),
+        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            let message = format!("no answer within {}", humantime::format_duration(timeout));
+            CallError::new(Failure::TimedOut, message)
+        }
+        tonic::Code::Unavailable => CallError::new(
+            Failure::Unreachable,
+            format!("unreachable: {}", status.message()),
+        ),
+        code => CallError::new(
+            Failure::Refused,
+            format!("answered {code:?}: {}", status.message()),
+        ),
     }
 }

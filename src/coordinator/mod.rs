@@ -3,8 +3,9 @@
 //! - [`Engine`]: owns in-flight transactions, carries out the core's actions (log writes,
 //!   prepares, phase-2 delivery with backoff, deadlines), recovers from the log at start and
 //!   collects finished transactions after the retention period.
-//! - [`clients`]: the one pooled client layer through which participants are reached;
-//!   [`allow`]: which participant endpoints it may reach at all.
+//! - [`clients`]: the one pooled client layer through which participants are reached, with
+//!   [`decisions`] going several to a call; [`allow`]: which participant endpoints it may
+//!   reach at all.
 //! - [`service`]: `verdict.v1.Coordinator` over gRPC: validation and the mapping of errors to
 //!   status codes; on a cluster node that does not lead, writes are redirected to the leader
 //!   and reads forwarded to it.
@@ -15,6 +16,7 @@ pub mod admission;
 pub mod allow;
 pub mod clients;
 mod config;
+mod decisions;
 mod engine;
 mod error;
 pub mod leadership;

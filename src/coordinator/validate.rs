@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{EngineError, HandedWork, NewParticipant};
 use crate::core::TxnId;
 use crate::proto;
-pub use verdict_sdk::validate::{url, urls, Invalid, MAX_ENDPOINT_BYTES};
+pub use verdict_sdk::validate::{decisions, url, urls, Invalid, MAX_ENDPOINT_BYTES};
 
 pub const MAX_NAME_BYTES: usize = 128;
 pub const MAX_REASON_BYTES: usize = 1024;

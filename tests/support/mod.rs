@@ -433,6 +433,10 @@ pub struct Behavior {
     pub hold_prepare: bool,
     /// Waits this long before answering Commit and Abort.
     pub decision_delay: Duration,
+    /// Answers Decide with UNIMPLEMENTED, as a participant written before it.
+    pub no_decide: bool,
+    /// Holds every Commit and Abort (after recording it) until this is set back to false.
+    pub hold_decisions: bool,
 }
 
 impl Default for Behavior {
@@ -444,6 +448,8 @@ impl Default for Behavior {
             fail_decisions: false,
             hold_prepare: false,
             decision_delay: Duration::ZERO,
+            no_decide: false,
+            hold_decisions: false,
         }
     }
 }
@@ -459,20 +465,24 @@ struct Shared {
     /// Commit and Abort calls being answered now, and the most there ever were at once.
     open_decisions: AtomicUsize,
     most_open_decisions: AtomicUsize,
+    /// How many decisions each Decide call carried (UNIMPLEMENTED ones too), in call order.
+    decide_calls: Mutex<Vec<usize>>,
+    /// Decide calls being answered now, and the most there ever were at once.
+    open_decides: AtomicUsize,
+    most_open_decides: AtomicUsize,
 }
 
-/// One Commit or Abort being answered; counted until dropped (a call cut off included).
-struct OpenDecision<'a>(&'a AtomicUsize);
+/// One call being answered; counted until dropped (a call cut off included).
+struct Open<'a>(&'a AtomicUsize);
 
-impl<'a> OpenDecision<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        let open = shared.open_decisions.fetch_add(1, Ordering::SeqCst) + 1;
-        shared.most_open_decisions.fetch_max(open, Ordering::SeqCst);
-        OpenDecision(&shared.open_decisions)
+impl<'a> Open<'a> {
+    fn new(open: &'a AtomicUsize, most: &AtomicUsize) -> Self {
+        most.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+        Open(open)
     }
 }
 
-impl Drop for OpenDecision<'_> {
+impl Drop for Open<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -490,6 +500,17 @@ impl Shared {
 
     fn behavior(&self) -> Behavior {
         self.behavior.lock().unwrap().clone()
+    }
+
+    /// Waits while `held` says so of the behavior.
+    async fn hold_while(&self, held: fn(&Behavior) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            if !held(&self.behavior()) {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 
@@ -565,9 +586,20 @@ impl Double {
         self.shared.traces.lock().unwrap().clone()
     }
 
-    /// The most Commit and Abort calls it was answering at once.
+    /// The most Commit and Abort calls it was answering at once (each decision of a Decide
+    /// counted as one).
     pub fn most_open_decisions(&self) -> usize {
         self.shared.most_open_decisions.load(Ordering::SeqCst)
+    }
+
+    /// How many decisions each Decide call carried, in call order.
+    pub fn decide_calls(&self) -> Vec<usize> {
+        self.shared.decide_calls.lock().unwrap().clone()
+    }
+
+    /// The most Decide calls it was answering at once.
+    pub fn most_open_decides(&self) -> usize {
+        self.shared.most_open_decides.load(Ordering::SeqCst)
     }
 
     pub fn count(&self, call: &Call) -> usize {
@@ -610,8 +642,9 @@ impl DoubleService {
         call: Call,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<(), Status> {
-        let _open = OpenDecision::new(&self.0);
+        let _open = Open::new(&self.0.open_decisions, &self.0.most_open_decisions);
         self.0.record(call, metadata);
+        self.0.hold_while(|b| b.hold_decisions).await;
         let behavior = self.0.behavior();
         tokio::time::sleep(behavior.decision_delay).await;
         match behavior.fail_decisions {
@@ -629,13 +662,7 @@ impl Participant for DoubleService {
     ) -> Result<Response<PrepareResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
         self.0.record(Call::Prepare(request.txn_id), &metadata);
-        loop {
-            let changed = self.0.changed.notified();
-            if !self.0.behavior().hold_prepare {
-                break;
-            }
-            changed.await;
-        }
+        self.0.hold_while(|b| b.hold_prepare).await;
         let behavior = self.0.behavior();
         tokio::time::sleep(behavior.prepare_delay).await;
         Ok(Response::new(PrepareResponse {
@@ -663,6 +690,39 @@ impl Participant for DoubleService {
         let (metadata, _, request) = request.into_parts();
         self.decided(Call::Abort(request.txn_id), &metadata).await?;
         Ok(Response::new(ParticipantAbortResponse {}))
+    }
+
+    /// Each decision as its Commit or Abort, all at once.
+    async fn decide(
+        &self,
+        request: Request<DecideRequest>,
+    ) -> Result<Response<DecideResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let _open = Open::new(&self.0.open_decides, &self.0.most_open_decides);
+        let calls = request.decisions.len();
+        self.0.decide_calls.lock().unwrap().push(calls);
+        if self.0.behavior().no_decide {
+            return Err(Status::unimplemented("test double written before Decide"));
+        }
+        let decided = request.decisions.into_iter().map(|d| {
+            let call = match d.commit {
+                true => Call::Commit(d.txn_id),
+                false => Call::Abort(d.txn_id),
+            };
+            self.decided(call, &metadata)
+        });
+        let results = futures_util::future::join_all(decided)
+            .await
+            .into_iter()
+            .map(|result| match result {
+                Ok(()) => DecisionResult::default(),
+                Err(status) => DecisionResult {
+                    code: status.code() as i32,
+                    message: status.message().into(),
+                },
+            })
+            .collect();
+        Ok(Response::new(DecideResponse { results }))
     }
 }
 

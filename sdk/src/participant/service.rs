@@ -1,5 +1,6 @@
 //! `verdict.v1.Participant` over gRPC around a [`Participant`] runtime.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -41,24 +42,57 @@ fn txn_id(text: &str) -> Result<TxnId, Status> {
     Ok(validate::txn_id(text)?)
 }
 
-/// Runs `work` in its own task: tonic drops a handler whose client went away, and a prepare
-/// or commit cut off half way (resource changed, journal not yet) must not happen.
-async fn to_completion<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, ParticipantError>> + Send + 'static,
-) -> Result<T, Status> {
-    match tokio::spawn(work).await {
-        Ok(result) => Ok(result?),
-        Err(e) => Err(Status::internal(format!("the request's task failed: {e}"))),
+/// Starts `work` in its own task at once, and returns its result when awaited: tonic drops a
+/// handler whose client went away, and a prepare or commit cut off half way (resource changed,
+/// journal not yet) must not happen.
+fn to_completion<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ParticipantError>> + Send + 'static,
+) -> impl Future<Output = Result<T, Status>> {
+    let task = tokio::spawn(work);
+    async move {
+        match task.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(Status::internal(format!("the request's task failed: {e}"))),
+        }
     }
 }
 
 impl<R: Resource> ParticipantService<R> {
-    async fn decide(&self, txn_id: &str, outcome: Outcome) -> Result<(), Status> {
+    /// Starts carrying out one decision; its result when awaited.
+    fn start_deciding(
+        &self,
+        txn_id: &str,
+        outcome: Outcome,
+    ) -> Result<impl Future<Output = Result<(), Status>>, Status> {
         let txn = self::txn_id(txn_id)?;
         let participant = self.participant.clone();
-        to_completion(async move { participant.decide(txn, outcome).await }).await?;
+        Ok(to_completion(async move {
+            participant.decide(txn, outcome).await
+        }))
+    }
+
+    async fn decide_one(&self, txn_id: &str, outcome: Outcome) -> Result<(), Status> {
+        self.start_deciding(txn_id, outcome)?.await?;
         crate::crash_point!("participant::before_ack");
         Ok(())
+    }
+}
+
+fn outcome(commit: bool) -> Outcome {
+    match commit {
+        true => Outcome::Committed,
+        false => Outcome::Aborted,
+    }
+}
+
+/// What Commit or Abort would have answered, as one `Decide` result.
+fn decision_result(result: Result<(), Status>) -> proto::DecisionResult {
+    match result {
+        Ok(()) => proto::DecisionResult::default(),
+        Err(status) => proto::DecisionResult {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+        },
     }
 }
 
@@ -111,7 +145,7 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
         &self,
         request: Request<proto::ParticipantCommitRequest>,
     ) -> Result<Response<proto::ParticipantCommitResponse>, Status> {
-        self.decide(&request.get_ref().txn_id, Outcome::Committed)
+        self.decide_one(&request.get_ref().txn_id, Outcome::Committed)
             .await?;
         Ok(Response::new(proto::ParticipantCommitResponse {}))
     }
@@ -120,8 +154,31 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
         &self,
         request: Request<proto::ParticipantAbortRequest>,
     ) -> Result<Response<proto::ParticipantAbortResponse>, Status> {
-        self.decide(&request.get_ref().txn_id, Outcome::Aborted)
+        self.decide_one(&request.get_ref().txn_id, Outcome::Aborted)
             .await?;
         Ok(Response::new(proto::ParticipantAbortResponse {}))
+    }
+
+    async fn decide(
+        &self,
+        request: Request<proto::DecideRequest>,
+    ) -> Result<Response<proto::DecideResponse>, Status> {
+        let decisions = request.into_inner().decisions;
+        validate::decisions(&decisions)?;
+        // All start at once: a resource such as PostgreSQL makes them durable together.
+        let started: Vec<_> = decisions
+            .iter()
+            .map(|d| self.start_deciding(&d.txn_id, outcome(d.commit)))
+            .collect();
+        let mut results = Vec::with_capacity(started.len());
+        for decision in started {
+            let result = match decision {
+                Ok(running) => running.await,
+                Err(invalid) => Err(invalid),
+            };
+            results.push(decision_result(result));
+        }
+        crate::crash_point!("participant::before_ack");
+        Ok(Response::new(proto::DecideResponse { results }))
     }
 }
