@@ -1,11 +1,12 @@
 //! Connections to PostgreSQL: a pool, checked at start to be reachable and able to prepare
-//! transactions, so a misconfiguration is a clear error before anything is served.
+//! transactions, so a misconfiguration is a clear error before anything is served. Each new
+//! connection is set up first (the tables it needs, its prepared statements).
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, QueueMode, RecyclingMethod, Runtime,
+    HookError, Manager, ManagerConfig, Object, Pool, PoolError, QueueMode, RecyclingMethod, Runtime,
 };
 use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
@@ -27,9 +28,9 @@ pub struct PgOptions {
 /// How long getting a connection may take before the request fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a pool on `options.dsn` and checks that the server is reachable and has
-/// `max_prepared_transactions` above zero.
-pub async fn connect(options: &PgOptions) -> anyhow::Result<Pool> {
+/// Opens a pool on `options.dsn`, whose connections each run `setup` (SQL) when made, and
+/// checks that the server is reachable and has `max_prepared_transactions` above zero.
+pub async fn connect(options: &PgOptions, setup: &'static str) -> anyhow::Result<Pool> {
     let mut config: tokio_postgres::Config = options.dsn.parse().map_err(|e| {
         anyhow!(
             "the PostgreSQL DSN is not valid ({e}); give it as \"host=HOST port=PORT user=USER \
@@ -67,6 +68,9 @@ pub async fn connect(options: &PgOptions) -> anyhow::Result<Pool> {
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
+        .post_create(deadpool_postgres::Hook::async_fn(move |db, _| {
+            Box::pin(async move { db.batch_execute(setup).await.map_err(HookError::Backend) })
+        }))
         .build()
         .context("cannot build the PostgreSQL connection pool")?;
     check_prepared_transactions(&pool).await?;
@@ -96,6 +100,9 @@ async fn check_prepared_transactions(pool: &Pool) -> anyhow::Result<()> {
 pub async fn get(pool: &Pool) -> Result<Object, String> {
     pool.get().await.map_err(|e| match e {
         PoolError::Backend(e) => describe(&e),
+        PoolError::PostCreateHook(HookError::Backend(e)) => {
+            format!("cannot set up a new connection: {}", describe(&e))
+        }
         other => other.to_string(),
     })
 }
