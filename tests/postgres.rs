@@ -50,6 +50,7 @@ const TESTS: &[(&str, Test)] = tests![
     transfers_between_kv_and_postgres_conserve_the_total,
     a_bad_dsn_an_unreachable_server_or_tls_is_a_clear_error,
     the_postgresql_bank_keeps_every_conformance_rule,
+    the_bench_measures_direct_postgresql_in_slices_between_its_own,
 ];
 
 /// Tests on the server of `VERDICT_TEST_PG_NO_2PC`, which cannot prepare transactions.
@@ -670,4 +671,57 @@ async fn the_postgresql_bank_keeps_every_conformance_rule(server: String) {
     assert_all_pass(&report, passed);
     bank.kill().await.expect("kill");
     db.drop_it().await;
+}
+
+/// `verdict bench --pg-direct` against two PostgreSQL banks: both halves commit transfers, and
+/// the ratio printed is the one of their throughputs.
+async fn the_bench_measures_direct_postgresql_in_slices_between_its_own(server: String) {
+    let (deployment, dbs) = two_databases(&server).await;
+    let (coordinator, bank_a, bank_b) = (
+        deployment.coordinator.url(),
+        deployment.banks[0].url(),
+        deployment.banks[1].url(),
+    );
+    let args = [
+        "bench",
+        "--workload",
+        "bank",
+        "--overdraft-share",
+        "0",
+        "--concurrency",
+        "2",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--json",
+        "--coordinator",
+        &coordinator,
+        "--participant",
+        &bank_a,
+        "--participant",
+        &bank_b,
+        "--pg-direct",
+        &dbs[0].dsn,
+        &dbs[1].dsn,
+    ];
+    let output = tokio::process::Command::new(exe())
+        .args(args)
+        .output()
+        .await
+        .expect("bench ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let direct = &report["pg_direct"];
+    assert!(report["committed"].as_u64().unwrap() > 0, "{report}");
+    assert!(direct["committed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    // Five slices of each, the Verdict ones measured apart from the direct ones.
+    let measured = report["duration_secs"].as_f64().unwrap();
+    assert!((2.0..3.0).contains(&measured), "{report}");
+    for db in dbs {
+        db.wait_until_nothing_prepared().await;
+        db.drop_it().await;
+    }
 }

@@ -247,7 +247,17 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         .map_or_else(std::env::temp_dir, |d| d.dir.clone());
     let baseline = measure_baseline(options, &participants[0], &fsync_dir).await?;
     let watched = deployment.as_ref().map_or(&[][..], |d| &d.watched[..]);
-    let driving = drive(options, &coordinator, &participants, baseline.clone());
+    let mut direct = match options.pg_direct.is_empty() {
+        true => None,
+        false => Some(pg_direct::Direct::connect(&options.pg_direct, options.concurrency).await?),
+    };
+    let driving = drive(
+        options,
+        &coordinator,
+        &participants,
+        baseline.clone(),
+        direct.as_mut(),
+    );
     let (mut report, footprint) = footprint::during(watched, driving).await;
     if let Ok(report) = &mut report {
         report.footprint = footprint;
@@ -259,10 +269,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     if let (Ok(report), true) = (&mut report, started_a_cluster) {
         report.single_node = Some(single_node(options, baseline).await?);
     }
-    if let (Ok(report), false) = (&mut report, options.pg_direct.is_empty()) {
-        let (concurrency, duration) = (options.concurrency, options.duration);
-        report.pg_direct =
-            Some(pg_direct::measure(&options.pg_direct, concurrency, duration).await?);
+    if let (Ok(report), Some(direct)) = (&mut report, direct) {
+        report.pg_direct = Some(direct.report()?);
     }
     report
 }
@@ -279,6 +287,7 @@ async fn single_node(options: &BenchOptions, baseline: Baseline) -> anyhow::Resu
         &deployment.coordinator,
         &deployment.participants,
         baseline,
+        None,
     )
     .await;
     deployment.stop().await?;
@@ -423,11 +432,16 @@ async fn open_bank_accounts(banks: &[BankClient<Channel>]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// How many slices of its own and of PostgreSQL's alone a run with `--pg-direct` alternates.
+const DIRECT_SLICES: u32 = 5;
+
+/// Runs the workload; with `direct`, in slices alternating with the direct transfers'.
 async fn drive(
     options: &BenchOptions,
     coordinator: &str,
     participants: &[String],
     baseline: Baseline,
+    direct: Option<&mut pg_direct::Direct>,
 ) -> anyhow::Result<Report> {
     let used = &participants[..options.participants.max(1)];
     let banks: Vec<_> = used
@@ -462,15 +476,18 @@ async fn drive(
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Arc::new(Mutex::new(Instant::now()));
+    // Each transaction holds it shared; a pause takes it whole, once those in flight finished.
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
 
     let workers: Vec<_> = (0..options.concurrency)
         .map(|_| {
-            let (shape, tally, measuring, stop, epoch) = (
+            let (shape, tally, measuring, stop, epoch, gate) = (
                 shape.clone(),
                 tally.clone(),
                 measuring.clone(),
                 stop.clone(),
                 epoch.clone(),
+                gate.clone(),
             );
             let limit = options.transactions;
             tokio::spawn(async move {
@@ -483,7 +500,9 @@ async fn drive(
                             break;
                         }
                     }
+                    let open = gate.read().await;
                     let result = shape.transaction().await;
+                    drop(open);
                     if !measuring.load(Ordering::Relaxed) {
                         continue;
                     }
@@ -526,28 +545,31 @@ async fn drive(
     *epoch.lock().expect("lock") = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    let show = options.progress && std::io::stderr().is_terminal();
-    while started.elapsed() < options.duration || options.transactions.is_some() {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let committed = tally.committed.load(Ordering::Relaxed);
-        if show {
-            let secs = started.elapsed().as_secs_f64();
-            eprint!(
-                "\r[{secs:5.1} s] committed {committed:>9}  {:>8.0} txn/s ",
-                committed as f64 / secs
-            );
+    let watch = Watch {
+        options,
+        tally: &tally,
+        show: options.progress && std::io::stderr().is_terminal(),
+    };
+    let measured = match direct {
+        None => watch.for_(options.duration, Duration::ZERO).await,
+        Some(direct) => {
+            let slice = options.duration / DIRECT_SLICES;
+            let mut measured = Duration::ZERO;
+            for _ in 0..DIRECT_SLICES {
+                measured += watch.for_(slice, measured).await;
+                let started = Instant::now();
+                let paused = gate.write().await;
+                measured += started.elapsed();
+                direct.run(slice).await?;
+                drop(paused);
+            }
+            measured
         }
-        if options
-            .transactions
-            .is_some_and(|n| tally.started.load(Ordering::Relaxed) >= n)
-        {
-            break;
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    };
+    let (elapsed, wall) = (measured.as_secs_f64(), started.elapsed().as_secs_f64());
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    if show {
+    if watch.show {
         eprintln!();
     }
     for worker in workers {
@@ -570,7 +592,7 @@ async fn drive(
     let floor = baseline.rpc_round_trip_ms.p50 + 2.0 * baseline.fsync_ms.p50;
     let first_failure = tally.first_failure.lock().expect("lock").take();
     let mut per_second = tally.per_second.lock().expect("lock").clone();
-    per_second.truncate(elapsed.floor() as usize);
+    per_second.truncate(wall.floor() as usize);
     let latency_distribution = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99]
         .iter()
         .map(|p| (*p, latencies.value_at_percentile(*p) as f64 / 1000.0))
@@ -598,4 +620,35 @@ async fn drive(
         latency_distribution,
         footprint: Vec::new(),
     })
+}
+
+/// Watches the measured run: shows progress, and says when a stretch of it is over.
+struct Watch<'a> {
+    options: &'a BenchOptions,
+    tally: &'a Tally,
+    show: bool,
+}
+
+impl Watch<'_> {
+    /// Waits `stretch` (or until the run's transaction count has started), `before` measured
+    /// already; how long it waited.
+    async fn for_(&self, stretch: Duration, before: Duration) -> Duration {
+        let started = Instant::now();
+        let limit = self.options.transactions;
+        while started.elapsed() < stretch || limit.is_some() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if self.show {
+                let secs = (before + started.elapsed()).as_secs_f64();
+                let committed = self.tally.committed.load(Ordering::Relaxed);
+                eprint!(
+                    "\r[{secs:5.1} s] committed {committed:>9}  {:>8.0} txn/s ",
+                    committed as f64 / secs
+                );
+            }
+            if limit.is_some_and(|n| self.tally.started.load(Ordering::Relaxed) >= n) {
+                break;
+            }
+        }
+        started.elapsed()
+    }
 }

@@ -1,11 +1,13 @@
 //! The reference for the bank workload on PostgreSQL banks: the same transfers driven by the
 //! client itself straight through PostgreSQL's two-phase commit across the two databases — no
-//! coordinator, no decision log, no participant processes — measured in the same run.
+//! coordinator, no decision log, no participant processes — measured in the same run, in
+//! slices between the bench's own.
 //!
 //! Each transfer: on both databases at once, `BEGIN`, `UPDATE` the account, `PREPARE
 //! TRANSACTION`; then `COMMIT PREPARED` on both at once. It uses the accounts the bank workload
 //! opened in the banks' `verdict_accounts` tables.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -105,55 +107,81 @@ async fn transfer(from: &Database, to: &Database) -> Result<Duration, String> {
     prepared.0.and(prepared.1).map(|()| started.elapsed())
 }
 
-/// Runs the direct transfers at `concurrency` for `duration` on the databases `dsns` (two).
-pub async fn measure(
-    dsns: &[String],
-    concurrency: usize,
-    duration: Duration,
-) -> anyhow::Result<PgDirect> {
-    anyhow::ensure!(
-        dsns.len() == 2,
-        "the PostgreSQL reference needs the two banks' databases"
-    );
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (from, to) = (
-            Database::connect(&dsns[0]).await?,
-            Database::connect(&dsns[1]).await?,
+/// The direct transfers: one pair of connections per concurrent client, made once and run in
+/// slices, which the bench interleaves with its own so both see the machine in the same state.
+pub struct Direct {
+    clients: Vec<Arc<(Database, Database)>>,
+    latencies: Histogram<u64>,
+    failures: Vec<String>,
+    elapsed: Duration,
+}
+
+impl Direct {
+    /// Connects `concurrency` clients to the databases `dsns` (two).
+    pub async fn connect(dsns: &[String], concurrency: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            dsns.len() == 2,
+            "the PostgreSQL reference needs the two banks' databases"
         );
-        workers.spawn(async move {
-            let mut latencies = histogram();
-            let mut failures = Vec::new();
-            while started.elapsed() < duration {
-                match transfer(&from, &to).await {
-                    Ok(latency) => latencies.record(micros(latency)).expect("in bounds"),
-                    Err(error) => failures.push(error),
+        let mut clients = Vec::with_capacity(concurrency);
+        for _ in 0..concurrency {
+            let pair = (
+                Database::connect(&dsns[0]).await?,
+                Database::connect(&dsns[1]).await?,
+            );
+            clients.push(Arc::new(pair));
+        }
+        Ok(Direct {
+            clients,
+            latencies: histogram(),
+            failures: Vec::new(),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    /// Runs transfers on every client for `duration` (each finishing the one it is in).
+    pub async fn run(&mut self, duration: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
+        for client in &self.clients {
+            let client = client.clone();
+            workers.spawn(async move {
+                let (from, to) = &*client;
+                let mut latencies = histogram();
+                let mut failures = Vec::new();
+                while started.elapsed() < duration {
+                    match transfer(from, to).await {
+                        Ok(latency) => latencies.record(micros(latency)).expect("in bounds"),
+                        Err(error) => failures.push(error),
+                    }
                 }
-            }
-            (latencies, failures)
-        });
+                (latencies, failures)
+            });
+        }
+        for (latencies, failures) in workers.join_all().await {
+            self.latencies.add(latencies)?;
+            self.failures.extend(failures);
+        }
+        self.elapsed += started.elapsed();
+        Ok(())
     }
-    let mut latencies: Histogram<u64> = histogram();
-    let mut failures = Vec::new();
-    for (worker, worker_failures) in workers.join_all().await {
-        latencies.add(worker)?;
-        failures.extend(worker_failures);
+
+    /// What every slice run measured together.
+    pub fn report(self) -> anyhow::Result<PgDirect> {
+        let failed = self.failures.len() as u64;
+        if let Some(error) = self.failures.first() {
+            tracing::warn!(failed, first = %error, "direct PostgreSQL transfers failed");
+        }
+        anyhow::ensure!(
+            !self.latencies.is_empty(),
+            "no direct PostgreSQL transfer committed; the first failure: {}",
+            self.failures.first().map_or("none", String::as_str)
+        );
+        Ok(PgDirect {
+            committed: self.latencies.len(),
+            failed,
+            throughput: self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
+            latency_ms: Percentiles::of(&self.latencies),
+        })
     }
-    let failed = failures.len() as u64;
-    if let Some(error) = failures.first() {
-        tracing::warn!(failed, first = %error, "direct PostgreSQL transfers failed");
-    }
-    anyhow::ensure!(
-        !latencies.is_empty(),
-        "no direct PostgreSQL transfer committed; the first failure: {}",
-        failures.first().map_or("none", String::as_str)
-    );
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok(PgDirect {
-        committed: latencies.len(),
-        failed,
-        throughput: latencies.len() as f64 / elapsed,
-        latency_ms: Percentiles::of(&latencies),
-    })
 }

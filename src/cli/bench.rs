@@ -49,8 +49,15 @@ pub struct BenchArgs {
     log_sync: LogSync,
     /// The databases of the two PostgreSQL banks given with --participant (bank workload):
     /// also measure the same transfers driven straight through PostgreSQL's two-phase commit,
-    /// with no coordinator, at the same concurrency and for the same duration.
-    #[arg(long, num_args = 2, value_names = ["DSN_A", "DSN_B"], requires = "coordinator")]
+    /// with no coordinator, at the same concurrency and for the same duration, in five slices
+    /// alternating with Verdict's so that both see the machine in the same state.
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["DSN_A", "DSN_B"],
+        requires = "coordinator",
+        conflicts_with = "transactions"
+    )]
     pg_direct: Vec<String>,
     /// How long the coordinator and participants it starts keep finished transactions (their
     /// --retention): a long run with the default 24 h grows the decision log and journals by
