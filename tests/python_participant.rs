@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use support::conformance::{assert_all_pass_but, conformance, kit_port, Restartable, DECIDE_RULE};
+use support::conformance::{assert_all_pass, conformance, kit_port, Restartable};
 use support::{Server, PATIENCE};
 use verdict::process::ChildServer;
 
@@ -170,8 +170,7 @@ async fn the_python_participant_keeps_every_rule(python: String) {
         env!("CARGO_BIN_EXE_verdict")
     );
     let (report, passed) = conformance(&mut participant, &url, port, Some(stage), "20s").await;
-    // It takes its decisions one by one: the coordinator falls back to Commit and Abort.
-    assert_all_pass_but(&report, passed, &[DECIDE_RULE]);
+    assert_all_pass(&report, passed);
 }
 
 async fn the_python_participant_moves_money_with_the_kv_bank(python: String) {

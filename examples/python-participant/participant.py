@@ -35,6 +35,8 @@ log = logging.getLogger("python-participant")
 
 # The furthest ahead an application may say a transaction's deadline is.
 MAX_DEADLINE_AHEAD_MS = 24 * 3600 * 1000
+# The most decisions one Decide may carry (participant.proto).
+MAX_DECISIONS = 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -315,6 +317,25 @@ class ParticipantService(participant_pb2_grpc.ParticipantServicer):
     def Abort(self, request, context):
         self.p.abort(request.txn_id)
         return participant_pb2.ParticipantAbortResponse()
+
+    @answering
+    def Decide(self, request, context):
+        """Several decisions in one call, each answered as its Commit or Abort would be."""
+        ids = [d.txn_id for d in request.decisions]
+        if not 1 <= len(ids) <= MAX_DECISIONS or len(set(ids)) < len(ids):
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"Decide carries {len(ids)} decisions: send 1 to {MAX_DECISIONS}, "
+                          f"each for a different transaction")
+        results = []
+        for decision in request.decisions:
+            carry_out = self.p.commit if decision.commit else self.p.abort
+            try:
+                carry_out(decision.txn_id)
+                results.append(participant_pb2.DecisionResult())
+            except Refused as refused:
+                code = refused.code.value[0]  # grpc.StatusCode values are (number, name)
+                results.append(participant_pb2.DecisionResult(code=code, message=refused.message))
+        return participant_pb2.DecideResponse(results=results)
 
 
 class BankService(bank_pb2_grpc.BankServicer):

@@ -106,20 +106,11 @@ pub fn verdicts(report: &serde_json::Value) -> Vec<(String, String, String)> {
 pub const DECIDE_RULE: &str = "Decide (optional) answers each decision as Commit or Abort would";
 
 pub fn assert_all_pass(report: &serde_json::Value, passed: bool) {
-    assert_all_pass_but(report, passed, &[]);
-}
-
-/// Every rule passes but the `skipped` ones, which the kit skipped.
-pub fn assert_all_pass_but(report: &serde_json::Value, passed: bool, skipped: &[&str]) {
     for (rule, result, detail) in verdicts(report) {
-        let expected = match skipped.contains(&rule.as_str()) {
-            true => "skip",
-            false => "pass",
-        };
-        assert_eq!(result, expected, "{rule}: {detail}");
+        assert_eq!(result, "pass", "{rule}: {detail}");
     }
     assert_eq!(report["failed"], 0);
-    assert_eq!(report["passed"], 8 - skipped.len(), "{report}");
+    assert_eq!(report["passed"], 8, "{report}");
     assert!(passed, "the kit exited with failure: {report}");
 }
 
