@@ -231,6 +231,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Why the `Decide` rule is skipped for a participant without it.
+const NO_DECIDE: &str =
+    "it does not implement Decide; the coordinator sends it decisions one by one";
+
 /// How long one call to the participant may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -434,20 +438,17 @@ impl<'a> Kit<'a> {
                 })
                 .collect(),
         };
-        let results =
-            match self.participant.clone().decide(request).await {
-                Ok(answer) => answer.into_inner().results,
-                Err(s) if s.code() == Code::Unimplemented => return Verdict::Skip(
-                    "it does not implement Decide; the coordinator sends it decisions one by one"
-                        .into(),
-                ),
-                Err(s) => return Verdict::Fail(format!("Decide failed: {}", said(&s))),
-            };
+        let results = match self.participant.clone().decide(request).await {
+            Ok(answer) => answer.into_inner().results,
+            Err(s) if s.code() == Code::Unimplemented => return Verdict::Skip(NO_DECIDE.into()),
+            Err(s) => return Verdict::Fail(format!("Decide failed: {}", said(&s))),
+        };
         let codes: Vec<Code> = results.iter().map(|r| Code::from(r.code)).collect();
         let expected = [Code::Ok, Code::Ok, Code::FailedPrecondition];
         if codes != expected {
             return Verdict::Fail(format!(
-                "Decide of [commit of a prepared transaction, abort of an unknown one, commit of                  one never prepared] answered {codes:?}, not {expected:?}"
+                "Decide of [commit of a prepared transaction, abort of an unknown one, commit of \
+                 one never prepared] answered {codes:?}, not {expected:?}"
             ));
         }
         if results[2].message.is_empty() {
