@@ -551,12 +551,12 @@ async fn drive(
         show: options.progress && std::io::stderr().is_terminal(),
     };
     let measured = match direct {
-        None => watch.for_(options.duration, Duration::ZERO).await,
+        None => watch.run_for(options.duration, Duration::ZERO).await,
         Some(direct) => {
             let slice = options.duration / DIRECT_SLICES;
             let mut measured = Duration::ZERO;
             for _ in 0..DIRECT_SLICES {
-                measured += watch.for_(slice, measured).await;
+                measured += watch.run_for(slice, measured).await;
                 let started = Instant::now();
                 let paused = gate.write().await;
                 measured += started.elapsed();
@@ -632,7 +632,7 @@ struct Watch<'a> {
 impl Watch<'_> {
     /// Waits `stretch` (or until the run's transaction count has started), `before` measured
     /// already; how long it waited.
-    async fn for_(&self, stretch: Duration, before: Duration) -> Duration {
+    async fn run_for(&self, stretch: Duration, before: Duration) -> Duration {
         let started = Instant::now();
         let limit = self.options.transactions;
         while started.elapsed() < stretch || limit.is_some() {

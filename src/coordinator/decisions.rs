@@ -25,6 +25,7 @@ use crate::proto::{DecideRequest, Decision, DecisionResult};
 const MOST_PER_CALL: usize = 256;
 
 /// What became of a decision handed to [`Batches::deliver`].
+#[derive(Clone)]
 pub enum Delivery {
     /// Acknowledged, or why not.
     Sent(Result<(), CallError>),
@@ -93,7 +94,7 @@ async fn send_batches(
         let deliveries = match taken.load(Ordering::Relaxed) {
             true => send(&mut client, &batch, &taken).await,
             // Queued before the endpoint said it takes no batches.
-            false => batch.iter().map(|_| Delivery::NotBatched).collect(),
+            false => vec![Delivery::NotBatched; batch.len()],
         };
         for (waiting, delivery) in batch.drain(..).zip(deliveries) {
             let _ = waiting.delivered.send(delivery);
@@ -116,23 +117,23 @@ async fn send(
         })
         .collect();
     let request = outgoing(DecideRequest { decisions }, timeout, None);
-    let all = |delivery: &dyn Fn() -> Delivery| batch.iter().map(|_| delivery()).collect();
+    let each = |delivery: Delivery| vec![delivery; batch.len()];
     match Box::pin(answer(timeout, client.decide(request))).await {
         Err(status) if status.code() == tonic::Code::Unimplemented => {
             taken.store(false, Ordering::Relaxed);
-            all(&|| Delivery::NotBatched)
+            each(Delivery::NotBatched)
         }
-        Err(status) => {
-            let error = failure(&status, timeout);
-            all(&|| Delivery::Sent(Err(error.clone())))
-        }
+        Err(status) => each(Delivery::Sent(Err(failure(&status, timeout)))),
         Ok(response) if response.results.len() != batch.len() => {
             let message = format!(
                 "answered Decide with {} results for {} decisions",
                 response.results.len(),
                 batch.len()
             );
-            all(&|| Delivery::Sent(Err(CallError::new(Failure::Refused, message.clone()))))
+            each(Delivery::Sent(Err(CallError::new(
+                Failure::Refused,
+                message,
+            ))))
         }
         Ok(response) => response
             .results
