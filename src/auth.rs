@@ -7,7 +7,7 @@
 //!
 //! | role | may call |
 //! |---|---|
-//! | `application` | `Begin`; `Enlist`, `Commit`, `Abort`, `GetTransaction` of the transactions it began |
+//! | `application` | `Begin`, `Submit`; `Enlist`, `Commit`, `Abort`, `GetTransaction` of the transactions it began (a retried `Submit` too) |
 //! | `participant` | `Enlist` itself, `Resolve` the transactions it is enlisted in |
 //! | `operator` | everything an application may, and `ListTransactions`, `Resolve`, `ResolveByHand`, `RetryDelivery`, `GetStats`; the cluster's status and membership |
 //! | `node` | `verdict.internal.Raft` (another node of the cluster), and reads forwarded on a caller's behalf |
@@ -309,7 +309,7 @@ fn required(path: &str) -> Option<&'static [Role]> {
         ("verdict.internal.Raft", "AppendEntries" | "Vote" | "InstallSnapshot") => &[Node],
         // `verdict cluster` (status, membership), and a node joining.
         ("verdict.internal.Raft", _) => &[Node, Operator],
-        ("verdict.v1.Coordinator", "Begin" | "Commit" | "Abort" | "GetTransaction") => {
+        ("verdict.v1.Coordinator", "Begin" | "Commit" | "Submit" | "Abort" | "GetTransaction") => {
             &[Application, Operator]
         }
         ("verdict.v1.Coordinator", "Enlist") => &[Application, Participant, Operator],

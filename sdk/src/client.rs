@@ -147,6 +147,17 @@ fn told_to_wait(status: &Status) -> Option<Duration> {
     Some(Duration::from_millis(millis.parse().ok()?))
 }
 
+/// The outcome a coordinator answered `method` with, which must be one.
+fn outcome(method: &str, answered: proto::Outcome) -> Result<Outcome, Status> {
+    match answered {
+        proto::Outcome::Committed => Ok(Outcome::Committed),
+        proto::Outcome::Aborted => Ok(Outcome::Aborted),
+        other => Err(Status::internal(format!(
+            "the coordinator answered {method} with {other:?}"
+        ))),
+    }
+}
+
 /// A transaction just begun.
 #[derive(Clone, Copy, Debug)]
 pub struct Begun {
@@ -330,16 +341,36 @@ impl Client {
         let response = self
             .call(request, |mut c, r| async move { c.commit(r).await })
             .await?;
-        let outcome = match response.outcome() {
-            proto::Outcome::Committed => Outcome::Committed,
-            proto::Outcome::Aborted => Outcome::Aborted,
-            other => {
-                return Err(Status::internal(format!(
-                    "the coordinator answered Commit with {other:?}"
-                )))
-            }
+        Ok((outcome("Commit", response.outcome())?, response.reason))
+    }
+
+    /// Begins a transaction and commits it in one call, handing each participant in `work` its
+    /// work as [`Client::commit_handing`] does: Begin's round trip saved. `request_id` names
+    /// the request, unique per transaction (a UUID serves): a retry with the same id — this
+    /// client's own, or the application's after a crash — answers that transaction's outcome
+    /// and never runs the work twice. Returns the transaction, its outcome and, for an abort,
+    /// its reason.
+    pub async fn submit(
+        &self,
+        request_id: &str,
+        work: Vec<ParticipantWork>,
+    ) -> Result<(TxnId, Outcome, String), Status> {
+        let request = SubmitRequest {
+            request_id: request_id.into(),
+            timeout_ms: 0,
+            work,
+            wait_for_acks: false,
         };
-        Ok((outcome, response.reason))
+        let response = self
+            .call(request, |mut c, r| async move { c.submit(r).await })
+            .await?;
+        let txn = response.txn_id.parse().map_err(|_| {
+            Status::internal(format!(
+                "the coordinator answered Submit with transaction id {:?}",
+                response.txn_id
+            ))
+        })?;
+        Ok((txn, outcome("Submit", response.outcome())?, response.reason))
     }
 
     /// Aborts a transaction that is not decided yet.

@@ -18,4 +18,7 @@ mod transfer;
 pub mod work;
 
 pub use accounts::{Accounts, BankError};
-pub use transfer::{participant_of, transfer, transfer_handing, transfer_in, AccountAt, AccountOf};
+pub use transfer::{
+    participant_of, transfer, transfer_handing, transfer_in, transfer_submitting, AccountAt,
+    AccountOf,
+};

@@ -115,6 +115,26 @@ pub async fn transfer_handing(
     to: &AccountOf,
     amount: i64,
 ) -> Result<(Outcome, String), Status> {
+    let work = work_of(from, to, amount)?;
+    coordinator.commit_handing(txn, work).await
+}
+
+/// The transfer as one Submit to the coordinator, which begins the transaction and hands each
+/// bank its change with its Prepare: one call in all. `request_id` names the transfer, so a
+/// retry of it never moves the money twice. Returns the transaction, its outcome and reason.
+pub async fn transfer_submitting(
+    coordinator: &Client,
+    request_id: &str,
+    from: &AccountOf,
+    to: &AccountOf,
+    amount: i64,
+) -> Result<(TxnId, Outcome, String), Status> {
+    let work = work_of(from, to, amount)?;
+    coordinator.submit(request_id, work).await
+}
+
+/// Each bank's change in the transfer, as the work to hand it.
+fn work_of(from: &AccountOf, to: &AccountOf, amount: i64) -> Result<Vec<ParticipantWork>, Status> {
     positive(amount)?;
     // One entry per bank, should both accounts be at one.
     let mut banks: Vec<(&ParticipantRef, Vec<(&str, i64)>)> = Vec::new();
@@ -134,5 +154,5 @@ pub async fn transfer_handing(
             work: super::work::encode(changes),
         })
         .collect();
-    coordinator.commit_handing(txn, work).await
+    Ok(work)
 }

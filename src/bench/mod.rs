@@ -30,7 +30,9 @@ use tonic::transport::Channel;
 use self::baseline::{fsync_latency, histogram, micros, rpc_round_trips, rpc_throughput};
 use self::footprint::Watched;
 use self::report::{Baseline, Percentiles, Report, SingleNode};
-use crate::bank::{participant_of, transfer_handing, transfer_in, AccountAt, AccountOf};
+use crate::bank::{
+    participant_of, transfer_handing, transfer_in, transfer_submitting, AccountAt, AccountOf,
+};
 use crate::client::Client;
 use crate::core::Outcome;
 use crate::durable::LogSync;
@@ -51,6 +53,9 @@ pub enum Workload {
 /// How the bank workload gives each bank its change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Staging {
+    /// Handed to the coordinator in one Submit (Begin and Commit in one call), which brings
+    /// it with the bank's Prepare.
+    Submit,
     /// Handed to the coordinator in Commit, which brings it with the bank's Prepare.
     Commit,
     /// An `Apply` call to each bank before Commit.
@@ -371,36 +376,55 @@ impl Shape {
                     };
                     (account(&mut rng), account(&mut rng), amount)
                 };
-                // Both banks named at Begin: neither enlists itself.
-                let request = BeginRequest {
-                    timeout_ms: 0,
-                    participants: self.participants.clone(),
-                };
-                let begun = self.client.begin_with(request).await?;
-                let (txn, until) = (begun.txn_id, begun.deadline_unix_ms);
-                let to_bank = 1 % self.banks.len();
-                let started = Instant::now();
-                let (outcome, _) = match self.staging {
-                    Staging::Commit => {
-                        let at = |bank: usize, account| AccountOf {
-                            bank: self.participants[bank].clone(),
-                            account,
-                        };
-                        let (from, to) = (at(0, from), at(to_bank, to));
-                        transfer_handing(&self.client, txn, &from, &to, amount).await?
-                    }
-                    Staging::Apply => {
-                        let at = |bank: usize, account| AccountAt {
-                            bank: self.banks[bank].clone(),
-                            account,
-                        };
-                        let (from, to) = (at(0, from), at(to_bank, to));
-                        transfer_in(&self.client, txn, until, &from, &to, amount).await?
-                    }
-                };
-                Ok((outcome, started.elapsed()))
+                self.transfer(from, to, amount).await
             }
         }
+    }
+
+    /// One bank transfer, staged the way the options say; the latency is from the call that
+    /// hands over the work (Submit or Commit; Apply for `--staging apply`) to the outcome.
+    async fn transfer(
+        &self,
+        from: String,
+        to: String,
+        amount: i64,
+    ) -> Result<(Outcome, Duration), tonic::Status> {
+        let to_bank = 1 % self.banks.len();
+        let of = |bank: usize, account| AccountOf {
+            bank: self.participants[bank].clone(),
+            account,
+        };
+        if self.staging == Staging::Submit {
+            let (from, to) = (of(0, from), of(to_bank, to));
+            let request_id = crate::world::uuid_v7().to_string();
+            let started = Instant::now();
+            let (_, outcome, _) =
+                transfer_submitting(&self.client, &request_id, &from, &to, amount).await?;
+            return Ok((outcome, started.elapsed()));
+        }
+        // Both banks named at Begin: neither enlists itself.
+        let request = BeginRequest {
+            timeout_ms: 0,
+            participants: self.participants.clone(),
+        };
+        let begun = self.client.begin_with(request).await?;
+        let (txn, until) = (begun.txn_id, begun.deadline_unix_ms);
+        let started = Instant::now();
+        let (outcome, _) = match self.staging {
+            Staging::Apply => {
+                let at = |bank: usize, account| AccountAt {
+                    bank: self.banks[bank].clone(),
+                    account,
+                };
+                let (from, to) = (at(0, from), at(to_bank, to));
+                transfer_in(&self.client, txn, until, &from, &to, amount).await?
+            }
+            _ => {
+                let (from, to) = (of(0, from), of(to_bank, to));
+                transfer_handing(&self.client, txn, &from, &to, amount).await?
+            }
+        };
+        Ok((outcome, started.elapsed()))
     }
 }
 
@@ -583,8 +607,10 @@ async fn drive(
     let rpcs_per_txn = match options.workload {
         // Begin (with participants), Commit, then a Prepare and a decision per participant.
         Workload::Noop => 2 + 2 * options.participants,
-        // Begin (naming both banks), two Applies or none, Commit, Prepare and decision per bank.
+        // Submit, or Begin (naming both banks), two Applies or none and Commit; then Prepare
+        // and decision per bank.
         Workload::Bank => match options.staging {
+            Staging::Submit => 1 + 2 * 2,
             Staging::Commit => 2 + 2 * 2,
             Staging::Apply => 2 + 2 + 2 * 2,
         },

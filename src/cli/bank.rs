@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
-use verdict::bank::{transfer, transfer_handing, AccountAt, AccountOf};
+use verdict::bank::{transfer, transfer_submitting, AccountAt, AccountOf};
 use verdict::chaos::ledger::{self, Endpoints, Ledger};
 use verdict::client::Client;
 use verdict::coordinator::validate;
@@ -50,8 +50,9 @@ pub enum BankCommand {
         /// How much, in the smallest unit; positive.
         #[arg(long)]
         amount: i64,
-        /// Hand each bank's change to the coordinator in Commit, which brings it with the
-        /// bank's Prepare, instead of calling Apply on each bank.
+        /// Hand each bank's change to the coordinator in one Submit (Begin and Commit in one
+        /// call), which brings it with the bank's Prepare, instead of calling Apply on each
+        /// bank.
         #[arg(long)]
         hand_over: bool,
     },
@@ -157,10 +158,8 @@ async fn bank_call(command: BankCommand) -> anyhow::Result<()> {
                 true => {
                     let from = AccountOf::at(&from_bank, from).await?;
                     let to = AccountOf::at(&to_bank, to).await?;
-                    let txn = client.begin(None).await?.txn_id;
-                    let (outcome, reason) =
-                        transfer_handing(&client, txn, &from, &to, amount).await?;
-                    (txn, outcome, reason)
+                    let request_id = verdict::world::uuid_v7().to_string();
+                    transfer_submitting(&client, &request_id, &from, &to, amount).await?
                 }
             };
             println!("{txn} {outcome:?} {reason}");

@@ -40,9 +40,10 @@ pub struct BenchArgs {
     /// Share of bank transfers that overdraw and vote NO (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     overdraft_share: f64,
-    /// How the bank workload gives each bank its change: handed to the coordinator in Commit,
-    /// which brings it with the bank's Prepare, or with an Apply call to each bank first.
-    #[arg(long, value_enum, default_value = "commit")]
+    /// How the bank workload gives each bank its change: handed to the coordinator in one
+    /// Submit (Begin and Commit in one call) or in Commit after a Begin, either way brought
+    /// with the bank's Prepare; or with an Apply call to each bank after Begin.
+    #[arg(long, value_enum, default_value = "submit")]
     staging: Staging,
     /// "off" runs the started deployment without waiting for the disk: for comparison only.
     #[arg(long, value_enum, default_value = "fsync")]

@@ -267,6 +267,18 @@ impl DecisionLog for ReplicatedLog {
         self.state.records().read(txn_id)
     }
 
+    fn submitted(&self, request_id: &str) -> Result<Option<TxnId>, LogError> {
+        let overlay = self.overlay.lock().expect("lock");
+        let pending = overlay
+            .values()
+            .find(|(_, record)| record.timeline.request_id.as_deref() == Some(request_id));
+        if let Some((_, record)) = pending {
+            return Ok(Some(record.txn_id));
+        }
+        drop(overlay);
+        self.state.records().submitted(request_id)
+    }
+
     fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError> {
         self.state.records().unfinished()
     }

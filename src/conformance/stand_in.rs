@@ -106,6 +106,13 @@ impl Coordinator for StandIn {
         Err(kit_only("Commit"))
     }
 
+    async fn submit(
+        &self,
+        _: Request<proto::SubmitRequest>,
+    ) -> Result<Response<proto::SubmitResponse>, Status> {
+        Err(kit_only("Submit"))
+    }
+
     async fn abort(
         &self,
         _: Request<proto::AbortRequest>,

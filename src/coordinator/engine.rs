@@ -138,6 +138,8 @@ pub struct Engine<L> {
     config: Config,
     log: L,
     txns: Mutex<HashMap<TxnId, Arc<Entry>>>,
+    /// The transactions of `txns` begun by Submit, by request id. Locked before `txns`.
+    requests: Mutex<HashMap<String, TxnId>>,
     /// How many of `txns` are being worked on: what `config.max_in_flight` limits. The rest
     /// are owed their phase 2 by a participant that did not take it (see [`Entry::owed`]),
     /// limited by `config.max_undelivered`, so that a participant down for long does not keep
@@ -203,6 +205,7 @@ impl<L: DecisionLog> Engine<L> {
             config,
             log,
             txns: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             corrupt,
             stopped: watch::Sender::new(false),
@@ -239,6 +242,10 @@ impl<L: DecisionLog> Engine<L> {
             if record.status.outcome().is_none() {
                 metrics::counter!(names::ABORTED, "reason" => AbortReason::Takeover.label())
                     .increment(1);
+            }
+            if let Some(request) = &record.timeline.request_id {
+                let mut requests = self.requests.lock().expect("lock");
+                requests.insert(request.clone(), record.txn_id);
             }
             let entry = self
                 .insert(
@@ -443,27 +450,114 @@ impl<L: DecisionLog> Engine<L> {
         participants: Vec<NewParticipant>,
         begun_by: Option<String>,
     ) -> Result<Begun, EngineError> {
-        let timeout = timeout.unwrap_or(self.config.default_txn_timeout);
-        for p in &participants {
-            self.allowed(&p.endpoint)?;
-        }
-        let mut txn = Transaction::new(self.config.policy);
-        for p in participants {
-            txn.handle(Event::Enlist {
-                name: p.name,
-                endpoint: p.endpoint,
-            })
-            .map_err(|rejection| EngineError::InvalidArgument(rejection.to_string()))?;
-        }
-        let id = TxnId::from_uuid(world::uuid_v7());
-        let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
-        if !self.admission.room(|| self.full().is_none()).await {
-            return Err(self.overloaded());
-        }
+        let txn = self.enlisted(&participants)?;
+        self.admit().await?;
         let timeline = Timeline {
             begun_by,
             ..Timeline::default()
         };
+        self.open(timeout, txn, timeline)
+    }
+
+    /// Begins a transaction for Submit request `request_id` and commits it with `work`, or
+    /// answers as a retried Commit of the transaction that request began already. Returns the
+    /// transaction, its outcome and, for an abort, its reason.
+    pub async fn submit(
+        self: &Arc<Self>,
+        request_id: String,
+        timeout: Option<Duration>,
+        work: Vec<HandedWork>,
+        wait_for_acks: bool,
+        begun_by: Option<String>,
+    ) -> Result<(TxnId, Outcome, Option<String>), EngineError> {
+        let participants: Vec<NewParticipant> =
+            work.iter().map(|w| w.participant.clone()).collect();
+        let begun = match self.submitted(&request_id)? {
+            Some(id) => Err(id),
+            None => {
+                let txn = self.enlisted(&participants)?;
+                self.admit().await?;
+                // Checked again: a retry may have begun it while this one waited for room.
+                let mut requests = self.requests.lock().expect("lock");
+                match self.submitted_in(&requests, &request_id)? {
+                    Some(id) => Err(id),
+                    None => {
+                        let timeline = Timeline {
+                            begun_by,
+                            request_id: Some(request_id.clone()),
+                            ..Timeline::default()
+                        };
+                        let begun = self.open(timeout, txn, timeline)?;
+                        requests.insert(request_id, begun.txn_id);
+                        Ok(begun.txn_id)
+                    }
+                }
+            }
+        };
+        // A retry's work is ignored, as a retried Commit's is.
+        let (id, work) = match begun {
+            Ok(id) => (id, work),
+            Err(id) => (id, Vec::new()),
+        };
+        match self.commit(id, wait_for_acks, work).await {
+            Ok((outcome, reason)) => Ok((id, outcome, reason)),
+            // Begun, then aborted before its Commit ran (the coordinator restarted between).
+            Err(EngineError::Rejected(_, Rejection::AbortedBeforeCommit(reason))) => {
+                Ok((id, Outcome::Aborted, Some(reason)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The transaction Submit request `request_id` began, if this coordinator knows it.
+    pub fn submitted(&self, request_id: &str) -> Result<Option<TxnId>, EngineError> {
+        let requests = self.requests.lock().expect("lock");
+        self.submitted_in(&requests, request_id)
+    }
+
+    fn submitted_in(
+        &self,
+        requests: &HashMap<String, TxnId>,
+        request_id: &str,
+    ) -> Result<Option<TxnId>, EngineError> {
+        match requests.get(request_id) {
+            Some(id) => Ok(Some(*id)),
+            None => Ok(self.log.submitted(request_id)?),
+        }
+    }
+
+    /// A new transaction with `participants` enlisted.
+    fn enlisted(&self, participants: &[NewParticipant]) -> Result<Transaction, EngineError> {
+        let mut txn = Transaction::new(self.config.policy);
+        for p in participants {
+            self.allowed(&p.endpoint)?;
+            txn.handle(Event::Enlist {
+                name: p.name.clone(),
+                endpoint: p.endpoint.clone(),
+            })
+            .map_err(|rejection| EngineError::InvalidArgument(rejection.to_string()))?;
+        }
+        Ok(txn)
+    }
+
+    /// Waits briefly for room under the limits; refuses if none was made.
+    async fn admit(&self) -> Result<(), EngineError> {
+        match self.admission.room(|| self.full().is_none()).await {
+            true => Ok(()),
+            false => Err(self.overloaded()),
+        }
+    }
+
+    /// Puts `txn` in flight under a new id, records it and starts its deadline.
+    fn open(
+        self: &Arc<Self>,
+        timeout: Option<Duration>,
+        txn: Transaction,
+        timeline: Timeline,
+    ) -> Result<Begun, EngineError> {
+        let timeout = timeout.unwrap_or(self.config.default_txn_timeout);
+        let id = TxnId::from_uuid(world::uuid_v7());
+        let deadline_unix_ms = now_unix_ms() + timeout.as_millis() as u64;
         let entry = self.insert(id, deadline_unix_ms, txn, timeline, true)?;
         metrics::counter!(names::BEGUN).increment(1);
         self.totals.begun.fetch_add(1, Ordering::Relaxed);
@@ -867,6 +961,10 @@ impl<L: DecisionLog> Engine<L> {
         let phase = txn.phase();
         drop(txn);
         if phase.is_finished() {
+            let request = entry.timeline.lock().expect("lock").request_id.take();
+            if let Some(request) = request {
+                self.requests.lock().expect("lock").remove(&request);
+            }
             self.txns.lock().expect("lock").remove(&entry.id);
             self.owe(entry);
             self.admission.freed();

@@ -378,6 +378,37 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         }))
     }
 
+    async fn submit(
+        &self,
+        request: Request<proto::SubmitRequest>,
+    ) -> Result<Response<proto::SubmitResponse>, Status> {
+        let trace = trace_parent(request.metadata());
+        let caller = auth::caller(&request);
+        let request = request.into_inner();
+        let request_id = validate::request_id(request.request_id)?;
+        let engine = self.engine()?;
+        let timeout = validate::txn_timeout(request.timeout_ms, engine.max_txn_timeout())?;
+        let work = validate::submitted_work(request.work)?;
+        let started = std::time::Instant::now();
+        // A retry answers only to the identity that submitted the request first.
+        if let Some(id) = engine.submitted(&request_id)? {
+            began(&engine, caller.as_deref(), id)?;
+        }
+        let begun_by = caller.map(|c| c.name.clone());
+        let span = span("Submit", "", trace.as_deref());
+        let submitted = engine.submit(request_id, timeout, work, request.wait_for_acks, begun_by);
+        let (id, outcome, reason) = submitted.instrument(span).await?;
+        if let Some(trace) = trace {
+            engine.trace(id, trace);
+        }
+        metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed());
+        Ok(Response::new(proto::SubmitResponse {
+            txn_id: id.to_string(),
+            outcome: wire_outcome(Some(outcome)).into(),
+            reason: reason.unwrap_or_default(),
+        }))
+    }
+
     async fn abort(
         &self,
         request: Request<proto::AbortRequest>,

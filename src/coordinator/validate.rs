@@ -15,6 +15,8 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 /// The most work Commit may hand one participant.
 pub const MAX_WORK_BYTES: usize = 64 << 10;
+/// The longest Submit request id.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
 fn invalid(message: String) -> EngineError {
     EngineError::InvalidArgument(message)
@@ -83,6 +85,31 @@ pub fn work(list: Vec<proto::ParticipantWork>) -> Result<Vec<HandedWork>, Engine
         });
     }
     Ok(handed)
+}
+
+/// Submit's work: as Commit's, and at least one entry (a transaction with nothing to do).
+pub fn submitted_work(list: Vec<proto::ParticipantWork>) -> Result<Vec<HandedWork>, EngineError> {
+    if list.is_empty() {
+        return Err(invalid(
+            "Submit needs work for at least one participant: name each participant with its \
+             work (to run a transaction whose participants do their work on their own calls, \
+             use Begin and Commit)"
+                .into(),
+        ));
+    }
+    work(list)
+}
+
+/// A Submit request id: 1 to [`MAX_REQUEST_ID_BYTES`] bytes of printable ASCII.
+pub fn request_id(text: String) -> Result<String, EngineError> {
+    let printable = text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if text.is_empty() || text.len() > MAX_REQUEST_ID_BYTES || !printable {
+        return Err(invalid(format!(
+            "request_id {text:?} is not 1 to {MAX_REQUEST_ID_BYTES} bytes of printable ASCII: \
+             give each transaction its own id, such as a UUID, and the same one to its retries"
+        )));
+    }
+    Ok(text)
 }
 
 /// Begin's timeout: 0 means the default; more than `max` is refused.

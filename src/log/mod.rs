@@ -119,8 +119,12 @@ pub trait DecisionLog: Send + Sync + 'static {
     /// The transaction's record, if the log has one.
     fn read(&self, txn_id: TxnId) -> Result<Option<TxnRecord>, LogError>;
 
+    /// The transaction a Submit with `request_id` began, while its record is kept.
+    fn submitted(&self, request_id: &str) -> Result<Option<TxnId>, LogError>;
+
     /// Every record whose transaction is not finished, for recovery. Corrupt records are
     /// reported as errors in place, never skipped silently.
+
     fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError>;
 
     /// Finished records in id order, starting after `after`.

@@ -36,6 +36,8 @@ struct RecordBody {
     settlement: Option<SettlementBody>,
     #[prost(string, optional, tag = "11")]
     begun_by: Option<String>,
+    #[prost(string, optional, tag = "12")]
+    request_id: Option<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -133,6 +135,7 @@ pub fn encode(record: &TxnRecord) -> Vec<u8> {
             at_unix_ms: s.at_unix_ms,
         }),
         begun_by: record.timeline.begun_by.clone(),
+        request_id: record.timeline.request_id.clone(),
     }
     .encode_to_vec();
     frame::seal(MAGIC, &body)
@@ -204,6 +207,7 @@ fn record_from(body: RecordBody) -> Result<TxnRecord, String> {
     }
     let timeline = Timeline {
         begun_by: body.begun_by,
+        request_id: body.request_id,
         commit_requested_unix_ms: body.commit_requested_unix_ms,
         decided_unix_ms: body.decided_unix_ms,
         participants: times,
@@ -265,6 +269,7 @@ mod tests {
             participants: vec![yes, no],
             timeline: Timeline {
                 begun_by: Some("orders".into()),
+                request_id: Some("order-1042".into()),
                 commit_requested_unix_ms: 1_799_999_999_000,
                 decided_unix_ms: 1_799_999_999_100,
                 participants: vec![

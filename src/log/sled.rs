@@ -1,8 +1,10 @@
 //! The single-node decision log on sled, with group commit (see [`crate::durable`]).
 //!
-//! Three trees: `open` holds records of unfinished transactions (what recovery reads),
-//! `finished` the END records kept for the retention period, and `finished_at` indexes them by
-//! finish time (8-byte big-endian ms ++ id) so collection is a range scan.
+//! Four trees: `open` holds records of unfinished transactions (what recovery reads),
+//! `finished` the END records kept for the retention period, `finished_at` indexes them by
+//! finish time (8-byte big-endian ms ++ id → the Submit request id, if any) so collection is a
+//! range scan, and `requests` maps a Submit's request id to its transaction for as long as the
+//! transaction's record is kept.
 
 use std::future::Future;
 use std::path::Path;
@@ -19,6 +21,7 @@ pub struct SledLog {
     open: Tree,
     finished: Tree,
     finished_at: Tree,
+    requests: Tree,
 }
 
 /// Finished records deleted per write when collecting.
@@ -47,6 +50,7 @@ impl SledLog {
             open: db.tree("open")?,
             finished: db.tree("finished")?,
             finished_at: db.tree("finished_at")?,
+            requests: db.tree("requests")?,
             db,
         })
     }
@@ -81,11 +85,20 @@ impl SledLog {
     /// transaction's previous one: callers storing many records make one write of them all.
     pub fn stage(&self, w: &mut Writes, record: &TxnRecord, frame: &[u8]) {
         let key = Self::key(record.txn_id);
+        let request = record.timeline.request_id.as_deref().unwrap_or_default();
+        if !request.is_empty() {
+            // Before the record: a record is never kept without its request's index entry.
+            w.insert(&self.requests, request.as_bytes(), key);
+        }
         if let Status::Finished(_) = record.status {
             // In this order: should a crash keep only the first writes, open and finished
             // are both there and recovery drops the open one.
             w.insert(&self.finished, key, frame);
-            w.insert(&self.finished_at, Self::finished_key(record), []);
+            w.insert(
+                &self.finished_at,
+                Self::finished_key(record),
+                request.as_bytes(),
+            );
             w.remove(&self.open, key);
         } else {
             w.insert(&self.open, key, frame);
@@ -98,27 +111,34 @@ impl SledLog {
             .finished_at
             .range(..before_unix_ms.to_be_bytes().to_vec());
         let mut collected = 0;
-        let mut keys = Vec::with_capacity(COLLECT_BATCH);
+        let mut entries = Vec::with_capacity(COLLECT_BATCH);
         for entry in expired {
-            keys.push(entry.map_err(io_error)?.0);
-            if keys.len() == COLLECT_BATCH {
-                collected += self.remove_finished(&mut keys)?;
+            entries.push(entry.map_err(io_error)?);
+            if entries.len() == COLLECT_BATCH {
+                collected += self.remove_finished(&mut entries)?;
             }
         }
-        collected += self.remove_finished(&mut keys)?;
+        collected += self.remove_finished(&mut entries)?;
         Ok(collected)
     }
 
-    /// Removes the finished records whose `finished_at` keys are `keys`, as one write.
-    fn remove_finished(&self, keys: &mut Vec<sled::IVec>) -> Result<usize, LogError> {
+    /// Removes the finished records whose `finished_at` entries are `entries`, and their
+    /// requests' index entries, as one write.
+    fn remove_finished(
+        &self,
+        entries: &mut Vec<(sled::IVec, sled::IVec)>,
+    ) -> Result<usize, LogError> {
         self.db.write(|w| {
-            for key in keys.iter() {
+            for (key, request) in entries.iter() {
                 w.remove(&self.finished, &key[8..]);
                 w.remove(&self.finished_at, key);
+                if !request.is_empty() {
+                    w.remove(&self.requests, request);
+                }
             }
             Ok::<_, StorageError>(())
         })?;
-        Ok(std::mem::take(keys).len())
+        Ok(std::mem::take(entries).len())
     }
 
     /// Every record's frame, unfinished and finished (for a snapshot).
@@ -134,7 +154,12 @@ impl SledLog {
 
     /// Deletes every record (before a snapshot is installed in their place).
     pub fn clear(&self) -> Result<(), LogError> {
-        for tree in [&self.open, &self.finished, &self.finished_at] {
+        for tree in [
+            &self.open,
+            &self.finished,
+            &self.finished_at,
+            &self.requests,
+        ] {
             let keys: Vec<sled::IVec> = tree
                 .iter()
                 .keys()
@@ -184,6 +209,17 @@ impl DecisionLog for SledLog {
             }
         }
         Ok(None)
+    }
+
+    fn submitted(&self, request_id: &str) -> Result<Option<TxnId>, LogError> {
+        let Some(key) = self.requests.get(request_id.as_bytes()).map_err(io_error)? else {
+            return Ok(None);
+        };
+        let id = <[u8; 16]>::try_from(key.as_ref()).map_err(|_| LogError::Corrupt {
+            txn: None,
+            what: format!("the index entry of request {request_id:?} is not a transaction id"),
+        })?;
+        Ok(Some(TxnId::from_bytes(id)))
     }
 
     fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError> {

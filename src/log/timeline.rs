@@ -1,5 +1,5 @@
 //! What the log keeps of a transaction's history beyond the protocol state: when it passed each
-//! milestone, who began it, and how an operator settled it by hand. Operators read it as a timeline; the
+//! milestone, who began it (and by which Submit request), and how an operator settled it by hand. Operators read it as a timeline; the
 //! protocol never does. Times are ms since the Unix epoch, 0 for not (yet); when the
 //! transaction began is in its id.
 
@@ -10,6 +10,8 @@ pub struct Timeline {
     /// The identity that began it, when the coordinator authenticates callers: an
     /// application may act only on the transactions it began.
     pub begun_by: Option<String>,
+    /// The client's request id when it was begun by Submit: a retried Submit finds it by this.
+    pub request_id: Option<String>,
     pub commit_requested_unix_ms: u64,
     pub decided_unix_ms: u64,
     /// Per participant, in enlistment order.

@@ -54,6 +54,14 @@ impl DecisionLog for GatedLog {
         Ok(self.records.lock().unwrap().get(&txn_id).cloned())
     }
 
+    fn submitted(&self, request_id: &str) -> Result<Option<TxnId>, LogError> {
+        let records = self.records.lock().unwrap();
+        let mut found = records
+            .values()
+            .filter(|r| r.timeline.request_id.as_deref() == Some(request_id));
+        Ok(found.next().map(|r| r.txn_id))
+    }
+
     fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError> {
         Ok(Vec::new())
     }
