@@ -124,7 +124,6 @@ pub trait DecisionLog: Send + Sync + 'static {
 
     /// Every record whose transaction is not finished, for recovery. Corrupt records are
     /// reported as errors in place, never skipped silently.
-
     fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError>;
 
     /// Finished records in id order, starting after `after`.
