@@ -1196,3 +1196,158 @@ async fn metadata_over_the_limit_is_refused_and_the_server_serves_on() {
         "a normal request is still served"
     );
 }
+
+fn submission(request_id: &str, work: &[(&str, &Double)], wait_for_acks: bool) -> SubmitRequest {
+    let work = work
+        .iter()
+        .map(|(name, double)| ParticipantWork {
+            participant: Some(participant(name, &double.endpoint())),
+            work: format!("work for {name}").into_bytes(),
+        })
+        .collect();
+    SubmitRequest {
+        request_id: request_id.into(),
+        timeout_ms: 0,
+        work,
+        wait_for_acks,
+    }
+}
+
+async fn submit(
+    client: &mut CoordinatorClient<tonic::transport::Channel>,
+    request: SubmitRequest,
+) -> SubmitResponse {
+    tokio::time::timeout(PATIENCE, client.submit(request))
+        .await
+        .expect("answered in time")
+        .expect("submit")
+        .into_inner()
+}
+
+fn takes_work() -> Behavior {
+    Behavior {
+        takes_work: true,
+        ..yes()
+    }
+}
+
+#[tokio::test]
+async fn submit_begins_and_commits_in_one_call_and_its_retries_run_nothing_again() {
+    let coordinator = Coordinator::start(&[]).await;
+    let (a, b) = (
+        Double::start(takes_work()).await,
+        Double::start(takes_work()).await,
+    );
+    let no = Double::start(votes_no("out of stock")).await;
+    let mut client = coordinator.client().await;
+
+    let request = submission("order-1", &[("a", &a), ("b", &b)], true);
+    let first = submit(&mut client, request.clone()).await;
+    assert_eq!(
+        (first.outcome(), first.reason.as_str()),
+        (Outcome::Committed, "")
+    );
+    let view = get(&mut client, &first.txn_id).await;
+    assert_eq!(view.state(), TransactionState::Committed);
+    assert_eq!(view.participants.len(), 2);
+    // Finished and out of memory: the retry finds it in the log. Its work is ignored.
+    let mut retry = request.clone();
+    retry.work.truncate(1);
+    assert_eq!(submit(&mut client, retry).await, first);
+    for double in [&a, &b] {
+        assert_eq!(double.count(&Call::Prepare(first.txn_id.clone())), 1);
+        assert_eq!(double.count(&Call::Commit(first.txn_id.clone())), 1);
+    }
+
+    let refused = submit(
+        &mut client,
+        submission("order-2", &[("a", &a), ("no", &no)], false),
+    )
+    .await;
+    assert_eq!(refused.outcome(), Outcome::Aborted);
+    assert!(
+        refused.reason.contains("out of stock"),
+        "{}",
+        refused.reason
+    );
+    assert_ne!(refused.txn_id, first.txn_id);
+    let retry = submission("order-2", &[("a", &a), ("no", &no)], false);
+    assert_eq!(submit(&mut client, retry).await, refused);
+    a.wait_for(Call::Abort(refused.txn_id.clone()), 1).await;
+    assert_eq!(a.count(&Call::Prepare(refused.txn_id.clone())), 1);
+    assert_eq!(begun(&mut client).await, 2);
+}
+
+#[tokio::test]
+async fn concurrent_submits_of_one_request_begin_one_transaction() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(Behavior {
+        prepare_delay: Duration::from_millis(200),
+        ..takes_work()
+    })
+    .await;
+    let mut client = coordinator.client().await;
+    let submits: Vec<_> = (0..5)
+        .map(|_| {
+            let mut client = client.clone();
+            let request = submission("order-7", &[("a", &a)], false);
+            tokio::spawn(async move { submit(&mut client, request).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for handle in submits {
+        answers.push(handle.await.unwrap());
+    }
+    assert_eq!(answers[0].outcome(), Outcome::Committed);
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "{answers:?}"
+    );
+    assert_eq!(a.count(&Call::Prepare(answers[0].txn_id.clone())), 1);
+    assert_eq!(begun(&mut client).await, 1);
+}
+
+#[tokio::test]
+async fn a_bad_submit_gets_a_clear_error_and_begins_nothing() {
+    let coordinator = Coordinator::start(&["--max-txn-timeout", "10m"]).await;
+    let a = Double::start(takes_work()).await;
+    let mut client = coordinator.client().await;
+    let request = |request_id: &str| submission(request_id, &[("a", &a)], false);
+
+    let cases = [
+        (request(""), "printable ASCII"),
+        (request("order\n1"), "printable ASCII"),
+        (request("commande-é"), "printable ASCII"),
+        (request(&"r".repeat(129)), "1 to 128 bytes"),
+        (
+            SubmitRequest {
+                work: Vec::new(),
+                ..request("order-1")
+            },
+            "at least one participant",
+        ),
+        (
+            SubmitRequest {
+                timeout_ms: 3_600_000,
+                ..request("order-1")
+            },
+            "maximum",
+        ),
+    ];
+    for (bad, hint) in cases {
+        expect_status(client.submit(bad).await, Code::InvalidArgument, hint);
+    }
+    let mut empty_work = request("order-1");
+    empty_work.work[0].work.clear();
+    let r = client.submit(empty_work).await;
+    expect_status(r, Code::InvalidArgument, "give 1 to");
+    let mut bad_endpoint = request("order-1");
+    bad_endpoint.work[0].participant = Some(participant("a", "not a url"));
+    let r = client.submit(bad_endpoint).await;
+    expect_status(r, Code::InvalidArgument, "is not a URL");
+
+    assert_eq!(begun(&mut client).await, 0);
+    // The request id was not taken by any of them.
+    let good = submit(&mut client, request("order-1")).await;
+    assert_eq!(good.outcome(), Outcome::Committed);
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use verdict::chaos::cluster::{Cluster, ClusterConfig};
 use verdict::chaos::crash::{judge, transfer_until_exit};
-use verdict::chaos::ledger::Ledger;
+use verdict::chaos::ledger::{Attempt, Ledger, Reported};
 use verdict::client::Client;
 use verdict::failpoint::CRASH_POINTS;
 
@@ -82,4 +82,65 @@ crash_matrix! {
 #[test]
 fn the_matrix_covers_every_crash_point() {
     assert_eq!(MATRIX, CRASH_POINTS);
+}
+
+/// A Submit whose coordinator dies at `point` before answering, retried with the same request id
+/// once the coordinator is back: every retry answers the same transaction and outcome, and the
+/// judge finds its transfer applied exactly when COMMITTED, and once.
+async fn submit_retried_across_a_crash_at(point: &str) -> Attempt {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&config(dir.path())).await.unwrap();
+    let ledger = Ledger::open(&cluster, 2, 100).await.unwrap();
+    {
+        let coordinator = cluster.nodes().next().unwrap();
+        coordinator.kill().await.unwrap();
+        coordinator.arm(point);
+        coordinator.start().await.unwrap();
+    }
+    let banks = cluster.bank_clients();
+    let transfer = (0, 2, 10);
+    let client = Client::new(&cluster.node_urls(), Duration::from_secs(2)).unwrap();
+    let cut_short = ledger.submit(&banks, &client, "transfer-1", transfer).await;
+    assert_eq!(
+        cut_short.reported,
+        Reported::Unknown,
+        "answered before {point}"
+    );
+    let crashed = cluster.nodes().next().unwrap();
+    assert!(
+        crashed.exits_within(Duration::from_secs(5)).await,
+        "no crash at {point}"
+    );
+
+    cluster.heal().await.unwrap();
+    let client = Client::new(&cluster.node_urls(), Duration::from_secs(10)).unwrap();
+    let retried = ledger.submit(&banks, &client, "transfer-1", transfer).await;
+    let again = ledger.submit(&banks, &client, "transfer-1", transfer).await;
+    assert!(
+        retried.txn.is_some(),
+        "the retry after {point} was not answered"
+    );
+    assert_eq!(
+        (retried.txn, retried.reported),
+        (again.txn, again.reported),
+        "two retries of one Submit answered differently"
+    );
+    judge(&mut cluster, &ledger, &[retried.clone()], point)
+        .await
+        .unwrap();
+    cluster.stop().await.unwrap();
+    retried
+}
+
+#[tokio::test]
+async fn a_submit_decided_before_its_coordinator_crashed_is_committed_to_its_retry() {
+    let retried = submit_retried_across_a_crash_at("coordinator::after_decision_durable").await;
+    assert_eq!(retried.reported, Reported::Committed);
+}
+
+#[tokio::test]
+async fn a_submit_undecided_when_its_coordinator_crashed_is_applied_at_most_once() {
+    // Its unforced begin record may or may not have reached the disk: the retry finds the
+    // transaction aborted by recovery, or begins it anew; either way the judge holds.
+    submit_retried_across_a_crash_at("coordinator::after_all_votes").await;
 }

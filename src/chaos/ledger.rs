@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use tonic::Status;
 
 use super::cluster::Cluster;
-use crate::bank::{transfer_in, AccountAt};
+use crate::bank::{transfer_in, transfer_submitting, AccountAt, AccountOf};
 use crate::client::Client;
 use crate::core::{Outcome, TxnId};
 use crate::proto::bank_client::BankClient;
@@ -108,7 +108,8 @@ pub enum Reported {
 /// One transfer attempted.
 #[derive(Clone, Debug)]
 pub struct Attempt {
-    /// `None` if Begin itself failed: no transaction was attempted.
+    /// `None` if Begin itself failed (no transaction was attempted), or if a Submit had no
+    /// answer (which transaction it began, if any, the client does not know).
     pub txn: Option<TxnId>,
     pub from: usize,
     pub to: usize,
@@ -189,6 +190,37 @@ impl Ledger {
                 amount,
                 reported: Reported::Unknown,
             },
+        }
+    }
+
+    /// Transfers `amount` from account `from` to account `to` with one Submit named
+    /// `request_id`, and records what the client was told.
+    pub async fn submit(
+        &self,
+        banks: &[BankClient<Channel>],
+        client: &Client,
+        request_id: &str,
+        (from, to, amount): (usize, usize, i64),
+    ) -> Attempt {
+        let submitted = async {
+            let at = |index| {
+                let AccountAt { bank, account } = self.at(banks, index);
+                async move { AccountOf::at(&bank, account).await }
+            };
+            let (source, target) = tokio::try_join!(at(from), at(to))?;
+            transfer_submitting(client, request_id, &source, &target, amount).await
+        };
+        let (txn, reported) = match submitted.await {
+            Ok((txn, Outcome::Committed, _)) => (Some(txn), Reported::Committed),
+            Ok((txn, Outcome::Aborted, _)) => (Some(txn), Reported::Aborted),
+            Err(_) => (None, Reported::Unknown),
+        };
+        Attempt {
+            txn,
+            from,
+            to,
+            amount,
+            reported,
         }
     }
 

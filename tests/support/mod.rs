@@ -437,6 +437,9 @@ pub struct Behavior {
     pub no_decide: bool,
     /// Holds every Commit and Abort (after recording it) until this is set back to false.
     pub hold_decisions: bool,
+    /// Runs the work a Prepare carries (answers `took_work`), as a participant that knows
+    /// `PrepareRequest.work`; otherwise it never runs any, as one written before it.
+    pub takes_work: bool,
 }
 
 impl Default for Behavior {
@@ -450,6 +453,7 @@ impl Default for Behavior {
             decision_delay: Duration::ZERO,
             no_decide: false,
             hold_decisions: false,
+            takes_work: false,
         }
     }
 }
@@ -668,8 +672,7 @@ impl Participant for DoubleService {
         Ok(Response::new(PrepareResponse {
             vote: behavior.vote.into(),
             reason: behavior.no_reason,
-            // As a participant written before PrepareRequest.work: it never runs any.
-            took_work: false,
+            took_work: behavior.takes_work && !request.work.is_empty(),
         }))
     }
 

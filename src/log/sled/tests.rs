@@ -129,6 +129,37 @@ fn collection_deletes_only_records_finished_before_the_cutoff() {
 }
 
 #[test]
+fn a_submitted_transaction_is_found_by_its_request_until_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path(), LogSync::Fsync).unwrap();
+    let submitted = |n: u8, status| {
+        let mut record = record(n, status);
+        record.timeline.request_id = Some(format!("order-{n}"));
+        record
+    };
+    let (one, two) = (TxnId::from_bytes([1; 16]), TxnId::from_bytes([2; 16]));
+    log.write(&submitted(1, Status::Active)).unwrap();
+    log.write(&submitted(2, Status::Committed)).unwrap();
+    log.write(&record(3, Status::Committed)).unwrap();
+    assert_eq!(log.submitted("order-1"), Ok(Some(one)));
+    assert_eq!(log.submitted("order-2"), Ok(Some(two)));
+    assert_eq!(log.submitted("order-3"), Ok(None));
+
+    // Finished: still found, until collection takes the record and its index entry.
+    log.write(&TxnRecord {
+        finished_unix_ms: 100,
+        ..submitted(1, Status::Finished(Outcome::Aborted))
+    })
+    .unwrap();
+    assert_eq!(log.submitted("order-1"), Ok(Some(one)));
+    assert_eq!(log.collect(200), Ok(1));
+    assert_eq!(log.submitted("order-1"), Ok(None));
+    assert_eq!(log.requests.iter().count(), 1);
+    log.clear().unwrap();
+    assert_eq!(log.submitted("order-2"), Ok(None));
+}
+
+#[test]
 fn a_corrupt_record_is_reported_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let log = SledLog::open(dir.path(), LogSync::Fsync).unwrap();
