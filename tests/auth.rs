@@ -21,8 +21,8 @@ use verdict::proto::internal::raft_client::RaftClient;
 use verdict::proto::internal::{RaftMessage, StatusRequest};
 use verdict::proto::{
     AbortRequest, BeginRequest, CommitRequest, EnlistRequest, GetTransactionRequest,
-    ListTransactionsRequest, Outcome, ParticipantRef, ResolveRequest, Transaction,
-    TransactionState,
+    ListTransactionsRequest, Outcome, ParticipantRef, ParticipantWork, ResolveRequest,
+    SubmitRequest, Transaction, TransactionState,
 };
 
 /// The hex SHA-256 of `token`, as the identities file holds it.
@@ -592,4 +592,61 @@ async fn cluster_nodes_know_each_other_by_certificate_and_a_peer_without_a_node_
         Code::PermissionDenied,
         "needs the node or operator role",
     );
+}
+
+#[tokio::test]
+async fn a_submit_is_answered_again_only_to_the_application_that_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = identities(
+        dir.path(),
+        vec![
+            by_token("orders", &["application"], "orders-token"),
+            by_token("billing", &["application"], "billing-token"),
+            by_token("stock", &["participant"], "stock-token"),
+            by_token("ops", &["operator"], "ops-token"),
+        ],
+    );
+    let coordinator = Server::start(&["--auth", &auth]).await;
+    let mut client = coordinator.client().await;
+    // Its participant is unreachable: the transaction aborts, and is kept for the retention.
+    let submission = SubmitRequest {
+        request_id: "order-1".into(),
+        timeout_ms: 0,
+        work: vec![ParticipantWork {
+            participant: Some(ParticipantRef {
+                name: "stock".into(),
+                endpoint: "http://127.0.0.1:1".into(),
+            }),
+            work: b"take one".to_vec(),
+        }],
+        wait_for_acks: false,
+    };
+    let submitted = client
+        .submit(bearing("orders-token", submission.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(submitted.outcome(), Outcome::Aborted);
+
+    expect_status(
+        client
+            .submit(bearing("billing-token", submission.clone()))
+            .await,
+        Code::PermissionDenied,
+        "billing may act only on the transactions it began",
+    );
+    expect_status(
+        client
+            .submit(bearing("stock-token", submission.clone()))
+            .await,
+        Code::PermissionDenied,
+        "",
+    );
+    let retried = client
+        .submit(bearing("orders-token", submission))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, submitted);
+    assert_eq!(count(&mut client, "ops-token").await.unwrap(), 1);
 }

@@ -13,7 +13,8 @@ use support::*;
 use tonic::transport::Channel;
 use tonic::Code;
 use verdict::bank::{
-    participant_of, transfer, transfer_handing, transfer_in, work, AccountAt, AccountOf,
+    participant_of, transfer, transfer_handing, transfer_in, transfer_submitting, work, AccountAt,
+    AccountOf,
 };
 use verdict::client::Client;
 use verdict::core::{Outcome as Decision, TxnId};
@@ -201,6 +202,37 @@ async fn a_transfer_handed_over_in_commit_commits_on_both_banks_without_an_apply
     assert_eq!(retried.0, Decision::Committed);
     client.commit_and_wait(txn).await.unwrap();
     assert_eq!(balance(&a, "alice").await, (70, 0));
+}
+
+#[tokio::test]
+async fn a_transfer_submitted_in_one_call_moves_the_money_once_however_often_it_is_retried() {
+    let (coordinator, a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let (from, to) = (of(&a, "alice").await, of(&b, "bob").await);
+    let (txn, outcome, reason) = transfer_submitting(&client, "rent-2026-12", &from, &to, 30)
+        .await
+        .unwrap();
+    assert_eq!((outcome, reason.as_str()), (Decision::Committed, ""));
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(enlisted(&client, txn).await, ["bank-a", "bank-b"]);
+    assert_eq!(balance(&a, "alice").await, (70, 0));
+    assert_eq!(balance(&b, "bob").await, (50, 0));
+    for _ in 0..2 {
+        let retried = transfer_submitting(&client, "rent-2026-12", &from, &to, 30)
+            .await
+            .unwrap();
+        assert_eq!((retried.0, retried.1), (txn, Decision::Committed));
+    }
+    assert_eq!(balance(&a, "alice").await, (70, 0));
+    assert_eq!(balance(&b, "bob").await, (50, 0));
+    // Another request is another transfer.
+    let (next, outcome, _) = transfer_submitting(&client, "rent-2027-01", &from, &to, 30)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Decision::Committed);
+    assert_ne!(next, txn);
+    client.commit_and_wait(next).await.unwrap();
+    assert_eq!(balance(&a, "alice").await, (40, 0));
 }
 
 #[tokio::test]

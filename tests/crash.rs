@@ -125,7 +125,7 @@ async fn submit_retried_across_a_crash_at(point: &str) -> Attempt {
         (again.txn, again.reported),
         "two retries of one Submit answered differently"
     );
-    judge(&mut cluster, &ledger, &[retried.clone()], point)
+    judge(&mut cluster, &ledger, std::slice::from_ref(&retried), point)
         .await
         .unwrap();
     cluster.stop().await.unwrap();

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&rpc, body)) = data.split_first() else {
         return;
     };
-    match rpc % 13 {
+    match rpc % 14 {
         0 => check::<BeginRequest>(body, |r| {
             let _ = validate::txn_timeout(r.timeout_ms, Duration::from_secs(3600));
             let _ = validate::participants(r.participants);
@@ -62,6 +62,11 @@ fuzz_target!(|data: &[u8]| {
             for decision in &r.decisions {
                 let _ = validate::txn_id(&decision.txn_id);
             }
+        }),
+        12 => check::<SubmitRequest>(body, |r| {
+            let _ = validate::request_id(r.request_id);
+            let _ = validate::txn_timeout(r.timeout_ms, Duration::from_secs(3600));
+            let _ = validate::submitted_work(r.work);
         }),
         _ => check::<ParticipantAbortRequest>(body, |r| drop(validate::txn_id(&r.txn_id))),
     }
