@@ -86,7 +86,7 @@ impl SledLog {
     pub fn stage(&self, w: &mut Writes, record: &TxnRecord, frame: &[u8]) {
         let key = Self::key(record.txn_id);
         let request = record.timeline.request_id.as_deref().unwrap_or_default();
-        if !request.is_empty() {
+        if !request.is_empty() && !self.indexes(request, &key) {
             // Before the record: a record is never kept without its request's index entry.
             w.insert(&self.requests, request.as_bytes(), key);
         }
@@ -103,6 +103,12 @@ impl SledLog {
         } else {
             w.insert(&self.open, key, frame);
         }
+    }
+
+    /// Whether `request`'s index entry names `key` already: each of a transaction's records
+    /// carries its request, and a read costs far less than writing the entry again.
+    fn indexes(&self, request: &str, key: &[u8]) -> bool {
+        matches!(self.requests.get(request.as_bytes()), Ok(Some(found)) if found.as_ref() == key)
     }
 
     /// Deletes finished records that finished before `before_unix_ms`; returns how many.
