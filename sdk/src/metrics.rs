@@ -8,6 +8,8 @@ pub const FLUSH_BATCH: &str = "verdict_log_flush_batch_size";
 
 /// A participant's votes, by vote.
 pub const VOTES: &str = "verdict_participant_votes_total";
+/// How long a participant took to vote: from a Prepare's arrival to its vote recorded.
+pub const PREPARE_SECONDS: &str = "verdict_participant_prepare_duration_seconds";
 /// A participant's decisions applied, by decision.
 pub const DECISIONS: &str = "verdict_participant_decisions_total";
 /// A participant's `Resolve` calls for transactions it holds in doubt.

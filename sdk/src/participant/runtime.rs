@@ -246,6 +246,7 @@ impl<R: Resource> Participant<R> {
         coordinator: &str,
         work: Vec<u8>,
     ) -> Result<Vote, ParticipantError> {
+        let started = std::time::Instant::now();
         let _serial = self.serial.lock(txn).await;
         if let Some(local) = self.journal.get(txn)? {
             return Ok(match local {
@@ -292,6 +293,7 @@ impl<R: Resource> Participant<R> {
             }
             Vote::ReadOnly => self.journal.put(txn, &Local::ReadOnly, now)?,
         }
+        metrics::histogram!(crate::metrics::PREPARE_SECONDS).record(started.elapsed());
         Ok(vote)
     }
 
