@@ -1351,3 +1351,24 @@ async fn a_bad_submit_gets_a_clear_error_and_begins_nothing() {
     let good = submit(&mut client, request("order-1")).await;
     assert_eq!(good.outcome(), Outcome::Committed);
 }
+
+#[tokio::test]
+async fn a_traced_submit_carries_its_context_to_every_participant_call() {
+    let coordinator = Coordinator::start(&[]).await;
+    let a = Double::start(takes_work()).await;
+    let mut client = coordinator.client().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let request = traced(submission("order-9", &[("a", &a)], true), traceparent);
+    let answer = client.submit(request).await.unwrap().into_inner();
+    assert_eq!(answer.outcome(), Outcome::Committed);
+    let traces = a.traces();
+    for call in [
+        Call::Prepare(answer.txn_id.clone()),
+        Call::Commit(answer.txn_id),
+    ] {
+        assert!(
+            traces.contains(&(call.clone(), Some(traceparent.into()))),
+            "{call:?} without the trace: {traces:?}"
+        );
+    }
+}

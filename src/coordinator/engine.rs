@@ -39,6 +39,19 @@ pub struct HandedWork {
     pub work: Vec<u8>,
 }
 
+/// A Submit's request, beside its work (already validated).
+#[derive(Clone, Debug, Default)]
+pub struct Submission {
+    /// The client's request id.
+    pub id: String,
+    pub timeout: Option<Duration>,
+    pub wait_for_acks: bool,
+    /// The identity that submitted it, when callers are authenticated.
+    pub begun_by: Option<String>,
+    /// The caller's W3C `traceparent`, sent on to participants.
+    pub trace: Option<String>,
+}
+
 /// A transaction just begun.
 #[derive(Clone, Copy, Debug)]
 pub struct Begun {
@@ -459,17 +472,21 @@ impl<L: DecisionLog> Engine<L> {
         self.open(timeout, txn, timeline)
     }
 
-    /// Begins a transaction for Submit request `request_id` and commits it with `work`, or
+    /// Begins a transaction for Submit request `request.id` and commits it with `work`, or
     /// answers as a retried Commit of the transaction that request began already. Returns the
     /// transaction, its outcome and, for an abort, its reason.
     pub async fn submit(
         self: &Arc<Self>,
-        request_id: String,
-        timeout: Option<Duration>,
+        request: Submission,
         work: Vec<HandedWork>,
-        wait_for_acks: bool,
-        begun_by: Option<String>,
     ) -> Result<(TxnId, Outcome, Option<String>), EngineError> {
+        let Submission {
+            id: request_id,
+            timeout,
+            wait_for_acks,
+            begun_by,
+            trace,
+        } = request;
         let participants: Vec<NewParticipant> =
             work.iter().map(|w| w.participant.clone()).collect();
         let begun = match self.submitted(&request_id)? {
@@ -499,6 +516,9 @@ impl<L: DecisionLog> Engine<L> {
             Ok(id) => (id, work),
             Err(id) => (id, Vec::new()),
         };
+        if let Some(trace) = trace {
+            self.trace(id, trace);
+        }
         match self.commit(id, wait_for_acks, work).await {
             Ok((outcome, reason)) => Ok((id, outcome, reason)),
             // Begun, then aborted before its Commit ran (the coordinator restarted between).

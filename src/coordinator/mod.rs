@@ -26,7 +26,7 @@ mod view;
 
 pub use allow::AllowedParticipants;
 pub use config::Config;
-pub use engine::{Begun, Engine, HandedWork, NewParticipant, Stats};
+pub use engine::{Begun, Engine, HandedWork, NewParticipant, Stats, Submission};
 pub use error::{EngineError, Full};
 pub use leadership::{Leadership, NotLeader};
 pub use view::{State, TxnView};

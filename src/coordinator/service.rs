@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::view::{State, TxnView};
-use super::{validate, Engine, EngineError, Leadership, NotLeader};
+use super::{validate, Engine, EngineError, Leadership, NotLeader, Submission};
 use crate::auth::{self, Caller, Role};
 use crate::core::{Outcome, Participant, TxnId, Vote};
 use crate::log::DecisionLog;
@@ -394,13 +394,16 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         if let Some(id) = engine.submitted(&request_id)? {
             began(&engine, caller.as_deref(), id)?;
         }
-        let begun_by = caller.map(|c| c.name.clone());
         let span = span("Submit", "", trace.as_deref());
-        let submitted = engine.submit(request_id, timeout, work, request.wait_for_acks, begun_by);
-        let (id, outcome, reason) = submitted.instrument(span).await?;
-        if let Some(trace) = trace {
-            engine.trace(id, trace);
-        }
+        let submission = Submission {
+            id: request_id,
+            timeout,
+            wait_for_acks: request.wait_for_acks,
+            begun_by: caller.map(|c| c.name.clone()),
+            trace,
+        };
+        let submitted = engine.submit(submission, work).instrument(span).await;
+        let (id, outcome, reason) = submitted?;
         metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed());
         Ok(Response::new(proto::SubmitResponse {
             txn_id: id.to_string(),
