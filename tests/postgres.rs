@@ -19,13 +19,18 @@ use rand::Rng;
 use support::PATIENCE;
 use tokio_postgres::NoTls;
 use tonic::transport::Channel;
+use verdict::bank::work;
 use verdict::bank::{transfer, transfer_handing, AccountAt, AccountOf};
 use verdict::chaos::cluster::Node;
 use verdict::client::Client;
-use verdict::core::Outcome;
+use verdict::core::{Outcome, TxnId};
 use verdict::proto::bank_client::BankClient;
 use verdict::proto::coordinator_client::CoordinatorClient;
-use verdict::proto::{self, ApplyRequest, GetBalanceRequest, OpenAccountRequest};
+use verdict::proto::participant_client::ParticipantClient;
+use verdict::proto::{
+    self, ApplyRequest, GetBalanceRequest, OpenAccountRequest, ParticipantAbortRequest,
+    ParticipantCommitRequest, PrepareRequest,
+};
 
 type Test = fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -51,6 +56,7 @@ const TESTS: &[(&str, Test)] = tests![
     a_bad_dsn_an_unreachable_server_or_tls_is_a_clear_error,
     the_postgresql_bank_keeps_every_conformance_rule,
     the_bench_measures_direct_postgresql_in_slices_between_its_own,
+    prepares_waiting_for_a_lock_leave_a_connection_for_the_decision_that_frees_it,
 ];
 
 /// Tests on the server of `VERDICT_TEST_PG_NO_2PC`, which cannot prepare transactions.
@@ -209,12 +215,18 @@ impl Deployment {
 
     /// Adds a bank: `verdict participant postgres` on `db`, or `participant kv` if `None`.
     async fn add_bank(&mut self, name: &str, db: Option<&Database>) -> usize {
+        self.add_bank_with(name, db, &[]).await
+    }
+
+    /// As [`Deployment::add_bank`], with more flags for the bank.
+    async fn add_bank_with(&mut self, name: &str, db: Option<&Database>, flags: &[&str]) -> usize {
         let url = self.coordinator.url();
         let mut args = vec!["participant"];
         match db {
             Some(db) => args.extend(["postgres", "--dsn", &db.dsn]),
             None => args.push("kv"),
         }
+        args.extend(flags);
         args.extend(["--coordinator", &url, "--name", name]);
         args.extend(["--quiet-period", "1s", "--sweep-every", "200ms"]);
         args.extend(["--log-level", "verdict=debug"]);
@@ -724,4 +736,95 @@ async fn the_bench_measures_direct_postgresql_in_slices_between_its_own(server: 
         db.wait_until_nothing_prepared().await;
         db.drop_it().await;
     }
+}
+
+/// Prepares waiting for row locks never take every connection: the `COMMIT PREPARED`s that
+/// free the rows still find one. (Were they to take them all, both would wait out the lock
+/// timeout, here ten minutes.)
+async fn prepares_waiting_for_a_lock_leave_a_connection_for_the_decision_that_frees_it(
+    server: String,
+) {
+    let db = Database::create(&server).await;
+    let mut deployment = Deployment::start().await;
+    let flags = ["--pool-size", "4", "--lock-timeout", "10m"];
+    deployment.add_bank_with("pg-a", Some(&db), &flags).await;
+    let accounts = ["a0", "a1", "a2", "a3"];
+    for account in accounts {
+        deployment.open(0, account, 100).await;
+    }
+    let bank = ParticipantClient::new(deployment.banks[0].channel());
+    // As a coordinator that cannot be reached: nothing is resolved behind the test's back.
+    let prepare = |txn: TxnId, account: &str| {
+        let mut bank = bank.clone();
+        let request = PrepareRequest {
+            txn_id: txn.to_string(),
+            coordinator_endpoint: "http://127.0.0.1:1".into(),
+            coordinator_endpoints: Vec::new(),
+            timeout_ms: 600_000,
+            work: work::encode([(account, -1)]),
+        };
+        async move { bank.prepare(request).await.map(|r| r.into_inner().vote()) }
+    };
+    let new_txn = || TxnId::from_uuid(verdict::world::uuid_v7());
+    let decide = |txn: TxnId, commit: bool| {
+        let mut bank = bank.clone();
+        async move {
+            let txn_id = txn.to_string();
+            match commit {
+                true => bank
+                    .commit(ParticipantCommitRequest { txn_id })
+                    .await
+                    .map(drop),
+                false => bank
+                    .abort(ParticipantAbortRequest { txn_id })
+                    .await
+                    .map(drop),
+            }
+        }
+    };
+
+    // Each account's row held by a prepared transaction.
+    let holders: Vec<TxnId> = accounts.iter().map(|_| new_txn()).collect();
+    for (&txn, account) in holders.iter().zip(accounts) {
+        assert_eq!(prepare(txn, account).await.unwrap(), proto::Vote::Yes);
+    }
+    // As many prepares as the pool has connections, each for a held row.
+    let waiting: Vec<TxnId> = accounts.iter().map(|_| new_txn()).collect();
+    let votes: Vec<_> = waiting
+        .iter()
+        .zip(accounts)
+        .map(|(&txn, account)| tokio::spawn(prepare(txn, account)))
+        .collect();
+    let observer = sql(&db.dsn).await;
+    until("three prepares or more waiting for a row", || {
+        let observer = &observer;
+        async move {
+            let query = "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'";
+            let row = observer
+                .query_one(query, &[])
+                .await
+                .expect("pg_stat_activity");
+            row.get::<_, i64>(0) >= 3
+        }
+    })
+    .await;
+
+    for &txn in &holders {
+        let committed = tokio::time::timeout(PATIENCE, decide(txn, true)).await;
+        committed
+            .expect("the decision found a connection")
+            .expect("committed");
+    }
+    for vote in votes {
+        assert_eq!(vote.await.unwrap().unwrap(), proto::Vote::Yes);
+    }
+    for txn in waiting {
+        decide(txn, false).await.expect("aborted");
+    }
+    db.wait_until_nothing_prepared().await;
+    for account in accounts {
+        assert_eq!(db.balance(account).await, 99);
+    }
+    db.drop_it().await;
 }

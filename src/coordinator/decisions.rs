@@ -1,18 +1,19 @@
 //! Phase-2 decisions on their way to one participant endpoint, several to a call
 //! (`Participant.Decide`).
 //!
-//! One call is in flight per endpoint; the decisions that come meanwhile leave together in the
-//! next one. A lone decision leaves at once, and under load a batch holds what arrived during
-//! one round trip, so calls per decision fall as load grows: fewer HTTP/2 streams, wake-ups
-//! and task hand-offs on both ends, while the participant still makes the whole batch durable
-//! at once. A participant that answers `UNIMPLEMENTED` (written before `Decide`, in any
+//! Two calls are in flight per endpoint at most; the decisions that come while both are out
+//! leave together in the next one. A lone decision leaves at once, and under load a batch holds
+//! what arrived during a round trip, so calls per decision fall as load grows: fewer HTTP/2
+//! streams, wake-ups and task hand-offs on both ends, while the participant still makes the
+//! whole batch durable at once. The second call keeps a decision from waiting out a whole slow
+//! batch before it leaves: a prepared transaction holds its locks until it hears. A participant that answers `UNIMPLEMENTED` (written before `Decide`, in any
 //! language) is sent its decisions one by one from then on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::Channel;
 
 use super::clients::{answer, failure, outgoing, CallError, Failure};
@@ -23,6 +24,9 @@ use crate::proto::{DecideRequest, Decision, DecisionResult};
 
 /// The most decisions in one call (a participant takes up to `validate::MAX_DECISIONS`).
 const MOST_PER_CALL: usize = 256;
+
+/// The most calls in flight to one endpoint.
+const CALLS_IN_FLIGHT: usize = 2;
 
 /// What became of a decision handed to [`Batches::deliver`].
 #[derive(Clone)]
@@ -83,28 +87,37 @@ impl Batches {
 
 async fn send_batches(
     endpoint: String,
-    mut client: ParticipantClient<Channel>,
+    client: ParticipantClient<Channel>,
     mut queue: mpsc::UnboundedReceiver<Waiting>,
     taken: Arc<AtomicBool>,
 ) {
-    let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, MOST_PER_CALL).await > 0 {
+    let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+    loop {
+        let call = calls.clone().acquire_owned().await.expect("never closed");
+        let mut batch = Vec::new();
+        if queue.recv_many(&mut batch, MOST_PER_CALL).await == 0 {
+            return;
+        }
         metrics::histogram!(names::PHASE2_BATCH, "participant" => endpoint.clone())
             .record(batch.len() as f64);
-        let deliveries = match taken.load(Ordering::Relaxed) {
-            true => send(&mut client, &batch, &taken).await,
-            // Queued before the endpoint said it takes no batches.
-            false => vec![Delivery::NotBatched; batch.len()],
-        };
-        for (waiting, delivery) in batch.drain(..).zip(deliveries) {
-            let _ = waiting.delivered.send(delivery);
-        }
+        let (client, taken) = (client.clone(), taken.clone());
+        tokio::spawn(async move {
+            let deliveries = match taken.load(Ordering::Relaxed) {
+                true => send(client, &batch, &taken).await,
+                // Queued before the endpoint said it takes no batches.
+                false => vec![Delivery::NotBatched; batch.len()],
+            };
+            for (waiting, delivery) in batch.into_iter().zip(deliveries) {
+                let _ = waiting.delivered.send(delivery);
+            }
+            drop(call);
+        });
     }
 }
 
 /// Sends one batch; a delivery for each of its decisions, in order.
 async fn send(
-    client: &mut ParticipantClient<Channel>,
+    mut client: ParticipantClient<Channel>,
     batch: &[Waiting],
     taken: &AtomicBool,
 ) -> Vec<Delivery> {

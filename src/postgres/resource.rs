@@ -8,6 +8,10 @@
 //! with PostgreSQL's message. Commit and abort are `COMMIT PREPARED` / `ROLLBACK PREPARED` from
 //! any connection; an id PostgreSQL no longer knows counts as finished.
 //!
+//! Prepares take at most three quarters of the pool's connections: a prepare may wait for a row
+//! lock that a prepared transaction holds until its `COMMIT PREPARED`, and that must always find
+//! a connection, or both wait out the lock timeout.
+//!
 //! The global id is `verdict:<participant name>:<txn id>`. The `pg_prepared_xacts` rows of this
 //! database carrying that prefix are what [`Resource::prepared`] reports, so the participant
 //! runtime resolves them after a restart or when a PREPARE's answer was lost.
@@ -16,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use deadpool_postgres::{Object, Pool};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
@@ -92,6 +97,8 @@ pub struct AlreadyPrepared;
 /// The resource: a pool, this participant's global-id prefix, and the staged and prepared work.
 pub struct PgResource<W> {
     pool: Pool,
+    /// Connections prepares may hold at once; the rest of the pool is for decisions.
+    preparing: Semaphore,
     prefix: String,
     txns: Mutex<HashMap<TxnId, State<W>>>,
 }
@@ -113,8 +120,12 @@ impl<W: Work> PgResource<W> {
                  {MAX_NAME_BYTES} bytes without quotes, backslashes or control characters"
             ));
         }
+        // Three quarters of the pool, and one connection at least.
+        let connections = pool.status().max_size;
+        let preparing = Semaphore::new((connections - connections / 4).max(1));
         Ok(PgResource {
             pool,
+            preparing,
             prefix: format!("verdict:{name}:"),
             txns: Mutex::new(HashMap::new()),
         })
@@ -199,6 +210,7 @@ impl<W: Work> PgResource<W> {
     /// Runs the work and `PREPARE TRANSACTION` in one round trip; on failure the database
     /// transaction is rolled back, or the connection dropped if even that fails.
     async fn prepare_work(&self, txn: TxnId, work: &W) -> Result<(), Refusal> {
+        let _turn = self.preparing.acquire().await.expect("never closed");
         let db = self.connection().await.map_err(Refusal)?;
         let statements = work.statements();
         let mut sql = String::from("BEGIN");
