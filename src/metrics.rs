@@ -32,7 +32,10 @@ pub const APPLIED_INDEX: &str = "verdict_cluster_last_applied_index";
 pub const REPLICATION_LAG: &str = "verdict_cluster_replication_lag";
 // The decision log and a participant's journal (the same group-commit flusher), and a
 // participant: recorded in the SDK.
-pub use verdict_sdk::metrics::{DECISIONS, FLUSH_BATCH, FLUSH_SECONDS, RESOLVE_ASKED, VOTES};
+pub use verdict_sdk::metrics::{
+    DECISIONS, FLUSH_BATCH, FLUSH_SECONDS, PREPARE_SECONDS as PARTICIPANT_PREPARE_SECONDS,
+    RESOLVE_ASKED, VOTES,
+};
 
 /// Why a transaction aborted, as the `reason` label of [`ABORTED`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +109,7 @@ pub fn serve(addr: SocketAddr, tls: Option<Arc<ServerTls>>) -> anyhow::Result<()
         PREPARE_SECONDS,
         PHASE2_SECONDS,
         FLUSH_SECONDS,
+        PARTICIPANT_PREPARE_SECONDS,
     ];
     let mut builder = PrometheusBuilder::new();
     for name in seconds {
@@ -151,7 +155,7 @@ fn describe() {
     describe_histogram!(
         COMMIT_SECONDS,
         Unit::Seconds,
-        "Commit calls answered with an outcome, to their answer."
+        "Commit and Submit calls answered with an outcome, to their answer."
     );
     describe_histogram!(
         PREPARE_SECONDS,
@@ -187,6 +191,11 @@ fn describe() {
         "Entries a follower is behind the leader's log (on the leader), by follower."
     );
     describe_counter!(VOTES, "Votes a participant gave, by vote.");
+    describe_histogram!(
+        PARTICIPANT_PREPARE_SECONDS,
+        Unit::Seconds,
+        "How long a participant took to vote: from a Prepare's arrival to its vote recorded."
+    );
     describe_counter!(
         DECISIONS,
         "Phase-2 decisions a participant was sent and carried out, by decision."

@@ -40,7 +40,7 @@ pub struct HandedWork {
 }
 
 /// A Submit's request, beside its work (already validated).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Submission {
     /// The client's request id.
     pub id: String,
@@ -981,7 +981,7 @@ impl<L: DecisionLog> Engine<L> {
         let phase = txn.phase();
         drop(txn);
         if phase.is_finished() {
-            let request = entry.timeline.lock().expect("lock").request_id.take();
+            let request = entry.timeline.lock().expect("lock").request_id.clone();
             if let Some(request) = request {
                 self.requests.lock().expect("lock").remove(&request);
             }

@@ -391,8 +391,10 @@ impl<N: Leadership> coordinator_server::Coordinator for CoordinatorService<N> {
         let work = validate::submitted_work(request.work)?;
         let started = std::time::Instant::now();
         // A retry answers only to the identity that submitted the request first.
-        if let Some(id) = engine.submitted(&request_id)? {
-            began(&engine, caller.as_deref(), id)?;
+        if caller.is_some() {
+            if let Some(id) = engine.submitted(&request_id)? {
+                began(&engine, caller.as_deref(), id)?;
+            }
         }
         let span = span("Submit", "", trace.as_deref());
         let submission = Submission {
