@@ -1,7 +1,7 @@
 //! What the log keeps of a transaction's history beyond the protocol state: when it passed each
-//! milestone, who began it (and by which Submit request), and how an operator settled it by hand. Operators read it as a timeline; the
-//! protocol never does. Times are ms since the Unix epoch, 0 for not (yet); when the
-//! transaction began is in its id.
+//! milestone, who began it (and by which Submit request), and how an operator settled it by
+//! hand. Operators read it as a timeline; the protocol never does. Times are ms since the Unix
+//! epoch, 0 for not (yet); when the transaction began is in its id.
 
 use crate::core::Outcome;
 

@@ -56,10 +56,10 @@ impl DecisionLog for GatedLog {
 
     fn submitted(&self, request_id: &str) -> Result<Option<TxnId>, LogError> {
         let records = self.records.lock().unwrap();
-        let mut found = records
+        let found = records
             .values()
-            .filter(|r| r.timeline.request_id.as_deref() == Some(request_id));
-        Ok(found.next().map(|r| r.txn_id))
+            .find(|r| r.timeline.request_id.as_deref() == Some(request_id));
+        Ok(found.map(|r| r.txn_id))
     }
 
     fn unfinished(&self) -> Result<Vec<Result<TxnRecord, LogError>>, LogError> {
