@@ -9,18 +9,22 @@
 //! deadline starts when they are sent. Prepares do not queue behind that backlog: there are
 //! only as many as transactions in flight (`--max-in-flight`), and new transactions wait on
 //! them. Decisions whose turn it is go several to a call ([`super::decisions`]), except a
-//! traced transaction's, which goes alone with its trace context.
+//! traced transaction's, which goes alone with its trace context. Each endpoint's call
+//! durations go to its own metric handles, looked up once rather than per call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use metrics::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::decisions::{Batches, Delivery};
 use super::service::TRACEPARENT;
 use crate::core::{Outcome, TxnId, Vote};
+use crate::metrics as names;
 use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{self, ParticipantAbortRequest, ParticipantCommitRequest, PrepareRequest};
 use crate::{net, tls};
@@ -74,13 +78,45 @@ pub struct ParticipantClients {
     channels: Mutex<HashMap<String, Endpoint>>,
 }
 
-/// One participant endpoint: its channel, the turns to deliver decisions to it, and the
-/// batches they go in.
+/// One participant endpoint: its channel, the turns to deliver decisions to it, the batches
+/// they go in, and how long its calls take.
 #[derive(Clone)]
 struct Endpoint {
     channel: Channel,
     turns: Arc<Semaphore>,
     batches: Arc<Batches>,
+    durations: Arc<Durations>,
+}
+
+/// The histograms of one endpoint's calls.
+struct Durations {
+    prepare: Histogram,
+    commit: Histogram,
+    abort: Histogram,
+}
+
+impl Durations {
+    fn of(endpoint: &str) -> Self {
+        let phase2 = |decision: &'static str| {
+            let labels = [
+                ("participant", endpoint.to_owned()),
+                ("decision", decision.into()),
+            ];
+            metrics::histogram!(names::PHASE2_SECONDS, &labels)
+        };
+        Durations {
+            prepare: metrics::histogram!(names::PREPARE_SECONDS, "participant" => endpoint.to_owned()),
+            commit: phase2("commit"),
+            abort: phase2("abort"),
+        }
+    }
+
+    fn phase2(&self, outcome: Outcome) -> &Histogram {
+        match outcome {
+            Outcome::Committed => &self.commit,
+            Outcome::Aborted => &self.abort,
+        }
+    }
 }
 
 impl ParticipantClients {
@@ -89,12 +125,6 @@ impl ParticipantClients {
             deliveries_per_endpoint: deliveries_per_endpoint.max(1),
             channels: Mutex::default(),
         }
-    }
-
-    /// A client of `endpoint` (the channel connected lazily, reconnected by tonic after
-    /// failures).
-    fn client(&self, endpoint: &str) -> Result<ParticipantClient<Channel>, CallError> {
-        Ok(ParticipantClient::new(self.endpoint(endpoint)?.channel))
     }
 
     /// `endpoint` once it is this delivery's turn, with the turn to give back when the
@@ -129,13 +159,14 @@ impl ParticipantClients {
             )),
             channel,
             turns: Arc::new(Semaphore::new(self.deliveries_per_endpoint)),
+            durations: Arc::new(Durations::of(endpoint)),
         };
         channels.insert(endpoint.to_owned(), known.clone());
         Ok(known)
     }
 
     /// Asks `endpoint` to prepare, sending `work` if any; `Err` when no vote came back (timeout,
-    /// unreachable, error).
+    /// unreachable, error). The call's duration is recorded either way.
     pub async fn prepare(
         &self,
         endpoint: &str,
@@ -145,7 +176,8 @@ impl ParticipantClients {
         trace: Option<&str>,
         work: Vec<u8>,
     ) -> Result<Vote, CallError> {
-        let mut client = self.client(endpoint)?;
+        let endpoint = self.endpoint(endpoint)?;
+        let mut client = ParticipantClient::new(endpoint.channel);
         let handed_work = !work.is_empty();
         let request = PrepareRequest {
             txn_id: txn_id.to_string(),
@@ -154,11 +186,14 @@ impl ParticipantClients {
             timeout_ms: timeout.as_millis() as u64,
             work,
         };
+        let started = Instant::now();
         let response = Box::pin(call(
             timeout,
             client.prepare(outgoing(request, timeout, trace)),
-        ));
-        let response = response.await?;
+        ))
+        .await;
+        endpoint.durations.prepare.record(started.elapsed());
+        let response = response?;
         match response.vote() {
             proto::Vote::Yes | proto::Vote::ReadOnly if handed_work && !response.took_work => {
                 Ok(Vote::No(IGNORED_WORK.into()))
@@ -173,7 +208,8 @@ impl ParticipantClients {
         }
     }
 
-    /// Delivers the decision to `endpoint`; `Ok` once it acknowledged.
+    /// Delivers the decision to `endpoint`; `Ok` once it acknowledged. The delivery's
+    /// duration, its wait for a turn included, is recorded either way.
     pub async fn deliver(
         &self,
         endpoint: &str,
@@ -182,9 +218,26 @@ impl ParticipantClients {
         timeout: Duration,
         trace: Option<&str>,
     ) -> Result<(), CallError> {
+        let started = Instant::now();
         // A delivery waiting for its turn holds only this future, and a backlog may hold
         // 100,000 of them: the call's own (several KB) is made, on the heap, once it is its turn.
         let (endpoint, _turn) = self.delivery_turn(endpoint).await?;
+        let durations = endpoint.durations.clone();
+        let delivered = self
+            .send_decision(endpoint, txn_id, outcome, timeout, trace)
+            .await;
+        durations.phase2(outcome).record(started.elapsed());
+        delivered
+    }
+
+    async fn send_decision(
+        &self,
+        endpoint: Endpoint,
+        txn_id: TxnId,
+        outcome: Outcome,
+        timeout: Duration,
+        trace: Option<&str>,
+    ) -> Result<(), CallError> {
         if trace.is_none() {
             let batched = endpoint.batches.deliver(txn_id, outcome, timeout).await;
             if let Delivery::Sent(result) = batched {

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -1086,15 +1086,12 @@ impl<L: DecisionLog> Engine<L> {
             } => {
                 let timeout = self.config.prepare_timeout;
                 crate::crash_point!("coordinator::before_prepare_send");
-                let started = Instant::now();
                 let vote = self
                     .clients
                     .prepare(&endpoint, id, &self.coordinator, timeout, trace, work)
                     .instrument(client_span("Prepare", &endpoint))
                     .await;
                 crate::crash_point!("coordinator::after_prepare_send");
-                metrics::histogram!(names::PREPARE_SECONDS, "participant" => endpoint.clone())
-                    .record(started.elapsed());
                 tracing::debug!(participant = %endpoint, ?vote, "vote");
                 reason = match &vote {
                     Err(error) => match error.failure {
@@ -1127,7 +1124,6 @@ impl<L: DecisionLog> Engine<L> {
                 }
                 let timeout = self.config.decision_timeout;
                 crate::crash_point!("coordinator::before_phase2_send");
-                let started = Instant::now();
                 let method = match outcome {
                     Outcome::Committed => "Commit",
                     Outcome::Aborted => "Abort",
@@ -1138,15 +1134,6 @@ impl<L: DecisionLog> Engine<L> {
                     .instrument(client_span(method, &endpoint))
                     .await;
                 crate::crash_point!("coordinator::after_phase2_send");
-                let decision = match outcome {
-                    Outcome::Committed => "commit",
-                    Outcome::Aborted => "abort",
-                };
-                let labels = [
-                    ("participant", endpoint.clone()),
-                    ("decision", decision.into()),
-                ];
-                metrics::histogram!(names::PHASE2_SECONDS, &labels).record(started.elapsed());
                 if let Err(error) = &result {
                     // Waiting on that participant now, it makes room for new work.
                     if self.owe(&entry) {
