@@ -230,6 +230,8 @@ impl ParticipantClients {
         delivered
     }
 
+    /// Sends the decision in the endpoint's next batch, or on its own: a traced transaction's,
+    /// or to an endpoint that takes no batches.
     async fn send_decision(
         &self,
         endpoint: Endpoint,
