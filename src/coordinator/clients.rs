@@ -223,9 +223,7 @@ impl ParticipantClients {
         // 100,000 of them: the call's own (several KB) is made, on the heap, once it is its turn.
         let (endpoint, _turn) = self.delivery_turn(endpoint).await?;
         let durations = endpoint.durations.clone();
-        let delivered = self
-            .send_decision(endpoint, txn_id, outcome, timeout, trace)
-            .await;
+        let delivered = Self::send_decision(endpoint, txn_id, outcome, timeout, trace).await;
         durations.phase2(outcome).record(started.elapsed());
         delivered
     }
@@ -233,7 +231,6 @@ impl ParticipantClients {
     /// Sends the decision in the endpoint's next batch, or on its own: a traced transaction's,
     /// or to an endpoint that takes no batches.
     async fn send_decision(
-        &self,
         endpoint: Endpoint,
         txn_id: TxnId,
         outcome: Outcome,
