@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use verdict_sdk::proto::participant_server::{Participant, ParticipantServer};
 use verdict_sdk::proto::*;
 
@@ -61,6 +61,17 @@ impl Participant for Broken {
     async fn decide(&self, _: Request<DecideRequest>) -> Result<Response<DecideResponse>, Status> {
         Err(Status::unimplemented(
             "this participant takes decisions one by one",
+        ))
+    }
+
+    type PrepareStreamStream = tokio_stream::Empty<Result<StreamedVote, Status>>;
+
+    async fn prepare_stream(
+        &self,
+        _: Request<Streaming<StreamedPrepare>>,
+    ) -> Result<Response<Self::PrepareStreamStream>, Status> {
+        Err(Status::unimplemented(
+            "this participant takes prepares one call each",
         ))
     }
 }

@@ -110,6 +110,26 @@ async fn a_transfer_commits_on_both_banks() {
     assert_eq!(names, ["bank-a", "bank-b"], "Apply enlisted each bank");
 }
 
+#[tokio::test]
+async fn a_bank_stops_gracefully_while_the_coordinator_streams_it_prepares_and_serves_again() {
+    let (coordinator, mut a, b) = two_banks().await;
+    let client = client(&coordinator);
+    let (alice, bob) = (at(&a, "alice"), at(&b, "bob"));
+    let (_, outcome, _) = transfer(&client, &alice, &bob, 10).await.unwrap();
+    assert_eq!(outcome, Decision::Committed);
+    // The coordinator keeps its PrepareStream call to the bank open; a graceful stop ends it
+    // rather than waiting for it.
+    a.stop().await;
+    a.restart().await;
+    a.wait_serving(PARTICIPANT_SERVICE).await;
+    let alice = at(&a, "alice");
+    let (txn, outcome, reason) = transfer(&client, &alice, &bob, 20).await.unwrap();
+    assert_eq!((outcome, reason.as_str()), (Decision::Committed, ""));
+    client.commit_and_wait(txn).await.unwrap();
+    assert_eq!(balance(&a, "alice").await, (70, 0));
+    assert_eq!(balance(&b, "bob").await, (50, 0));
+}
+
 /// The participant a bank takes part as, from its `Describe`.
 async fn described(server: &Server) -> ParticipantRef {
     participant_of(&bank(server)).await.expect("describe")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use support::conformance::{
-    assert_all_pass, conformance, kit_port, verdicts, Restartable, DECIDE_RULE,
+    assert_all_pass, conformance, kit_port, verdicts, Restartable, DECIDE_RULE, PREPARE_STREAM_RULE,
 };
 use support::Server;
 use verdict::process::ChildServer;
@@ -117,10 +117,13 @@ async fn a_participant_that_breaks_the_contract_fails() {
         "{report}"
     );
     assert_eq!(report["failed"].as_u64().unwrap() as usize, failed.len());
-    // It takes no Decide, which is optional: that rule is skipped, not failed.
-    let decide = verdicts(&report)
-        .into_iter()
-        .find(|(rule, _, _)| rule == DECIDE_RULE)
-        .expect("the Decide rule is checked");
-    assert_eq!(decide.1, "skip", "{report}");
+    // It takes no Decide and no PrepareStream, which are optional: those rules are skipped,
+    // not failed.
+    for optional in [DECIDE_RULE, PREPARE_STREAM_RULE] {
+        let checked = verdicts(&report)
+            .into_iter()
+            .find(|(rule, _, _)| rule == optional)
+            .expect("the optional rule is checked");
+        assert_eq!(checked.1, "skip", "{optional}: {report}");
+    }
 }

@@ -369,6 +369,100 @@ async fn decisions_for_one_participant_go_several_to_a_call_two_calls_at_a_time(
 }
 
 #[tokio::test]
+async fn prepares_for_one_participant_share_one_prepare_stream_call() {
+    let coordinator = Coordinator::start(&[]).await;
+    let holding = Behavior {
+        hold_prepare: true,
+        ..yes()
+    };
+    let double = Double::start(holding).await;
+    let mut client = coordinator.client().await;
+    let mut txns = Vec::new();
+    for _ in 0..3 {
+        txns.push(begin(&mut client, &[("a", double.endpoint())]).await);
+    }
+    let commits = txns.clone().into_iter().map(|txn| {
+        let mut client = client.clone();
+        async move { commit(&mut client, &txn).await.outcome() }
+    });
+    let committing = tokio::spawn(futures_util::future::join_all(commits));
+    // All three held at once: none can have gone on a call of its own.
+    for txn in &txns {
+        double.wait_for(Call::Prepare(txn.clone()), 1).await;
+    }
+    double.set(|behavior| behavior.hold_prepare = false);
+    assert_eq!(committing.await.unwrap(), [Outcome::Committed; 3]);
+    assert_eq!(
+        double.prepare_stream_calls(),
+        1,
+        "one PrepareStream call carried all three prepares"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_prepare_stream_call_is_ended_and_the_next_prepare_opens_another() {
+    let coordinator = Coordinator::start(&[]).await;
+    let double = Double::start(yes()).await;
+    let mut client = coordinator.client().await;
+    commit_each(&mut client, &double, 1).await;
+    double.wait_prepare_streams_ended(1).await;
+    commit_each(&mut client, &double, 1).await;
+    assert_eq!(double.prepare_stream_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_participant_without_prepare_stream_gets_prepare_calls() {
+    let coordinator = Coordinator::start(&[]).await;
+    let old = Behavior {
+        no_prepare_stream: true,
+        ..yes()
+    };
+    let double = Double::start(old).await;
+    let mut client = coordinator.client().await;
+    // The first prepare is refused on the stream and sent again as a call, and commits.
+    let txns = commit_each(&mut client, &double, 3).await;
+    for txn in &txns {
+        assert_eq!(double.count(&Call::Prepare(txn.clone())), 1, "{txn}");
+    }
+    assert_eq!(
+        double.prepare_stream_calls(),
+        1,
+        "asked PrepareStream once, then Prepare alone"
+    );
+}
+
+#[tokio::test]
+async fn a_vote_later_than_its_deadline_is_dropped_and_the_stream_carries_on() {
+    let coordinator = Coordinator::start(&["--prepare-timeout", "300ms"]).await;
+    let holding = Behavior {
+        hold_prepare: true,
+        ..yes()
+    };
+    let double = Double::start(holding).await;
+    let mut client = coordinator.client().await;
+    let late = begin(&mut client, &[("a", double.endpoint())]).await;
+    let response = commit(&mut client, &late).await;
+    assert_eq!(response.outcome(), Outcome::Aborted);
+    assert!(
+        response.reason.contains("no answer within 300ms"),
+        "{}",
+        response.reason
+    );
+    // The held prepare now answers YES, too late to count; the next one is answered in time.
+    double.set(|behavior| behavior.hold_prepare = false);
+    double.wait_for(Call::Abort(late.clone()), 1).await;
+    commit_each(&mut client, &double, 1).await;
+    let view = get(&mut client, &late).await;
+    assert!(
+        matches!(
+            view.state(),
+            TransactionState::Aborted | TransactionState::Aborting
+        ),
+        "the late YES changed nothing: {view:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_participant_without_decide_gets_its_decisions_one_by_one() {
     let coordinator = Coordinator::start(&[]).await;
     let old = Behavior {

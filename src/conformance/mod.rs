@@ -20,7 +20,7 @@ use crate::core::TxnId;
 use crate::proto::participant_client::ParticipantClient;
 use crate::proto::{
     DecideRequest, Decision, Outcome, ParticipantAbortRequest, ParticipantCommitRequest,
-    PrepareRequest, Vote,
+    PrepareRequest, StreamedPrepare, StreamedVote, Vote,
 };
 use crate::{net, tls};
 use stand_in::StandIn;
@@ -139,17 +139,19 @@ enum Rule {
     CommitUnprepared,
     ErrorsAreStatuses,
     DecidesAsCommitAndAbort,
+    StreamsPrepares,
     ResolvesInDoubt,
     YesSurvivesRestart,
 }
 
-const RULES: [Rule; 8] = [
+const RULES: [Rule; 9] = [
     Rule::RepeatedPrepare,
     Rule::RepeatedCommit,
     Rule::AbortUnknown,
     Rule::CommitUnprepared,
     Rule::ErrorsAreStatuses,
     Rule::DecidesAsCommitAndAbort,
+    Rule::StreamsPrepares,
     Rule::ResolvesInDoubt,
     Rule::YesSurvivesRestart,
 ];
@@ -171,6 +173,9 @@ impl Rule {
             Rule::DecidesAsCommitAndAbort => {
                 "Decide (optional) answers each decision as Commit or Abort would"
             }
+            Rule::StreamsPrepares => {
+                "PrepareStream (optional) answers each prepare as Prepare would, under its id"
+            }
             Rule::ResolvesInDoubt => {
                 "left prepared without a decision, it asks Resolve at the endpoint given, asks \
                  again after PENDING, and stops once told COMMITTED"
@@ -187,6 +192,7 @@ impl Rule {
             Rule::CommitUnprepared => kit.commit_unprepared().await,
             Rule::ErrorsAreStatuses => kit.errors_are_statuses().await,
             Rule::DecidesAsCommitAndAbort => return kit.decides().await,
+            Rule::StreamsPrepares => return kit.streams_prepares().await,
             Rule::ResolvesInDoubt => kit.resolves_in_doubt().await,
             Rule::YesSurvivesRestart => return kit.yes_survives_restart().await,
         };
@@ -234,6 +240,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 /// Why the `Decide` rule is skipped for a participant without it.
 const NO_DECIDE: &str =
     "it does not implement Decide; the coordinator sends it decisions one by one";
+
+/// Why the `PrepareStream` rule is skipped for a participant without it.
+const NO_PREPARE_STREAM: &str =
+    "it does not implement PrepareStream; the coordinator sends it one Prepare call each";
 
 /// How long one call to the participant may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -458,6 +468,89 @@ impl<'a> Kit<'a> {
             Ok(()) => Verdict::Pass,
             Err(why) => Verdict::Fail(why),
         }
+    }
+
+    /// One `PrepareStream` call with a prepare of staged work (id 7) and one of a malformed id
+    /// (id 3): a YES under id 7 and INVALID_ARGUMENT with a message under id 3, in either
+    /// order. Skipped where `PrepareStream` is not implemented: the coordinator then sends
+    /// Prepare calls.
+    async fn streams_prepares(&self) -> Verdict {
+        let txn = Self::fresh();
+        if let Err(why) = self.stage(txn).await {
+            return Verdict::Fail(why);
+        }
+        let streamed = |id, txn_id: String| StreamedPrepare {
+            id,
+            request: Some(PrepareRequest {
+                txn_id,
+                coordinator_endpoint: self.coordinator.clone(),
+                timeout_ms: CALL_TIMEOUT.as_millis() as u64,
+                ..Default::default()
+            }),
+        };
+        let prepares = [
+            streamed(7, txn.to_string()),
+            streamed(3, "malformed".into()),
+        ];
+        let votes = match self.stream_prepares(prepares.to_vec()).await {
+            Ok(votes) => votes,
+            Err(s) if s.code() == Code::Unimplemented => {
+                return Verdict::Skip(NO_PREPARE_STREAM.into())
+            }
+            Err(s) => return Verdict::Fail(format!("PrepareStream failed: {}", said(&s))),
+        };
+        let (yes, malformed) = (votes.get(&7), votes.get(&3));
+        let voted_yes = yes.is_some_and(|v| {
+            v.code == 0 && v.response.as_ref().is_some_and(|r| r.vote() == Vote::Yes)
+        });
+        if !voted_yes {
+            return Verdict::Fail(format!(
+                "the prepare of staged work (id 7) was answered {yes:?}, not a YES"
+            ));
+        }
+        let refused = malformed
+            .is_some_and(|v| Code::from(v.code) == Code::InvalidArgument && !v.message.is_empty());
+        if !refused {
+            return Verdict::Fail(format!(
+                "the prepare of txn_id \"malformed\" (id 3) was answered {malformed:?}, not \
+                 INVALID_ARGUMENT with a message"
+            ));
+        }
+        match self.committed(txn, "closing").await {
+            Ok(()) => Verdict::Pass,
+            Err(why) => Verdict::Fail(why),
+        }
+    }
+
+    /// Sends `prepares` on one `PrepareStream` call, keeps it open until each is answered (or
+    /// the call times out), and returns the answers by id.
+    async fn stream_prepares(
+        &self,
+        prepares: Vec<StreamedPrepare>,
+    ) -> Result<std::collections::HashMap<u64, StreamedVote>, Status> {
+        let expected = prepares.len();
+        let (send, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        for prepare in prepares {
+            let _ = send.send(prepare);
+        }
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(outgoing);
+        let mut votes = self
+            .participant
+            .clone()
+            .prepare_stream(stream)
+            .await?
+            .into_inner();
+        let mut answers = std::collections::HashMap::new();
+        while answers.len() < expected {
+            match tokio::time::timeout(CALL_TIMEOUT, votes.message()).await {
+                Ok(Ok(Some(vote))) => answers.insert(vote.id, vote),
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => return Err(status),
+                Err(_) => break,
+            };
+        }
+        drop(send);
+        Ok(answers)
     }
 
     async fn resolves_in_doubt(&self) -> Result<(), String> {

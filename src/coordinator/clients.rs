@@ -8,8 +8,9 @@
 //! from being sent them all at once: deliveries beyond it wait their turn, in order, and their
 //! deadline starts when they are sent. Prepares do not queue behind that backlog: there are
 //! only as many as transactions in flight (`--max-in-flight`), and new transactions wait on
-//! them. Decisions whose turn it is go several to a call ([`super::decisions`]), except a
-//! traced transaction's, which goes alone with its trace context. Each endpoint's call
+//! them. Prepares go as messages of one long-lived call per endpoint ([`super::prepares`]),
+//! and decisions whose turn it is several to a call ([`super::decisions`]), except a traced
+//! transaction's, which each go alone with their trace context. Each endpoint's call
 //! durations go to its own metric handles, looked up once rather than per call.
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::decisions::{Batches, Delivery};
+use super::prepares::{PrepareStream, Streamed};
 use super::service::TRACEPARENT;
 use crate::core::{Outcome, TxnId, Vote};
 use crate::metrics as names;
@@ -85,6 +87,7 @@ struct Endpoint {
     channel: Channel,
     turns: Arc<Semaphore>,
     batches: Arc<Batches>,
+    prepares: PrepareStream,
     durations: Arc<Durations>,
 }
 
@@ -157,6 +160,7 @@ impl ParticipantClients {
                 endpoint,
                 ParticipantClient::new(channel.clone()),
             )),
+            prepares: PrepareStream::new(ParticipantClient::new(channel.clone())),
             channel,
             turns: Arc::new(Semaphore::new(self.deliveries_per_endpoint)),
             durations: Arc::new(Durations::of(endpoint)),
@@ -177,7 +181,6 @@ impl ParticipantClients {
         work: Vec<u8>,
     ) -> Result<Vote, CallError> {
         let endpoint = self.endpoint(endpoint)?;
-        let mut client = ParticipantClient::new(endpoint.channel);
         let handed_work = !work.is_empty();
         let request = PrepareRequest {
             txn_id: txn_id.to_string(),
@@ -187,11 +190,19 @@ impl ParticipantClients {
             work,
         };
         let started = Instant::now();
-        let response = Box::pin(call(
-            timeout,
-            client.prepare(outgoing(request, timeout, trace)),
-        ))
-        .await;
+        // A traced transaction's prepare goes alone, with its trace context.
+        let streamed = match trace {
+            None => endpoint.prepares.prepare(request, timeout).await,
+            Some(_) => Streamed::NotStreamed(request),
+        };
+        let response = match streamed {
+            Streamed::Answered(answer) => answer.map_err(|status| failure(&status, timeout)),
+            Streamed::NotStreamed(request) => {
+                let mut client = ParticipantClient::new(endpoint.channel.clone());
+                let request = outgoing(request, timeout, trace);
+                Box::pin(call(timeout, client.prepare(request))).await
+            }
+        };
         endpoint.durations.prepare.record(started.elapsed());
         let response = response?;
         match response.vote() {

@@ -20,6 +20,7 @@ mod decisions;
 mod engine;
 mod error;
 pub mod leadership;
+mod prepares;
 pub mod service;
 pub mod validate;
 mod view;

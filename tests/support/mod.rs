@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use verdict::process::ChildServer;
 use verdict::proto::coordinator_client::CoordinatorClient;
 use verdict::proto::participant_server::{Participant, ParticipantServer};
@@ -435,6 +435,8 @@ pub struct Behavior {
     pub decision_delay: Duration,
     /// Answers Decide with UNIMPLEMENTED, as a participant written before it.
     pub no_decide: bool,
+    /// Answers PrepareStream with UNIMPLEMENTED, as a participant written before it.
+    pub no_prepare_stream: bool,
     /// Holds every Commit and Abort (after recording it) until this is set back to false.
     pub hold_decisions: bool,
     /// Runs the work a Prepare carries (answers `took_work`), as a participant that knows
@@ -452,6 +454,7 @@ impl Default for Behavior {
             hold_prepare: false,
             decision_delay: Duration::ZERO,
             no_decide: false,
+            no_prepare_stream: false,
             hold_decisions: false,
             takes_work: false,
         }
@@ -471,6 +474,9 @@ struct Shared {
     most_open_decisions: AtomicUsize,
     /// How many decisions each Decide call carried (UNIMPLEMENTED ones too), in call order.
     decide_calls: Mutex<Vec<usize>>,
+    /// PrepareStream calls opened (UNIMPLEMENTED ones too), and those whose caller ended them.
+    stream_calls: AtomicUsize,
+    stream_calls_ended: AtomicUsize,
     /// Decide calls being answered now, and the most there ever were at once.
     open_decides: AtomicUsize,
     most_open_decides: AtomicUsize,
@@ -601,6 +607,31 @@ impl Double {
         self.shared.decide_calls.lock().unwrap().clone()
     }
 
+    /// How many PrepareStream calls were opened (refused ones too).
+    pub fn prepare_stream_calls(&self) -> usize {
+        self.shared.stream_calls.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the caller has ended `count` PrepareStream calls.
+    pub async fn wait_prepare_streams_ended(&self, count: usize) {
+        let ended = || self.shared.stream_calls_ended.load(Ordering::SeqCst);
+        let waited = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let changed = self.shared.changed.notified();
+                if ended() >= count {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "{} PrepareStream calls ended, not {count}",
+            ended()
+        );
+    }
+
     /// The most Decide calls it was answering at once.
     pub fn most_open_decides(&self) -> usize {
         self.shared.most_open_decides.load(Ordering::SeqCst)
@@ -639,6 +670,10 @@ impl Drop for Double {
 
 struct DoubleService(Arc<Shared>);
 
+/// The answers of a PrepareStream call.
+type Votes =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<StreamedVote, Status>> + Send>>;
+
 impl DoubleService {
     /// Records a phase-2 call; fails it while the double is failing decisions.
     async fn decided(
@@ -674,6 +709,49 @@ impl Participant for DoubleService {
             reason: behavior.no_reason,
             took_work: behavior.takes_work && !request.work.is_empty(),
         }))
+    }
+
+    type PrepareStreamStream = Votes;
+
+    /// Each prepare as its Prepare call, each in its own task, answered as each is done.
+    async fn prepare_stream(
+        &self,
+        request: Request<Streaming<StreamedPrepare>>,
+    ) -> Result<Response<Votes>, Status> {
+        self.0.stream_calls.fetch_add(1, Ordering::SeqCst);
+        if self.0.behavior().no_prepare_stream {
+            return Err(Status::unimplemented(
+                "test double written before PrepareStream",
+            ));
+        }
+        let (metadata, _, mut incoming) = request.into_parts();
+        let (votes, answers) = tokio::sync::mpsc::unbounded_channel();
+        let shared = self.0.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(streamed)) = incoming.message().await {
+                let service = DoubleService(shared.clone());
+                let prepare = Request::from_parts(
+                    metadata.clone(),
+                    Default::default(),
+                    streamed.request.unwrap_or_default(),
+                );
+                let votes = votes.clone();
+                tokio::spawn(async move {
+                    let response = service.prepare(prepare).await;
+                    let vote = StreamedVote {
+                        id: streamed.id,
+                        response: response.ok().map(Response::into_inner),
+                        ..Default::default()
+                    };
+                    let _ = votes.send(Ok(vote));
+                });
+            }
+            shared.stream_calls_ended.fetch_add(1, Ordering::SeqCst);
+            shared.changed.notify_waiters();
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(answers),
+        )))
     }
 
     async fn commit(

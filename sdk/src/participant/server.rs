@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::watch;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 
@@ -101,10 +102,16 @@ pub async fn run<R: Resource>(
             tracing::info!("recovery done: serving");
         }
     });
+    let (closing, streams_end) = watch::channel(false);
+    let service = ParticipantService::new(participant.clone()).ending_streams_on(streams_end);
     let router = with_reflection(Server::builder().add_service(health_service))?
-        .add_service(ParticipantService::new(participant.clone()).into_server());
+        .add_service(service.into_server());
     let router = extend(&participant, &identity, router)?;
     tracing::info!(%local, name = %identity.name, data_dir = %options.data_dir.display(), "participant serving");
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
     serve(router, listener, options.tls.clone(), shutdown).await?;
     db.close();
     Ok(())

@@ -1,9 +1,13 @@
 //! `verdict.v1.Participant` over gRPC around a [`Participant`] runtime.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::resource::Resource;
 use super::runtime::{Participant, ParticipantError};
@@ -14,11 +18,25 @@ use crate::{Outcome, TxnId, Vote};
 /// The gRPC face of a [`Participant`].
 pub struct ParticipantService<R> {
     participant: Arc<Participant<R>>,
+    /// Turns true when the server shuts down (see [`ParticipantService::ending_streams_on`]).
+    closing: watch::Receiver<bool>,
 }
 
 impl<R: Resource> ParticipantService<R> {
     pub fn new(participant: Arc<Participant<R>>) -> Self {
-        ParticipantService { participant }
+        ParticipantService {
+            participant,
+            closing: watch::channel(false).1,
+        }
+    }
+
+    /// Ends `PrepareStream` calls once `closing` turns true: a server shutting down gracefully
+    /// waits for every call to end, and a coordinator never ends its own. The prepares already
+    /// read are answered first; the coordinator sends the next ones on a new call, to
+    /// whichever process serves then.
+    pub fn ending_streams_on(mut self, closing: watch::Receiver<bool>) -> Self {
+        self.closing = closing;
+        self
     }
 
     pub fn into_server(self) -> participant_server::ParticipantServer<Self> {
@@ -110,35 +128,129 @@ fn coordinators(leader: String, nodes: Vec<String>) -> Result<String, Status> {
     Ok(urls.join(","))
 }
 
+/// The answers of a `PrepareStream` call, in the order they are ready.
+pub type Votes = Pin<Box<dyn Stream<Item = Result<proto::StreamedVote, Status>> + Send>>;
+
+/// The most prepares of one `PrepareStream` call carried out at once: further ones are not
+/// read until one is answered, so a caller cannot pile up unbounded work.
+const STREAMED_AT_ONCE: usize = 1024;
+
+/// Carries out one Prepare: the answer, or the status it fails with.
+async fn prepare<R: Resource>(
+    participant: Arc<Participant<R>>,
+    request: proto::PrepareRequest,
+) -> Result<proto::PrepareResponse, Status> {
+    let txn = txn_id(&request.txn_id)?;
+    let coordinator = coordinators(request.coordinator_endpoint, request.coordinator_endpoints)?;
+    let work = request.work;
+    let handed_work = !work.is_empty();
+    let vote = participant.prepare(txn, &coordinator, work).await?;
+    crate::crash_point!("participant::before_vote_sent");
+    // A YES to a Prepare with work is a YES with the work staged: a repeated Prepare carries
+    // the same work as the first, which is what the journaled vote was given for.
+    let took_work = handed_work && !matches!(vote, Vote::No(_));
+    let (vote, reason) = match vote {
+        Vote::Yes => (proto::Vote::Yes, String::new()),
+        Vote::No(reason) => (proto::Vote::No, reason),
+        Vote::ReadOnly => (proto::Vote::ReadOnly, String::new()),
+    };
+    Ok(proto::PrepareResponse {
+        vote: vote.into(),
+        reason,
+        took_work,
+    })
+}
+
+/// Carries out each prepare of a `PrepareStream` call in its own task, so that a slow one (a
+/// row lock held elsewhere) holds up no other, and sends each answer as it is ready. Every
+/// prepare started runs to its end even if the caller goes away.
+async fn prepare_each<R: Resource>(
+    participant: Arc<Participant<R>>,
+    mut incoming: Streaming<proto::StreamedPrepare>,
+    votes: mpsc::UnboundedSender<Result<proto::StreamedVote, Status>>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let at_once = Arc::new(Semaphore::new(STREAMED_AT_ONCE));
+    loop {
+        let streamed = tokio::select! {
+            message = incoming.message() => match message {
+                Ok(Some(streamed)) => streamed,
+                _ => return,
+            },
+            () = closed(&mut closing) => return,
+        };
+        let Ok(turn) = at_once.clone().acquire_owned().await else {
+            return;
+        };
+        let (participant, votes) = (participant.clone(), votes.clone());
+        tokio::spawn(async move {
+            let answer = match streamed.request {
+                Some(request) => prepare(participant, request).await,
+                None => Err(Status::invalid_argument(
+                    "a StreamedPrepare carries no request: set its request field",
+                )),
+            };
+            let _ = votes.send(Ok(streamed_vote(streamed.id, answer)));
+            drop(turn);
+        });
+    }
+}
+
+/// Completes once `closing` turns true; never if its sender is gone without.
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One prepare's answer on a `PrepareStream` call.
+fn streamed_vote(id: u64, answer: Result<proto::PrepareResponse, Status>) -> proto::StreamedVote {
+    match answer {
+        Ok(response) => proto::StreamedVote {
+            id,
+            response: Some(response),
+            ..Default::default()
+        },
+        Err(status) => proto::StreamedVote {
+            id,
+            response: None,
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+        },
+    }
+}
+
 #[tonic::async_trait]
 impl<R: Resource> participant_server::Participant for ParticipantService<R> {
     async fn prepare(
         &self,
         request: Request<proto::PrepareRequest>,
     ) -> Result<Response<proto::PrepareResponse>, Status> {
-        let request = request.into_inner();
-        let txn = txn_id(&request.txn_id)?;
-        let coordinator =
-            coordinators(request.coordinator_endpoint, request.coordinator_endpoints)?;
-        let participant = self.participant.clone();
-        let work = request.work;
-        let handed_work = !work.is_empty();
-        let vote = to_completion(async move { participant.prepare(txn, &coordinator, work).await })
-            .await?;
-        crate::crash_point!("participant::before_vote_sent");
-        // A YES to a Prepare with work is a YES with the work staged: a repeated Prepare carries
-        // the same work as the first, which is what the journaled vote was given for.
-        let took_work = handed_work && !matches!(vote, Vote::No(_));
-        let (vote, reason) = match vote {
-            Vote::Yes => (proto::Vote::Yes, String::new()),
-            Vote::No(reason) => (proto::Vote::No, reason),
-            Vote::ReadOnly => (proto::Vote::ReadOnly, String::new()),
-        };
-        Ok(Response::new(proto::PrepareResponse {
-            vote: vote.into(),
-            reason,
-            took_work,
-        }))
+        // In its own task: tonic drops a handler whose client went away, and a prepare cut off
+        // half way (resource prepared, journal not yet) must not happen.
+        let running = tokio::spawn(prepare(self.participant.clone(), request.into_inner()));
+        match running.await {
+            Ok(answer) => Ok(Response::new(answer?)),
+            Err(e) => Err(Status::internal(format!("the request's task failed: {e}"))),
+        }
+    }
+
+    type PrepareStreamStream = Votes;
+
+    async fn prepare_stream(
+        &self,
+        request: Request<Streaming<proto::StreamedPrepare>>,
+    ) -> Result<Response<Votes>, Status> {
+        let (votes, answers) = mpsc::unbounded_channel();
+        tokio::spawn(prepare_each(
+            self.participant.clone(),
+            request.into_inner(),
+            votes,
+            self.closing.clone(),
+        ));
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            answers,
+        ))))
     }
 
     async fn commit(
