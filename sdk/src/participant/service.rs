@@ -63,9 +63,12 @@ fn txn_id(text: &str) -> Result<TxnId, Status> {
 /// Starts `work` in its own task at once, and returns its result when awaited: tonic drops a
 /// handler whose client went away, and a prepare or commit cut off half way (resource changed,
 /// journal not yet) must not happen.
-fn to_completion<T: Send + 'static>(
-    work: impl Future<Output = Result<T, ParticipantError>> + Send + 'static,
-) -> impl Future<Output = Result<T, Status>> {
+fn to_completion<T: Send + 'static, E: Send + 'static>(
+    work: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> impl Future<Output = Result<T, Status>>
+where
+    Status: From<E>,
+{
     let task = tokio::spawn(work);
     async move {
         match task.await {
@@ -226,13 +229,8 @@ impl<R: Resource> participant_server::Participant for ParticipantService<R> {
         &self,
         request: Request<proto::PrepareRequest>,
     ) -> Result<Response<proto::PrepareResponse>, Status> {
-        // In its own task: tonic drops a handler whose client went away, and a prepare cut off
-        // half way (resource prepared, journal not yet) must not happen.
-        let running = tokio::spawn(prepare(self.participant.clone(), request.into_inner()));
-        match running.await {
-            Ok(answer) => Ok(Response::new(answer?)),
-            Err(e) => Err(Status::internal(format!("the request's task failed: {e}"))),
-        }
+        let answer = to_completion(prepare(self.participant.clone(), request.into_inner()));
+        Ok(Response::new(answer.await?))
     }
 
     type PrepareStreamStream = Votes;
