@@ -474,7 +474,8 @@ struct Shared {
     most_open_decisions: AtomicUsize,
     /// How many decisions each Decide call carried (UNIMPLEMENTED ones too), in call order.
     decide_calls: Mutex<Vec<usize>>,
-    /// PrepareStream calls opened (UNIMPLEMENTED ones too), and those whose caller ended them.
+    /// PrepareStream calls opened (UNIMPLEMENTED ones too), and those ended (by the caller, or
+    /// by the double stopping).
     stream_calls: AtomicUsize,
     stream_calls_ended: AtomicUsize,
     /// Decide calls being answered now, and the most there ever were at once.
@@ -552,14 +553,17 @@ impl Double {
             .expect("bind");
         self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let (stopping, stops) = tokio::sync::watch::channel(false);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let service = ParticipantServer::new(DoubleService(self.shared.clone()));
+        let service = ParticipantServer::new(DoubleService(self.shared.clone(), stops));
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async {
+                .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stopped.await;
+                    // As a real participant: its PrepareStream calls end with it.
+                    let _ = stopping.send(true);
                 }),
         );
         self.stop = Some(stop);
@@ -612,7 +616,7 @@ impl Double {
         self.shared.stream_calls.load(Ordering::SeqCst)
     }
 
-    /// Waits until the caller has ended `count` PrepareStream calls.
+    /// Waits until `count` PrepareStream calls have ended.
     pub async fn wait_prepare_streams_ended(&self, count: usize) {
         let ended = || self.shared.stream_calls_ended.load(Ordering::SeqCst);
         let waited = tokio::time::timeout(PATIENCE, async {
@@ -668,7 +672,8 @@ impl Drop for Double {
     }
 }
 
-struct DoubleService(Arc<Shared>);
+/// The double's service, and whether the server serving it is stopping.
+struct DoubleService(Arc<Shared>, tokio::sync::watch::Receiver<bool>);
 
 /// The answers of a PrepareStream call.
 type Votes =
@@ -726,10 +731,17 @@ impl Participant for DoubleService {
         }
         let (metadata, _, mut incoming) = request.into_parts();
         let (votes, answers) = tokio::sync::mpsc::unbounded_channel();
-        let shared = self.0.clone();
+        let (shared, mut stopping) = (self.0.clone(), self.1.clone());
         tokio::spawn(async move {
-            while let Ok(Some(streamed)) = incoming.message().await {
-                let service = DoubleService(shared.clone());
+            loop {
+                let streamed = tokio::select! {
+                    message = incoming.message() => match message {
+                        Ok(Some(streamed)) => streamed,
+                        _ => break,
+                    },
+                    _ = stopping.wait_for(|stopping| *stopping) => break,
+                };
+                let service = DoubleService(shared.clone(), stopping.clone());
                 let prepare = Request::from_parts(
                     metadata.clone(),
                     Default::default(),
