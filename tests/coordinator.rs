@@ -432,7 +432,7 @@ async fn a_participant_without_prepare_stream_gets_prepare_calls() {
 }
 
 #[tokio::test]
-async fn a_vote_later_than_its_deadline_is_dropped_and_the_stream_carries_on() {
+async fn a_vote_later_than_its_deadline_is_dropped_and_later_prepares_are_answered() {
     let coordinator = Coordinator::start(&["--prepare-timeout", "300ms"]).await;
     let holding = Behavior {
         hold_prepare: true,

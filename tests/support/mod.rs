@@ -515,13 +515,18 @@ impl Shared {
 
     /// Waits while `held` says so of the behavior.
     async fn hold_while(&self, held: fn(&Behavior) -> bool) {
-        loop {
-            let changed = self.changed.notified();
-            if !held(&self.behavior()) {
-                return;
-            }
-            changed.await;
+        until(&self.changed, || !held(&self.behavior())).await;
+    }
+}
+
+/// Completes once `done` holds, looking again each time `notify` is notified.
+async fn until(notify: &Notify, done: impl Fn() -> bool) {
+    loop {
+        let notified = notify.notified();
+        if done() {
+            return;
         }
+        notified.await;
     }
 }
 
@@ -619,16 +624,8 @@ impl Double {
     /// Waits until `count` PrepareStream calls have ended.
     pub async fn wait_prepare_streams_ended(&self, count: usize) {
         let ended = || self.shared.stream_calls_ended.load(Ordering::SeqCst);
-        let waited = tokio::time::timeout(PATIENCE, async {
-            loop {
-                let changed = self.shared.changed.notified();
-                if ended() >= count {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
+        let waited =
+            tokio::time::timeout(PATIENCE, until(&self.shared.changed, || ended() >= count)).await;
         assert!(
             waited.is_ok(),
             "{} PrepareStream calls ended, not {count}",
@@ -647,16 +644,8 @@ impl Double {
 
     /// Waits until the double has been asked `call` at least `times` times.
     pub async fn wait_for(&self, call: Call, times: usize) {
-        let waited = tokio::time::timeout(PATIENCE, async {
-            loop {
-                let notified = self.shared.called.notified();
-                if self.count(&call) >= times {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await;
+        let asked = || self.count(&call) >= times;
+        let waited = tokio::time::timeout(PATIENCE, until(&self.shared.called, asked)).await;
         assert!(
             waited.is_ok(),
             "participant {} was not asked {call:?} {times} time(s); calls: {:?}",
