@@ -56,9 +56,14 @@ async fn await_value(addr: &str, series: &str, min: f64) -> String {
     .await
 }
 
-fn metrics_addr() -> String {
-    let port = verdict::process::free_local_ports(1).unwrap()[0];
-    format!("127.0.0.1:{port}")
+/// `n` loopback addresses free now, all different: taken in one go, since a port freed by one
+/// call may be handed out again by the next.
+fn metrics_addrs(n: usize) -> Vec<String> {
+    let ports = verdict::process::free_local_ports(n).unwrap();
+    ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect()
 }
 
 async fn open(bank: &Server, account: &str, balance: i64) -> AccountAt {
@@ -76,7 +81,8 @@ async fn open(bank: &Server, account: &str, balance: i64) -> AccountAt {
 
 #[tokio::test]
 async fn a_coordinator_and_a_bank_count_what_they_did() {
-    let (coordinator_metrics, bank_metrics) = (metrics_addr(), metrics_addr());
+    let [coordinator_metrics, bank_metrics, nowhere]: [String; 3] =
+        metrics_addrs(3).try_into().unwrap();
     let coordinator = Server::start(&["--metrics-listen", &coordinator_metrics]).await;
     let a = Server::start_bank(&coordinator, "bank-a", &["--metrics-listen", &bank_metrics]).await;
     let b = Server::start_bank(&coordinator, "bank-b", &[]).await;
@@ -89,7 +95,7 @@ async fn a_coordinator_and_a_bank_count_what_they_did() {
     assert_eq!(overdrawn, Outcome::Aborted);
     // A participant nobody can reach: its Prepare fails.
     let begun = client.begin(None).await.unwrap();
-    let nowhere = format!("http://{}", metrics_addr());
+    let nowhere = format!("http://{nowhere}");
     client.enlist(begun.txn_id, "gone", &nowhere).await.unwrap();
     let (unreachable, _) = client.commit(begun.txn_id).await.unwrap();
     assert_eq!(unreachable, Outcome::Aborted);
@@ -154,7 +160,7 @@ async fn a_coordinator_and_a_bank_count_what_they_did() {
 #[tokio::test]
 async fn a_cluster_node_reports_its_role_and_term() {
     let _one = one_cluster_at_a_time().await;
-    let addrs: Vec<String> = (0..3).map(|_| metrics_addr()).collect();
+    let addrs = metrics_addrs(3);
     let cluster =
         TestCluster::start_each(3, |i| vec!["--metrics-listen".into(), addrs[i].clone()]).await;
     let leader = cluster.leader().await;
