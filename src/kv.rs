@@ -191,7 +191,7 @@ impl<W: Work> KvResource<W> {
         let Some(prepared) = book.prepared.get(&txn) else {
             return Ok(());
         };
-        self.db.write_atomically(|w| {
+        self.db.write(|w| {
             W::apply(prepared, &self.data, w)?;
             w.remove(&self.prepared, txn.to_bytes());
             Ok::<_, StorageError>(())

@@ -19,8 +19,12 @@ const BACKGROUND_FLUSH: Duration = Duration::from_millis(200);
 /// How long a lazy flush may wait to share the next urgent one.
 const LAZY_WINDOW: Duration = Duration::from_millis(2);
 
-/// How often sled is flushed so that the redo log can start over.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often the writes are moved into sled and sled is flushed, so that the redo log can
+/// start over. Unit tests checkpoint when they close, never behind their back.
+const CHECKPOINT_EVERY: Duration = match cfg!(test) {
+    true => Duration::from_secs(3600),
+    false => Duration::from_secs(1),
+};
 
 /// How long an urgent flush waits for company when the last one served more than one urgent
 /// caller: under load a few
@@ -202,12 +206,13 @@ impl Flusher {
 
     /// Appends the pending frames to the redo log and syncs it.
     fn flush_redo(&mut self, redo: &mut RedoLog) -> Result<(), StorageError> {
-        let (frames, last) = {
-            let mut pending = self.shared.pending.lock().expect("lock");
-            (std::mem::take(&mut pending.frames), pending.next_lsn - 1)
-        };
+        let (frames, last) = self.shared.take_frames(false);
+        self.append(redo, &frames, last)
+    }
+
+    fn append(&mut self, redo: &mut RedoLog, frames: &[u8], last: u64) -> Result<(), StorageError> {
         if !frames.is_empty() {
-            redo.append(&frames)?;
+            redo.append(frames)?;
             self.appended_lsn = last;
             self.unsynced = true;
         }
@@ -219,28 +224,33 @@ impl Flusher {
         Ok(())
     }
 
-    /// Flushes sled, so that every frame appended so far is durable in sled too, and starts the
-    /// redo log over. Skipped when nothing was written since the last one.
+    /// Moves every write made so far into sled, flushes sled, and starts the redo log over.
+    /// Skipped when nothing was written since the last one.
     fn checkpoint(&mut self, redo: &mut RedoLog) {
         self.last_checkpoint = Instant::now();
-        let result = self.flush_redo(redo).and_then(|()| {
-            if self.appended_lsn == self.checkpointed_lsn {
-                return Ok(());
-            }
-            // Every frame appended was applied to sled before it was appended, so this flush
-            // covers them all.
-            self.flush_sled()?;
-            redo.restart(self.appended_lsn + 1)?;
-            self.checkpointed_lsn = self.appended_lsn;
-            self.shared
-                .stats
-                .checkpoints
-                .fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        });
-        if let Err(e) = result {
+        if let Err(e) = self.try_checkpoint(redo) {
             tracing::error!(error = %e, "checkpoint failed; the redo log keeps growing");
         }
+    }
+
+    fn try_checkpoint(&mut self, redo: &mut RedoLog) -> Result<(), StorageError> {
+        // What an earlier, failed checkpoint left.
+        self.shared.settle()?;
+        // The frames appended here hold every write sled does not: the frozen overlay's.
+        let (frames, last) = self.shared.take_frames(true);
+        self.append(redo, &frames, last)?;
+        self.shared.settle()?;
+        if self.appended_lsn == self.checkpointed_lsn {
+            return Ok(());
+        }
+        self.flush_sled()?;
+        redo.restart(self.appended_lsn + 1)?;
+        self.checkpointed_lsn = self.appended_lsn;
+        self.shared
+            .stats
+            .checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Flushes sled and `fdatasync`s its files: sled's flush alone does not reach the disk.

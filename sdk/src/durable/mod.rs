@@ -2,13 +2,13 @@
 //!
 //! Used by the coordinator's decision log and by participants' journals and resources. Every
 //! write goes through [`DurableDb::write`] (or a [`Tree`]'s `insert`/`remove`): under one lock it
-//! is applied to sled and encoded as a frame of the redo log, with the next sequence
-//! number (lsn), and sled's `verdict_redo` tree records that lsn as applied. A forced write is
-//! durable once the redo log is: one `pwrite` + `fdatasync` by the flusher thread, shared by
-//! every caller waiting at the time. Sled itself is flushed only at checkpoints (about once a
-//! second), after which the redo log starts over. At open, the frames sled has not applied are
-//! applied again, in order; the applied lsn is what makes that exact even when sled's own files
-//! got further than the redo log before a crash.
+//! is encoded as a frame of the redo log, with the next sequence number (lsn), and kept in an
+//! in-memory overlay that reads consult before sled. A forced write is durable once the redo log
+//! is: one `pwrite` + `fdatasync` by the flusher thread, shared by every caller waiting at the
+//! time. At checkpoints (about once a second) the flusher moves the overlay into sled, records
+//! its last lsn in sled's `verdict_redo` tree as applied, flushes sled, and starts the redo log
+//! over; writes that cancelled out in between never reach sled (see [`overlay`]). At open, the
+//! frames sled has not applied are applied again, in order; the applied lsn makes that exact.
 //!
 //! Why not sled's flush: in sled 0.34.7 it hands the write to a thread pool that wakes all its
 //! idle threads per job, ends in `sync_file_range` (which does not flush the disk's write cache:
@@ -22,10 +22,12 @@
 //! one that loses unsynced bytes when its machine loses power (see [`Disks`]).
 
 mod flusher;
+mod overlay;
 mod redo;
 mod simulated;
 mod tree;
 
+pub use overlay::Iter;
 pub use simulated::{simulate, Disks};
 pub use tree::{Tree, Writes};
 
@@ -46,11 +48,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 use tokio::sync::oneshot;
 
 use flusher::{Flusher, Request};
+use overlay::Overlays;
 use redo::{encode_frame, Frame, Op, RedoLog};
 use simulated::Attached;
 use tree::apply_op;
@@ -99,17 +100,20 @@ pub struct FlushStats {
     pub checkpoints: AtomicU64,
 }
 
-/// Frames written to sled but not yet handed to the redo file.
+/// Frames not yet handed to the redo file.
 struct Pending {
     next_lsn: u64,
     frames: Vec<u8>,
 }
 
-/// What writers and the flusher share.
+/// What writers, readers and the flusher share.
 struct Shared {
     db: sled::Db,
     applied: sled::Tree,
+    /// Writers hold it while they stage, so that frames are numbered in the order made.
     pending: Mutex<Pending>,
+    /// Taken after `pending` when both are.
+    overlays: Mutex<Overlays>,
     stats: FlushStats,
 }
 
@@ -122,49 +126,24 @@ impl Shared {
                 next_lsn: 0,
                 frames: Vec::new(),
             }),
+            overlays: Mutex::new(Overlays::default()),
             stats: FlushStats::default(),
         })
     }
 
-    /// Applies `ops` (one frame, `lsn`) to sled, then records `lsn` as applied. If sled keeps
-    /// only some of them through a crash and the frame never reached the redo log, the kept ones
-    /// are a prefix, in order, so the caller orders its writes to make any prefix safe; or asks
-    /// for `atomic`: one sled transaction (several times the cost).
-    fn apply(&self, lsn: u64, ops: &[(sled::Tree, Op)], atomic: bool) -> Result<(), StorageError> {
-        let lsn = lsn.to_be_bytes();
-        if !atomic || ops.len() == 1 {
-            for (tree, op) in ops {
-                apply_op(tree, op)?;
-            }
-            self.applied.insert(APPLIED_KEY, &lsn)?;
-            return Ok(());
+    /// Applies the ops of frame `lsn` straight to sled, then records `lsn` as applied: at open,
+    /// for frames the redo log holds beyond sled. A crash part-way leaves the frame in the redo
+    /// log, applied again next time; that is exact, as each op sets or removes a key.
+    fn apply(&self, lsn: u64, ops: &[(sled::Tree, Op)]) -> Result<(), StorageError> {
+        for (tree, op) in ops {
+            apply_op(tree, op)?;
         }
-        let mut trees = vec![self.applied.clone()];
-        let mut names = vec![APPLIED_TREE];
-        let indices: Vec<usize> = ops
-            .iter()
-            .map(|(tree, op)| {
-                let name = op.tree();
-                names.iter().position(|n| *n == name).unwrap_or_else(|| {
-                    names.push(name);
-                    trees.push(tree.clone());
-                    trees.len() - 1
-                })
-            })
-            .collect();
-        trees
-            .as_slice()
-            .transaction(|view| {
-                for ((_, op), &i) in ops.iter().zip(&indices) {
-                    apply_op(&view[i], op)?;
-                }
-                view[0].insert(APPLIED_KEY, &lsn)?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => e.into(),
-                TransactionError::Abort(()) => StorageError("a sled transaction aborted".into()),
-            })
+        self.record_applied(lsn)
+    }
+
+    fn record_applied(&self, lsn: u64) -> Result<(), StorageError> {
+        self.applied.insert(APPLIED_KEY, &lsn.to_be_bytes())?;
+        Ok(())
     }
 
     fn applied_lsn(&self) -> Result<u64, StorageError> {
@@ -175,11 +154,10 @@ impl Shared {
             .map_or(0, u64::from_be_bytes))
     }
 
-    /// Runs `f` under the write lock and applies the writes it stages (see
+    /// Runs `f` under the write lock and stages the writes it makes as the next frame (see
     /// [`DurableDb::write`]).
     fn write<T, E: From<StorageError>>(
         &self,
-        atomic: bool,
         f: impl FnOnce(&mut Writes) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut pending = self.pending.lock().expect("lock");
@@ -189,7 +167,11 @@ impl Shared {
             return Ok(value);
         }
         let lsn = pending.next_lsn;
-        self.apply(lsn, &writes.ops, atomic)?;
+        let mut overlays = self.overlays.lock().expect("lock");
+        for (tree, op) in &writes.ops {
+            overlays.active.record(tree, op, lsn);
+        }
+        drop(overlays);
         encode_frame(
             &mut pending.frames,
             lsn,
@@ -197,6 +179,34 @@ impl Shared {
         );
         pending.next_lsn += 1;
         Ok(value)
+    }
+
+    /// Takes the frames not yet handed to the redo log, with the lsn of the last frame made;
+    /// and, to `freeze`, freezes the overlay: then it holds exactly the writes of these frames
+    /// and of those before them that sled has not taken (see [`Shared::settle`]).
+    fn take_frames(&self, freeze: bool) -> (Vec<u8>, u64) {
+        let mut pending = self.pending.lock().expect("lock");
+        if freeze {
+            let mut overlays = self.overlays.lock().expect("lock");
+            let active = std::mem::take(&mut overlays.active);
+            overlays.frozen = Some(Arc::new(active));
+        }
+        (std::mem::take(&mut pending.frames), pending.next_lsn - 1)
+    }
+
+    /// Moves the frozen overlay into sled, once the redo log holds its writes durably, and
+    /// records its last lsn as applied. Readers read it until sled has it all. Not durable:
+    /// a sled flush makes it so.
+    fn settle(&self) -> Result<(), StorageError> {
+        let Some(frozen) = self.overlays.lock().expect("lock").frozen.clone() else {
+            return Ok(());
+        };
+        if !frozen.is_empty() {
+            frozen.apply_to_sled()?;
+            self.record_applied(frozen.last_lsn)?;
+        }
+        self.overlays.lock().expect("lock").frozen = None;
+        Ok(())
     }
 }
 
@@ -285,24 +295,14 @@ impl DurableDb {
         })
     }
 
-    /// Runs `f` under the write lock and applies the writes it stages, in order. Reads inside
-    /// `f` see every earlier write and no concurrent one; nothing is written if `f` fails. Once
-    /// the writes are durable (a flush), all of them survive a crash; before that, a crash may
-    /// keep none, all, or only the first few: order them so that any such prefix is safe, or
-    /// use [`DurableDb::write_atomically`].
+    /// Runs `f` under the write lock and makes the writes it stages, in order. Reads inside
+    /// `f` see every earlier write and no concurrent one; nothing is written if `f` fails. A
+    /// crash keeps all of the writes or none; once they are durable (a flush), all.
     pub fn write<T, E: From<StorageError>>(
         &self,
         f: impl FnOnce(&mut Writes) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.shared.write(false, f)
-    }
-
-    /// As [`DurableDb::write`], but a crash keeps all of the writes or none, durable or not.
-    pub fn write_atomically<T, E: From<StorageError>>(
-        &self,
-        f: impl FnOnce(&mut Writes) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.shared.write(true, f)
+        self.shared.write(f)
     }
 
     /// Resolves once every write made before this call is durable. Concurrent calls share one
@@ -389,10 +389,13 @@ impl DurableDb {
         }
     }
 
-    /// Hands the frames written since the last flush to the simulated disk.
+    /// Hands the frames written since the last flush to the simulated disk, and their writes
+    /// to sled (in memory: after a crash, sled is rebuilt from what the disk kept).
     fn write_pending(&self, disk: &Attached) -> Result<(), StorageError> {
-        let frames = std::mem::take(&mut self.shared.pending.lock().expect("lock").frames);
-        disk.write(&frames)
+        self.shared.settle()?;
+        let (frames, _) = self.shared.take_frames(true);
+        disk.write(&frames)?;
+        self.shared.settle()
     }
 }
 
@@ -459,8 +462,7 @@ fn replay(shared: &Shared, frames: Vec<Frame>, log: &str) -> Result<u64, Storage
         for op in frame.ops {
             ops.push((shared.db.open_tree(op.tree())?, op));
         }
-        // Not atomic: a crash part-way leaves the frame in the redo log, applied again next time.
-        shared.apply(frame.lsn, &ops, false)?;
+        shared.apply(frame.lsn, &ops)?;
         last = frame.lsn;
     }
     Ok(last)

@@ -208,3 +208,53 @@ async fn a_simulated_kill_keeps_what_was_written_but_not_what_was_only_in_memory
     assert_eq!(value(&db, "t", "in memory"), None);
     simulate(None);
 }
+
+#[tokio::test]
+async fn writes_are_read_at_once_but_reach_sled_only_at_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = DurableDb::open(dir.path(), LogSync::Fsync).unwrap();
+    let tree = db.tree("t").unwrap();
+    tree.insert("kept", "1").unwrap();
+    tree.insert("short-lived", "2").unwrap();
+    db.flush().await.unwrap();
+    assert_eq!(value(&db, "t", "short-lived").as_deref(), Some("2"));
+    assert_eq!(tree.tree.get("kept").unwrap(), None, "not in sled yet");
+    tree.remove("short-lived").unwrap();
+    let keys: Vec<_> = tree.iter().keys().map(Result::unwrap).collect();
+    assert_eq!(keys, [sled::IVec::from("kept")]);
+    db.close();
+    assert_eq!(db.stats().checkpoints.load(Ordering::Relaxed), 1);
+    assert_eq!(tree.tree.get("kept").unwrap(), Some("1".into()));
+    assert_eq!(tree.tree.get("short-lived").unwrap(), None);
+    drop((tree, db));
+    let db = DurableDb::open(dir.path(), LogSync::Fsync).unwrap();
+    assert_eq!(value(&db, "t", "kept").as_deref(), Some("1"));
+    assert_eq!(value(&db, "t", "short-lived"), None);
+}
+
+#[tokio::test]
+async fn reads_see_sled_and_the_writes_since_the_last_checkpoint_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = DurableDb::open(dir.path(), LogSync::Fsync).unwrap();
+        for key in ["a", "b", "c"] {
+            db.tree("t").unwrap().insert(key, "old").unwrap();
+        }
+    }
+    let db = DurableDb::open(dir.path(), LogSync::Fsync).unwrap();
+    let tree = db.tree("t").unwrap();
+    assert_eq!(tree.tree.len(), 3, "the checkpoint at close moved them into sled");
+    tree.insert("b", "new").unwrap();
+    tree.remove("c").unwrap();
+    tree.insert("d", "new").unwrap();
+    let entries: Vec<_> = tree
+        .range("b".."z")
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            format!("{}={}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v))
+        })
+        .collect();
+    assert_eq!(entries, ["b=new", "d=new"]);
+    assert!(!tree.contains_key("c").unwrap());
+    assert!(tree.contains_key("a").unwrap());
+}

@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use sled::transaction::{TransactionalTree, UnabortableTransactionError};
-
+use super::overlay::{key_range, Iter, Overlays};
 use super::redo::Op;
 use super::{Shared, StorageError};
 
@@ -33,42 +32,16 @@ impl Writes {
     }
 }
 
-/// Applies one write to a tree, or to a tree inside a sled transaction.
-pub(super) fn apply_op<T: TreeWrites>(tree: &T, op: &Op) -> Result<(), T::Error> {
+/// Applies one write to a sled tree.
+pub(super) fn apply_op(tree: &sled::Tree, op: &Op) -> sled::Result<()> {
     match op {
-        Op::Insert { key, value, .. } => tree.put(key, value),
-        Op::Remove { key, .. } => tree.delete(key),
+        Op::Insert { key, value, .. } => tree.insert(key, &value[..]).map(drop),
+        Op::Remove { key, .. } => tree.remove(key).map(drop),
     }
 }
 
-/// What sled's trees and transactional trees both do.
-pub(super) trait TreeWrites {
-    type Error;
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
-    fn delete(&self, key: &[u8]) -> Result<(), Self::Error>;
-}
-
-impl TreeWrites for sled::Tree {
-    type Error = sled::Error;
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), sled::Error> {
-        self.insert(key, value).map(drop)
-    }
-    fn delete(&self, key: &[u8]) -> Result<(), sled::Error> {
-        self.remove(key).map(drop)
-    }
-}
-
-impl TreeWrites for TransactionalTree {
-    type Error = UnabortableTransactionError;
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Self::Error> {
-        self.insert(key, value).map(drop)
-    }
-    fn delete(&self, key: &[u8]) -> Result<(), Self::Error> {
-        self.remove(key).map(drop)
-    }
-}
-
-/// A named tree: reads go straight to sled, writes through the redo log.
+/// A named tree: reads see the writes sled has not yet taken (see [`overlay`](super::overlay))
+/// over sled's entries; writes go through the redo log.
 #[derive(Clone)]
 pub struct Tree {
     pub(super) name: Arc<str>,
@@ -78,19 +51,30 @@ pub struct Tree {
 
 impl Tree {
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<sled::IVec>, StorageError> {
-        Ok(self.tree.get(key)?)
+        let key = key.as_ref();
+        let changed = self.overlays().lookup(&self.name, key);
+        match changed {
+            Some(value) => Ok(value),
+            None => Ok(self.tree.get(key)?),
+        }
     }
 
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool, StorageError> {
-        Ok(self.tree.contains_key(key)?)
+        self.get(key).map(|value| value.is_some())
     }
 
-    pub fn iter(&self) -> sled::Iter {
-        self.tree.iter()
+    pub fn iter(&self) -> Iter {
+        self.range::<&[u8], _>(..)
     }
 
-    pub fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(&self, range: R) -> sled::Iter {
-        self.tree.range(range)
+    pub fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(&self, range: R) -> Iter {
+        let range = key_range(&range);
+        let changes = self.overlays().changes_in(&self.name, &range);
+        Iter::new(self.tree.range(range), changes)
+    }
+
+    fn overlays(&self) -> std::sync::MutexGuard<'_, Overlays> {
+        self.shared.overlays.lock().expect("lock")
     }
 
     pub fn insert(
@@ -98,14 +82,14 @@ impl Tree {
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<(), StorageError> {
-        self.shared.write(false, |w| {
+        self.shared.write(|w| {
             w.insert(self, key, value);
             Ok::<_, StorageError>(())
         })
     }
 
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), StorageError> {
-        self.shared.write(false, |w| {
+        self.shared.write(|w| {
             w.remove(self, key);
             Ok::<_, StorageError>(())
         })
