@@ -33,8 +33,8 @@ pub const REPLICATION_LAG: &str = "verdict_cluster_replication_lag";
 // The decision log and a participant's journal (the same group-commit flusher), and a
 // participant: recorded in the SDK.
 pub use verdict_sdk::metrics::{
-    DECISIONS, FLUSH_BATCH, FLUSH_SECONDS, PREPARE_SECONDS as PARTICIPANT_PREPARE_SECONDS,
-    RESOLVE_ASKED, VOTES,
+    CHECKPOINT_SECONDS, DECISIONS, FLUSH_BATCH, FLUSH_SECONDS,
+    PREPARE_SECONDS as PARTICIPANT_PREPARE_SECONDS, RESOLVE_ASKED, VOTES,
 };
 
 /// Why a transaction aborted, as the `reason` label of [`ABORTED`].
@@ -109,6 +109,7 @@ pub fn serve(addr: SocketAddr, tls: Option<Arc<ServerTls>>) -> anyhow::Result<()
         PREPARE_SECONDS,
         PHASE2_SECONDS,
         FLUSH_SECONDS,
+        CHECKPOINT_SECONDS,
         PARTICIPANT_PREPARE_SECONDS,
     ];
     let mut builder = PrometheusBuilder::new();
@@ -183,6 +184,11 @@ fn describe() {
         "Group-commit flushes (fdatasync)."
     );
     describe_histogram!(FLUSH_BATCH, "Forced writes made durable by one flush.");
+    describe_histogram!(
+        CHECKPOINT_SECONDS,
+        Unit::Seconds,
+        "Checkpoints: writes moved into sled and sled flushed, while flushes wait."
+    );
     describe_gauge!(IS_LEADER, "1 while this node leads the cluster.");
     describe_gauge!(TERM, "This node's Raft term.");
     describe_gauge!(APPLIED_INDEX, "The last Raft log index this node applied.");

@@ -5,6 +5,8 @@
 pub const FLUSH_SECONDS: &str = "verdict_log_flush_duration_seconds";
 /// How many forced writes one flush carried.
 pub const FLUSH_BATCH: &str = "verdict_log_flush_batch_size";
+/// How long a checkpoint took (writes moved into sled, sled flushed); flushes wait meanwhile.
+pub const CHECKPOINT_SECONDS: &str = "verdict_log_checkpoint_duration_seconds";
 
 /// A participant's votes, by vote.
 pub const VOTES: &str = "verdict_participant_votes_total";

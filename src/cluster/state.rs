@@ -206,8 +206,8 @@ impl StateMachine {
         Ok(applied)
     }
 
-    /// Writes the staged records and then, if given, the last applied id, as one write: a
-    /// crash keeps a prefix of it, so the id never runs ahead of the records.
+    /// Writes the staged records and, if given, the last applied id, as one write: a crash
+    /// keeps all of it or none, so the id never runs ahead of the records.
     fn write(
         &self,
         puts: Puts,

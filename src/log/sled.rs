@@ -87,12 +87,9 @@ impl SledLog {
         let key = Self::key(record.txn_id);
         let request = record.timeline.request_id.as_deref().unwrap_or_default();
         if !request.is_empty() && !self.indexes(request, &key) {
-            // Before the record: a record is never kept without its request's index entry.
             w.insert(&self.requests, request.as_bytes(), key);
         }
         if let Status::Finished(_) = record.status {
-            // In this order: should a crash keep only the first writes, open and finished
-            // are both there and recovery drops the open one.
             w.insert(&self.finished, key, frame);
             w.insert(
                 &self.finished_at,

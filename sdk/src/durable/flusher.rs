@@ -234,6 +234,7 @@ impl Flusher {
     }
 
     fn try_checkpoint(&mut self, redo: &mut RedoLog) -> Result<(), StorageError> {
+        let started = Instant::now();
         // What an earlier, failed checkpoint left.
         self.shared.settle()?;
         // The frames appended here hold every write sled does not: the frozen overlay's.
@@ -244,6 +245,7 @@ impl Flusher {
             return Ok(());
         }
         self.flush_sled()?;
+        metrics::histogram!(crate::metrics::CHECKPOINT_SECONDS).record(started.elapsed());
         redo.restart(self.appended_lsn + 1)?;
         self.checkpointed_lsn = self.appended_lsn;
         self.shared

@@ -179,7 +179,10 @@ impl Iter {
                 true => self.changes.pop_back(),
                 false => self.changes.pop_front(),
             }?;
-            if self.ends[end].as_ref().is_some_and(|(read, _)| *read == key) {
+            if self.ends[end]
+                .as_ref()
+                .is_some_and(|(read, _)| *read == key)
+            {
                 self.ends[end] = None;
             }
             if let Some(value) = value {
@@ -313,7 +316,10 @@ mod tests {
         let (tree, overlays) = layered(&["a", "c"], &[insert("b", "x")], &[insert("d", "y")]);
         let from_b = scan(&tree, &overlays, key_range(&(b"b".to_vec()..b"d".to_vec())));
         assert_eq!(entries(from_b), ["b=x", "c=sled"]);
-        let inverted = (Bound::Excluded(b"c".to_vec()), Bound::Excluded(b"c".to_vec()));
+        let inverted = (
+            Bound::Excluded(b"c".to_vec()),
+            Bound::Excluded(b"c".to_vec()),
+        );
         assert!(overlays.changes_in("t", &inverted).is_empty());
     }
 

@@ -243,7 +243,11 @@ async fn reads_see_sled_and_the_writes_since_the_last_checkpoint_as_one() {
     }
     let db = DurableDb::open(dir.path(), LogSync::Fsync).unwrap();
     let tree = db.tree("t").unwrap();
-    assert_eq!(tree.tree.len(), 3, "the checkpoint at close moved them into sled");
+    assert_eq!(
+        tree.tree.len(),
+        3,
+        "the checkpoint at close moved them into sled"
+    );
     tree.insert("b", "new").unwrap();
     tree.remove("c").unwrap();
     tree.insert("d", "new").unwrap();
@@ -251,7 +255,11 @@ async fn reads_see_sled_and_the_writes_since_the_last_checkpoint_as_one() {
         .range("b".."z")
         .map(|e| {
             let (k, v) = e.unwrap();
-            format!("{}={}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v))
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(&k),
+                String::from_utf8_lossy(&v)
+            )
         })
         .collect();
     assert_eq!(entries, ["b=new", "d=new"]);
