@@ -1,4 +1,5 @@
-//! Named crash points at protocol steps, for the crash suite.
+//! Named crash points at protocol steps, for the crash suite. The `storage::` points are in the
+//! durable database that the coordinator's log and participants' journals share: mid-checkpoint.
 //!
 //! With the `failpoints` feature, `crash_point!("coordinator::after_decision_durable")` is a
 //! [`fail`] point: arming it with the action `return` (for example
@@ -25,4 +26,6 @@ pub const CRASH_POINTS: &[&str] = &[
     "participant::before_commit_applied",
     "participant::after_commit_applied",
     "participant::before_ack",
+    "storage::before_checkpoint_flush",
+    "storage::after_redo_restart",
 ];

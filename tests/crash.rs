@@ -17,15 +17,21 @@ fn config(dir: &Path) -> ClusterConfig {
     verdict::chaos::crash::config(Path::new(env!("CARGO_BIN_EXE_verdict")), dir, 1)
 }
 
+/// Crashes the coordinator at its points and at the storage points, a bank at its points.
 async fn crash_at(point: &str) {
+    let on_coordinator = ["coordinator::", "storage::"];
+    let victim = match on_coordinator.iter().any(|p| point.starts_with(p)) {
+        true => 0,
+        false => 1,
+    };
+    crash_on(point, victim).await;
+}
+
+/// Crashes node `victim` (0: the coordinator, then the banks) at `point`.
+async fn crash_on(point: &str, victim: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(&config(dir.path())).await.unwrap();
     let ledger = Ledger::open(&cluster, 2, 100).await.unwrap();
-    let victim = if point.starts_with("coordinator::") {
-        0
-    } else {
-        1
-    };
     {
         let node = cluster.nodes().nth(victim).unwrap();
         node.kill().await.unwrap();
@@ -77,6 +83,18 @@ crash_matrix! {
     participant_before_commit_applied => "participant::before_commit_applied",
     participant_after_commit_applied => "participant::after_commit_applied",
     participant_before_ack => "participant::before_ack",
+    coordinator_storage_before_checkpoint_flush => "storage::before_checkpoint_flush",
+    coordinator_storage_after_redo_restart => "storage::after_redo_restart",
+}
+
+#[tokio::test]
+async fn bank_storage_before_checkpoint_flush() {
+    crash_on("storage::before_checkpoint_flush", 1).await;
+}
+
+#[tokio::test]
+async fn bank_storage_after_redo_restart() {
+    crash_on("storage::after_redo_restart", 1).await;
 }
 
 #[test]

@@ -1,15 +1,12 @@
-//! The one thread that writes the redo log, answers forced writes and makes checkpoints.
+//! The one thread that writes the redo log, answers forced writes and starts checkpoints.
 
-use std::collections::HashSet;
-use std::ffi::OsString;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
+use super::checkpointer::Running;
 use super::redo::RedoLog;
 use super::{Shared, StorageError};
 
@@ -98,38 +95,36 @@ fn answer_all(waiters: Vec<Waiter>, result: &Result<(), StorageError>) {
 /// The flusher's state.
 pub(super) struct Flusher {
     shared: Arc<Shared>,
-    dir: PathBuf,
-    data_file: File,
-    synced_blobs: HashSet<OsString>,
     dispatch: Option<tokio_mpsc::UnboundedSender<Answer>>,
+    checkpointer: Running,
     /// Appended to the redo log since its last sync.
     unsynced: bool,
     /// The lsn of the last frame appended to the redo log.
     appended_lsn: u64,
-    /// The lsn of the last frame in sled when sled was last flushed.
+    /// The lsn of the last frame sled holds durably.
     checkpointed_lsn: u64,
+    /// The lsn of the last frame whose writes the frozen overlay holds, while there is one.
+    frozen_lsn: Option<u64>,
+    /// Whether the checkpointer is working.
+    checkpointing: bool,
     last_checkpoint: Instant,
 }
 
 impl Flusher {
-    pub fn new(shared: Arc<Shared>, dir: &Path, data_file: File) -> Self {
+    /// A flusher for a database whose sled holds every frame up to `lsn` durably, as recovery
+    /// left it.
+    pub fn new(shared: Arc<Shared>, checkpointer: Running, lsn: u64) -> Self {
         Flusher {
             shared,
-            dir: dir.to_path_buf(),
-            data_file,
-            synced_blobs: HashSet::new(),
             dispatch: dispatcher(),
+            checkpointer,
             unsynced: false,
-            appended_lsn: 0,
-            checkpointed_lsn: 0,
+            appended_lsn: lsn,
+            checkpointed_lsn: lsn,
+            frozen_lsn: None,
+            checkpointing: false,
             last_checkpoint: Instant::now(),
         }
-    }
-
-    /// Notes that sled holds every frame up to `lsn`, durably, as recovery left it.
-    pub fn recovered(&mut self, lsn: u64) {
-        self.appended_lsn = lsn;
-        self.checkpointed_lsn = lsn;
     }
 
     pub fn run(mut self, mut redo: RedoLog, requests: mpsc::Receiver<Request>) {
@@ -164,13 +159,11 @@ impl Flusher {
             metrics::histogram!(crate::metrics::FLUSH_SECONDS).record(started.elapsed());
             metrics::histogram!(crate::metrics::FLUSH_BATCH).record(batch.waiters.len() as f64);
             self.answer(std::mem::take(&mut batch), result);
-            if redo.wants_checkpoint() || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                self.checkpoint(&mut redo);
-            }
+            self.checkpoint_when_due(&mut redo);
         }
         let result = self.flush_redo(&mut redo);
         self.answer(std::mem::take(&mut batch), result);
-        self.checkpoint(&mut redo);
+        self.last_checkpoint(&mut redo);
     }
 
     fn answer(&mut self, batch: Batch, result: Result<(), StorageError>) {
@@ -199,9 +192,7 @@ impl Flusher {
         if let Err(e) = self.flush_redo(redo) {
             tracing::error!(error = %e, "background flush failed");
         }
-        if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            self.checkpoint(redo);
-        }
+        self.checkpoint_when_due(redo);
     }
 
     /// Appends the pending frames to the redo log and syncs it.
@@ -224,62 +215,73 @@ impl Flusher {
         Ok(())
     }
 
-    /// Moves every write made so far into sled, flushes sled, and starts the redo log over.
-    /// Skipped when nothing was written since the last one.
-    fn checkpoint(&mut self, redo: &mut RedoLog) {
-        self.last_checkpoint = Instant::now();
-        if let Err(e) = self.try_checkpoint(redo) {
+    /// Collects the checkpoint running, if it has ended, and starts the next when one is due.
+    fn checkpoint_when_due(&mut self, redo: &mut RedoLog) {
+        let result = self.end_checkpoint(redo, false).and_then(|()| {
+            let due = redo.wants_checkpoint() || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
+            match due && !self.checkpointing {
+                true => self.start_checkpoint(redo),
+                false => Ok(()),
+            }
+        });
+        if let Err(e) = result {
             tracing::error!(error = %e, "checkpoint failed; the redo log keeps growing");
         }
     }
 
-    fn try_checkpoint(&mut self, redo: &mut RedoLog) -> Result<(), StorageError> {
-        let started = Instant::now();
-        // What an earlier, failed checkpoint left.
-        self.shared.settle()?;
-        // The frames appended here hold every write sled does not: the frozen overlay's.
-        let (frames, last) = self.shared.take_frames(true);
+    /// At the end: a checkpoint of every write, waited for.
+    fn last_checkpoint(&mut self, redo: &mut RedoLog) {
+        let result = self
+            .end_checkpoint(redo, true)
+            .and_then(|()| self.start_checkpoint(redo))
+            .and_then(|()| self.end_checkpoint(redo, true));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the last checkpoint failed");
+        }
+    }
+
+    /// Freezes the overlay, makes its frames durable, and has the checkpointer move it into
+    /// sled. An overlay still frozen (its checkpoint failed) is tried again instead.
+    fn start_checkpoint(&mut self, redo: &mut RedoLog) -> Result<(), StorageError> {
+        self.last_checkpoint = Instant::now();
+        let freeze = self.frozen_lsn.is_none();
+        let (frames, last) = self.shared.take_frames(freeze);
         self.append(redo, &frames, last)?;
-        self.shared.settle()?;
-        if self.appended_lsn == self.checkpointed_lsn {
+        if freeze {
+            if self.appended_lsn == self.checkpointed_lsn {
+                // Nothing written since: the frozen overlay is empty.
+                return self.shared.settle();
+            }
+            self.frozen_lsn = Some(self.appended_lsn);
+        }
+        self.checkpointer.request()?;
+        self.checkpointing = true;
+        Ok(())
+    }
+
+    /// Collects the checkpoint running, waiting for it if `wait`. Once sled holds its frames
+    /// durably, the redo log starts over in its other file, whose frames are all older than
+    /// them; frames appended meanwhile stay readable in the current one.
+    fn end_checkpoint(&mut self, redo: &mut RedoLog, wait: bool) -> Result<(), StorageError> {
+        if !self.checkpointing {
             return Ok(());
         }
-        self.flush_sled()?;
-        metrics::histogram!(crate::metrics::CHECKPOINT_SECONDS).record(started.elapsed());
+        let Some(result) = self.checkpointer.result(wait) else {
+            return Ok(());
+        };
+        self.checkpointing = false;
+        result?;
+        let frozen = self
+            .frozen_lsn
+            .take()
+            .expect("a checkpoint has a frozen overlay");
         redo.restart(self.appended_lsn + 1)?;
-        self.checkpointed_lsn = self.appended_lsn;
+        crate::crash_point!("storage::after_redo_restart");
+        self.checkpointed_lsn = frozen;
         self.shared
             .stats
             .checkpoints
             .fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Flushes sled and `fdatasync`s its files: sled's flush alone does not reach the disk.
-    pub fn flush_sled(&mut self) -> Result<(), StorageError> {
-        self.shared.db.flush()?;
-        self.data_file
-            .sync_data()
-            .map_err(StorageError::from_display)?;
-        self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
-        self.sync_new_blobs()
-    }
-
-    /// Sled writes values too large for its segments to blob files without syncing them.
-    fn sync_new_blobs(&mut self) -> Result<(), StorageError> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("blobs")) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            if self.synced_blobs.contains(&entry.file_name()) {
-                continue;
-            }
-            File::open(entry.path())
-                .and_then(|f| f.sync_data())
-                .map_err(StorageError::from_display)?;
-            self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
-            self.synced_blobs.insert(entry.file_name());
-        }
         Ok(())
     }
 }

@@ -5,10 +5,11 @@
 //! is encoded as a frame of the redo log, with the next sequence number (lsn), and kept in an
 //! in-memory overlay that reads consult before sled. A forced write is durable once the redo log
 //! is: one `pwrite` + `fdatasync` by the flusher thread, shared by every caller waiting at the
-//! time. At checkpoints (about once a second) the flusher moves the overlay into sled, records
-//! its last lsn in sled's `verdict_redo` tree as applied, flushes sled, and starts the redo log
-//! over; writes that cancelled out in between never reach sled (see [`overlay`]). At open, the
-//! frames sled has not applied are applied again, in order; the applied lsn makes that exact.
+//! time. At checkpoints (about once a second) the overlay is frozen, and a checkpointer thread
+//! moves it into sled, records its last lsn in sled's `verdict_redo` tree as applied and flushes
+//! sled, while the flusher goes on; then the redo log starts over. Writes that cancelled out in
+//! between never reach sled (see [`overlay`]). At open, the frames sled has not applied are
+//! applied again, in order; the applied lsn makes that exact.
 //!
 //! Why not sled's flush: in sled 0.34.7 it hands the write to a thread pool that wakes all its
 //! idle threads per job, ends in `sync_file_range` (which does not flush the disk's write cache:
@@ -21,6 +22,7 @@
 //! In a deterministic simulation ([`simulate`]) the redo log goes to a simulated disk instead,
 //! one that loses unsynced bytes when its machine loses power (see [`Disks`]).
 
+mod checkpointer;
 mod flusher;
 mod overlay;
 mod redo;
@@ -50,6 +52,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use checkpointer::Checkpointer;
 use flusher::{Flusher, Request};
 use overlay::Overlays;
 use redo::{encode_frame, Frame, Op, RedoLog};
@@ -246,8 +249,9 @@ impl DurableDb {
         let shared = Arc::new(Shared::new(db)?);
         let data_file =
             File::open(dir.join("db")).map_err(|e| context("open the data file in", &e))?;
-        let mut flusher = Flusher::new(shared.clone(), dir, data_file);
-        let redo = recover(&shared, dir, &mut flusher)?;
+        let mut checkpointer = Checkpointer::new(shared.clone(), dir, data_file);
+        let (redo, last) = recover(&shared, dir, &mut checkpointer)?;
+        let flusher = Flusher::new(shared.clone(), checkpointer.spawn()?, last);
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("verdict-flusher".into())
@@ -427,9 +431,13 @@ fn open_sled(dir: &Path) -> Result<sled::Db, String> {
     }
 }
 
-/// Applies the redo frames sled has not applied, checkpoints, and returns the redo log ready
-/// for writing.
-fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog, StorageError> {
+/// Applies the redo frames sled has not applied and flushes sled; returns the redo log ready
+/// for writing and the lsn of the last frame sled holds.
+fn recover(
+    shared: &Shared,
+    dir: &Path,
+    checkpointer: &mut Checkpointer,
+) -> Result<(RedoLog, u64), StorageError> {
     let (mut redo, frames) = RedoLog::open(dir)?;
     let last = replay(
         shared,
@@ -438,11 +446,10 @@ fn recover(shared: &Shared, dir: &Path, flusher: &mut Flusher) -> Result<RedoLog
     )?;
     // Whatever sled read at open may so far be only in the page cache (after a kill): make it
     // durable before the redo log that also holds it is overwritten.
-    flusher.flush_sled()?;
-    flusher.recovered(last);
+    checkpointer.flush_sled()?;
     shared.pending.lock().expect("lock").next_lsn = last + 1;
     redo.restart(last + 1)?;
-    Ok(redo)
+    Ok((redo, last))
 }
 
 /// Applies to sled, in order, the `frames` (from `log`) it has not applied; returns the lsn of

@@ -250,8 +250,9 @@ impl RedoLog {
         Ok((log, frames))
     }
 
-    /// Switches writing to the other file, whose first frame will have `first_lsn`. Everything
-    /// in the current file must already be in sled, durably.
+    /// Switches writing to the other file, whose first frame will have `first_lsn`. Every frame
+    /// the other file holds must already be in sled, durably; the current file's frames stay
+    /// readable until the next switch.
     pub fn restart(&mut self, first_lsn: u64) -> Result<(), StorageError> {
         self.current = 1 - self.current;
         let header = aligned(&mut self.buffer, HEADER_LEN as usize);
