@@ -16,8 +16,8 @@
 //! sled issue #1452, so an `fdatasync` must follow), and grows the file, so the `fdatasync` also
 //! commits metadata. Measured here: 0.26–0.31 ms per sled flush + fdatasync against 0.14 ms for
 //! a write + fdatasync into the preallocated redo file. Two more sled facts: `flush` from several
-//! threads at once can hang (sled issue #1308), so only the flusher flushes; and sled's periodic
-//! flusher is off.
+//! threads at once can hang (sled issue #1308), so only the checkpointer flushes it; and sled's
+//! periodic flusher is off.
 //!
 //! In a deterministic simulation ([`simulate`]) the redo log goes to a simulated disk instead,
 //! one that loses unsynced bytes when its machine loses power (see [`Disks`]).

@@ -127,18 +127,25 @@ impl Overlays {
 }
 
 /// A tree's entries in a range: sled's, with the overlay's changes over them.
+///
+/// The changes are a snapshot; sled is read as the iteration goes, and a checkpoint meanwhile
+/// may move into sled changes the snapshot already gave: sled's entries for keys already passed
+/// at either end are skipped.
 pub struct Iter {
-    sled: sled::Iter,
+    sled: std::iter::Fuse<sled::Iter>,
     /// The next entry from sled at the front and at the back, once read.
     ends: [Option<(IVec, IVec)>; 2],
+    /// The last key passed (yielded, or hidden by a removal) at the front and at the back.
+    passed: [Option<IVec>; 2],
     changes: VecDeque<(IVec, Option<IVec>)>,
 }
 
 impl Iter {
     pub(super) fn new(sled: sled::Iter, changes: VecDeque<(IVec, Option<IVec>)>) -> Self {
         Iter {
-            sled,
+            sled: sled.fuse(),
             ends: [None, None],
+            passed: [None, None],
             changes,
         }
     }
@@ -158,55 +165,72 @@ impl Iter {
             if let Err(e) = self.read_sled(back) {
                 return Some(Err(e));
             }
-            let change = if back {
-                self.changes.back()
-            } else {
-                self.changes.front()
+            let change = match back {
+                true => self.changes.back(),
+                false => self.changes.front(),
             };
             let change_first = match (&self.ends[end], change) {
                 (None, None) => return None,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
-                (Some((key, _)), Some((changed, _))) => match back {
-                    true => changed >= key,
-                    false => changed <= key,
-                },
+                (Some((key, _)), Some((changed, _))) => !ahead(changed, key, back),
             };
-            if !change_first {
-                return self.ends[end].take().map(Ok);
-            }
-            let (key, value) = match back {
-                true => self.changes.pop_back(),
-                false => self.changes.pop_front(),
+            let (key, value) = match change_first {
+                false => self.ends[end].take().map(|(key, value)| (key, Some(value))),
+                true => match back {
+                    true => self.changes.pop_back(),
+                    false => self.changes.pop_front(),
+                },
             }?;
-            if self.ends[end]
-                .as_ref()
-                .is_some_and(|(read, _)| *read == key)
-            {
-                self.ends[end] = None;
-            }
+            self.passed[end] = Some(key.clone());
             if let Some(value) = value {
                 return Some(Ok((key, value)));
             }
         }
     }
 
-    /// Reads sled's next entry at the front or the `back` unless one is waiting there. When sled
-    /// has none left, the one waiting at the other end is the last.
+    /// Reads sled's next entry not yet passed at the front or the `back`, unless one is waiting
+    /// there. When sled has none left, the one waiting at the other end is the last.
     fn read_sled(&mut self, back: bool) -> sled::Result<()> {
         let end = usize::from(back);
-        if self.ends[end].is_some() {
-            return Ok(());
+        loop {
+            if let Some((key, _)) = &self.ends[end] {
+                if self.unpassed(key, back) {
+                    return Ok(());
+                }
+            }
+            let next = match back {
+                true => self.sled.next_back(),
+                false => self.sled.next(),
+            };
+            let next = match next.transpose()? {
+                Some(entry) => Some(entry),
+                None => self.ends[1 - end].take(),
+            };
+            let exhausted = next.is_none();
+            self.ends[end] = next;
+            if exhausted {
+                return Ok(());
+            }
         }
-        let next = match back {
-            true => self.sled.next_back(),
-            false => self.sled.next(),
+    }
+
+    /// Whether `key`, read at the front or the `back`, lies between the keys passed at both.
+    fn unpassed(&self, key: &IVec, back: bool) -> bool {
+        let [here, there] = match back {
+            true => [&self.passed[1], &self.passed[0]],
+            false => [&self.passed[0], &self.passed[1]],
         };
-        self.ends[end] = match next.transpose()? {
-            Some(entry) => Some(entry),
-            None => self.ends[1 - end].take(),
-        };
-        Ok(())
+        here.as_ref().is_none_or(|last| ahead(key, last, back))
+            && there.as_ref().is_none_or(|last| ahead(last, key, back))
+    }
+}
+
+/// Whether `key` comes after `other` going forward, or going `back`.
+fn ahead(key: &IVec, other: &IVec, back: bool) -> bool {
+    match back {
+        true => key < other,
+        false => key > other,
     }
 }
 
@@ -309,6 +333,23 @@ mod tests {
             seen.extend(keys(back));
             assert_eq!(seen, ["a=sled", "c=sled", "d=x", "e=sled", "g=sled"]);
         }
+    }
+
+    #[test]
+    fn a_change_moved_into_sled_during_the_iteration_is_not_read_twice() {
+        let (tree, overlays) = layered(&["a", "c"], &[insert("b", "x"), insert("d", "y")], &[]);
+        let mut iter = scan(&tree, &overlays, key_range::<&[u8]>(&(..)));
+        let mut seen = entries(iter.by_ref().take(2));
+        // A checkpoint moves the changes into sled while the iteration goes on.
+        overlays.frozen.as_ref().unwrap().apply_to_sled().unwrap();
+        seen.extend(entries(iter));
+        assert_eq!(seen, ["a=sled", "b=x", "c=sled", "d=y"]);
+
+        // Sled holds "d" now too: passed at the back, it is not read again at the front.
+        let mut iter = scan(&tree, &overlays, key_range::<&[u8]>(&(..)));
+        let mut seen = entries(iter.by_ref().rev().take(1));
+        seen.extend(entries(iter));
+        assert_eq!(seen, ["d=y", "a=sled", "b=x", "c=sled"]);
     }
 
     #[test]
