@@ -187,7 +187,7 @@ fn describe() {
     describe_histogram!(
         CHECKPOINT_SECONDS,
         Unit::Seconds,
-        "Checkpoints: writes moved into sled and sled flushed, while flushes wait."
+        "Checkpoints: writes moved into sled and sled flushed, beside the flushes."
     );
     describe_gauge!(IS_LEADER, "1 while this node leads the cluster.");
     describe_gauge!(TERM, "This node's Raft term.");

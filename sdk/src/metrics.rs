@@ -5,7 +5,7 @@
 pub const FLUSH_SECONDS: &str = "verdict_log_flush_duration_seconds";
 /// How many forced writes one flush carried.
 pub const FLUSH_BATCH: &str = "verdict_log_flush_batch_size";
-/// How long a checkpoint took (writes moved into sled, sled flushed); flushes wait meanwhile.
+/// How long a checkpoint took (writes moved into sled, sled flushed), beside the flushes.
 pub const CHECKPOINT_SECONDS: &str = "verdict_log_checkpoint_duration_seconds";
 
 /// A participant's votes, by vote.

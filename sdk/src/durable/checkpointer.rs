@@ -90,7 +90,7 @@ impl Checkpointer {
     }
 }
 
-/// The checkpointer's thread, and whether a checkpoint it was asked for has not been collected.
+/// The checkpointer's thread: requests for checkpoints go in, their results come back.
 pub(super) struct Running {
     requests: Option<mpsc::Sender<()>>,
     results: mpsc::Receiver<Result<(), StorageError>>,
