@@ -13,6 +13,7 @@ use std::sync::Arc;
 use sled::IVec;
 
 use super::redo::Op;
+use super::tree::set;
 
 /// Owned bounds of a key range.
 pub(super) type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
@@ -84,10 +85,7 @@ impl Overlay {
     pub fn apply_to_sled(&self) -> sled::Result<()> {
         for TreeChanges { tree, changes } in self.trees.values() {
             for (key, value) in changes {
-                match value {
-                    Some(value) => tree.insert(&key[..], value.clone()).map(drop)?,
-                    None => tree.remove(&key[..]).map(drop)?,
-                }
+                set(tree, key, value.as_deref())?;
             }
         }
         Ok(())

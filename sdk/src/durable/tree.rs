@@ -35,8 +35,16 @@ impl Writes {
 /// Applies one write to a sled tree.
 pub(super) fn apply_op(tree: &sled::Tree, op: &Op) -> sled::Result<()> {
     match op {
-        Op::Insert { key, value, .. } => tree.insert(key, &value[..]).map(drop),
-        Op::Remove { key, .. } => tree.remove(key).map(drop),
+        Op::Insert { key, value, .. } => set(tree, key, Some(value)),
+        Op::Remove { key, .. } => set(tree, key, None),
+    }
+}
+
+/// Gives `key` in a sled tree `value`, or removes it.
+pub(super) fn set(tree: &sled::Tree, key: &[u8], value: Option<&[u8]>) -> sled::Result<()> {
+    match value {
+        Some(value) => tree.insert(key, value).map(drop),
+        None => tree.remove(key).map(drop),
     }
 }
 
